@@ -1,0 +1,87 @@
+"""One exception tree for botctl, and the stable exit codes the CLI maps it to.
+
+Exit codes are a contract (documented in README): 0 ok, 1 runtime error, 2 usage error,
+3 bot not running (where a command needs it), 4 config error.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+EXIT_CONFIG = 4
+
+
+class BotctlError(Exception):
+    """Base of every error botctl raises on purpose. Its message is one line for the user."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class UsageError(BotctlError):
+    exit_code = EXIT_USAGE
+
+
+class NotRunningError(BotctlError):
+    exit_code = EXIT_NOT_RUNNING
+
+
+class ConfigProblem:
+    """One problem found in a config file, located by file, line, column and key path."""
+
+    __slots__ = ("file", "line", "col", "path", "message")
+
+    def __init__(self, file: str, line: int, col: int, path: str, message: str) -> None:
+        self.file, self.line, self.col, self.path, self.message = file, line, col, path, message
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"ConfigProblem({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ConfigProblem) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+class ConfigError(BotctlError):
+    """Config files are invalid. Carries every problem found, not just the first."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = sorted(set(problems), key=lambda p: (p.file, p.line, p.col, p.path))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class DataError(BotctlError):
+    """Market data is missing, unreadable or unusable."""
+
+
+class StoreError(BotctlError):
+    """The SQLite journal cannot be opened or written safely."""
+
+
+class OrderDenied(BotctlError):
+    """An order was refused before reaching a broker (risk guard, halt)."""
+
+
+class BrokerError(BotctlError):
+    """A broker call failed. Subclasses say whether retrying can help."""
+
+
+class BrokerTransient(BrokerError):
+    """Timeouts, 429, 5xx: safe to retry after resolving ambiguity."""
+
+
+class BrokerRejected(BrokerError):
+    """The broker refused the request (buying power, qty, 422): recorded, never retried."""
+
+
+class BrokerAuth(BrokerError):
+    """Credentials were refused: the account stops."""

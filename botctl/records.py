@@ -1,0 +1,147 @@
+"""msgspec records shared by every layer: what the engine decides, what brokers report, what the
+journal stores and what status/tail/tui read back.
+
+Naming follows one rule: commands are imperative (SubmitOrder), facts are past tense or nouns
+(Fill, NavSnapshot, Event). Timestamps say which clock: `ts_event` is when the thing happened
+in market time (simulated or real), `ts_init` is when botctl created the record.
+All timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+Side = Literal["buy", "sell"]
+RunKind = Literal["backtest", "replay", "paper", "live"]
+RunStatus = Literal["running", "finished", "failed", "stopped"]
+OrderStatus = Literal[
+    "pending",  # journaled, not yet acknowledged by the broker
+    "accepted",
+    "partially_filled",
+    "filled",
+    "canceled",
+    "rejected",
+    "expired",
+    "unknown",  # the send was ambiguous; must be resolved before anything else
+]
+OPEN_ORDER_STATUSES: tuple[str, ...] = ("pending", "accepted", "partially_filled", "unknown")
+Severity = Literal["INFO", "WARN", "ERROR", "CRITICAL"]
+SEVERITIES: tuple[str, ...] = ("INFO", "WARN", "ERROR", "CRITICAL")
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every persisted record."""
+
+
+class Run(Record):
+    run_id: str
+    kind: RunKind
+    plan_id: str
+    started_at: datetime
+    status: RunStatus = "running"
+    pid: int | None = None
+    ended_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    # Market-time bounds of a backtest or replay; None for paper/live.
+    period_start: str | None = None
+    period_end: str | None = None
+    note: str = ""
+
+
+class SubmitOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """An engine command: bring `symbol` toward a target by trading `qty` shares."""
+
+    account: str
+    symbol: str
+    side: Side
+    qty: float
+    ref_price: float
+    reason: str = "rebalance"
+
+
+class CancelOrder(msgspec.Struct, frozen=True, kw_only=True):
+    account: str
+    client_order_id: str
+    reason: str = ""
+
+
+class Order(Record):
+    client_order_id: str
+    run_id: str
+    account: str
+    symbol: str
+    side: Side
+    qty: float
+    status: OrderStatus
+    ts_init: datetime
+    ts_event: datetime
+    order_type: Literal["market"] = "market"
+    reason: str = "rebalance"
+    ref_price: float | None = None
+    filled_qty: float = 0.0
+    avg_fill_price: float | None = None
+    broker_order_id: str | None = None
+    reject_reason: str | None = None
+
+
+class Fill(Record):
+    fill_id: str
+    client_order_id: str
+    run_id: str
+    account: str
+    symbol: str
+    side: Side
+    qty: float
+    price: float
+    commission: float
+    ts_event: datetime
+
+
+class Position(Record):
+    """A holding as marked at `ts_event`."""
+
+    run_id: str
+    account: str
+    ts_event: datetime
+    symbol: str
+    qty: float
+    avg_price: float
+    price: float
+    value: float
+
+
+class NavSnapshot(Record):
+    run_id: str
+    account: str
+    ts_event: datetime
+    nav: float
+    cash: float
+    gross_exposure: float
+    leverage: float
+
+
+class Event(Record):
+    ts_event: datetime
+    subsystem: str
+    type: str
+    severity: Severity = "INFO"
+    run_id: str | None = None
+    account: str | None = None
+    symbol: str | None = None
+    message: str = ""
+    details: dict[str, Any] = {}
+
+
+class Control(Record):
+    """The persisted halt flag of one account ('*' means every account)."""
+
+    account: str
+    halted: bool
+    reason: str
+    since: datetime
+    who: str
+    flatten: bool = False
+    acked_at: datetime | None = None
