@@ -1,0 +1,101 @@
+"""The shape of strategies.yaml and accounts.yaml, as msgspec Structs.
+
+Decoding is strict: unknown keys and wrong types are errors (see spec.decode, which reports
+every one of them with its file position). Cross-field rules live in spec.validate.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Frequency = Literal["daily", "weekly", "monthly", "quarterly"]
+
+
+class Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ScheduleSpec(Spec):
+    """When a model rebalances: the `day`-th trading day of each period, `after_open_minutes`
+    after the opening bell."""
+
+    every: Frequency = "monthly"
+    day: int = 1
+    after_open_minutes: int = 30
+
+
+class StrategySpec(Spec):
+    universe: str | list[str]
+    rebalance: Frequency | ScheduleSpec = "monthly"
+    # Each item is a one-key mapping {step_name: {params}}; spec.decode turns them into Steps.
+    steps: list[Any] = []
+    description: str = ""
+
+
+class StrategiesFile(Spec):
+    universes: dict[str, list[str]] = {}
+    strategies: dict[str, StrategySpec] = {}
+    benchmark: str = "SPY"
+
+
+class ModelRef(Spec):
+    name: str
+    budget: float | None = None
+
+
+class SimSpec(Spec):
+    """Settings of the built-in simulated broker."""
+
+    fill: Literal["open", "close"] = "open"
+    commission_bps: float = 0.0
+    slippage_bps: float = 0.0
+    margin: float = 2.0
+    borrow_rate: float = 0.0
+    fractional: bool = True
+
+
+class RiskSpec(Spec):
+    """Pre-trade limits and circuit breakers (fractions of NAV unless named otherwise)."""
+
+    max_weight: float = 0.60
+    max_gross_leverage: float = 1.50
+    max_order_notional: float = 1_000_000.0
+    max_order_pct_nav: float = 0.60
+    price_collar_pct: float = 0.10
+    max_orders_per_cycle: int = 40
+    max_orders_per_day: int = 80
+    cooldown_minutes: int = 0
+    max_data_age_days: int = 5
+    max_drawdown: float = 0.35
+    max_daily_loss: float = 0.08
+    max_rejects: int = 5
+    reject_window_minutes: int = 60
+
+
+class AccountSpec(Spec):
+    models: list[str | ModelRef]
+    broker: Literal["sim", "alpaca"] = "sim"
+    mode: Literal["paper", "live"] = "paper"
+    data: Literal["file", "alpaca"] = "file"
+    starting_cash: float = 100_000.0
+    min_trade_value: float = 1.0
+    sim: SimSpec = SimSpec()
+    risk: RiskSpec = RiskSpec()
+    # Names of environment variables holding the keys, never the keys themselves.
+    api_key_env: str | None = None
+    secret_key_env: str | None = None
+    base_url: str | None = None
+    data_url: str | None = None
+    feed: Literal["iex", "sip"] = "iex"
+
+
+class HealthSpec(Spec):
+    host: str = "127.0.0.1"
+    port: int = 8787
+
+
+class AccountsFile(Spec):
+    accounts: dict[str, AccountSpec] = {}
+    health: HealthSpec = HealthSpec()

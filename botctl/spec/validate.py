@@ -1,0 +1,218 @@
+"""Rules that span fields and files: references, ranges, budgets, symbols, schedules.
+
+Every rule reports through the file's YamlSource, so each problem names FILE:LINE:COL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botctl.errors import ConfigProblem
+from botctl.spec import steps as st
+from botctl.spec.model import ModelRef, ScheduleSpec
+
+if TYPE_CHECKING:
+    from botctl.spec.load import Config
+
+MAX_LEVERAGE = 4.0
+SESSION_MINUTES = 390  # 09:30-16:00 ET; a rebalance must be scheduled before the close
+# The fewest trading sessions a period can have; a `day` beyond it cannot happen every period.
+MIN_SESSIONS = {"daily": 1, "weekly": 3, "monthly": 18, "quarterly": 60}
+MAX_LOOKBACK = 2520  # ten years of sessions
+
+
+def step_symbols(step: st.Step) -> list[str]:
+    """Symbols a step reads besides the universe (benchmarks, fallbacks, fixed weights)."""
+    if isinstance(step, (st.WhenRegime, st.ScaleByRegime)):
+        return [step.benchmark]
+    if isinstance(step, st.Fallback) and step.to != "cash":
+        return [step.to]
+    if isinstance(step, st.WeighFixed):
+        return list(step.weights)
+    return []
+
+
+class _Rules:
+    def __init__(self, config: Config, known_symbols: frozenset[str] | None) -> None:
+        self.config = config
+        self.known = known_symbols
+        self.problems: list[ConfigProblem] = []
+
+    def s(self, path: tuple, message: str) -> None:
+        self.problems.append(self.config.strategies_source.problem(path, message))
+
+    def a(self, path: tuple, message: str) -> None:
+        self.problems.append(self.config.accounts_source.problem(path, message))
+
+    def symbol(self, symbol: str, path: tuple) -> None:
+        if self.known is not None and symbol not in self.known:
+            self.s(path, f"unknown symbol '{symbol}' (not in the available market data)")
+
+    def leverage(self, value: float, path: tuple, report) -> None:
+        if not 0 < value <= MAX_LEVERAGE:
+            report(path, f"leverage must be in (0, {MAX_LEVERAGE:g}], got {value:g}")
+
+    def fraction(self, value: float, path: tuple, report, *, upper: float = 1.0) -> None:
+        if not 0 < value <= upper:
+            report(path, f"must be in (0, {upper:g}], got {value:g}")
+
+    # strategies.yaml -------------------------------------------------------------------------
+
+    def strategies(self) -> None:
+        spec = self.config.strategies
+        if not spec.strategies and not self.config.broken:
+            self.s(("strategies",), "no strategies defined")
+        self.symbol(spec.benchmark, ("benchmark",))
+        for name, symbols in spec.universes.items():
+            self.universe(symbols, ("universes", name))
+        for name, strategy in spec.strategies.items():
+            base = ("strategies", name)
+            if isinstance(strategy.universe, str):
+                if strategy.universe not in spec.universes and strategy.universe not in self.config.broken:
+                    known = ", ".join(sorted(spec.universes)) or "none defined"
+                    self.s((*base, "universe"), f"unknown universe '{strategy.universe}' (known: {known})")
+            else:
+                self.universe(strategy.universe, (*base, "universe"))
+            if isinstance(strategy.rebalance, ScheduleSpec):
+                self.schedule(strategy.rebalance, (*base, "rebalance"))
+            if not strategy.steps:
+                self.s((*base, "steps"), "a strategy needs steps (at least one select_* step or weigh_fixed)")
+        for name, steps in self.config.steps.items():
+            self.steps(steps, ("strategies", name))
+
+    def universe(self, symbols: list[str], path: tuple) -> None:
+        if not symbols:
+            self.s(path, "a universe needs at least one symbol")
+        seen: set[str] = set()
+        for i, symbol in enumerate(symbols):
+            if symbol in seen:
+                self.s((*path, i), f"duplicate symbol '{symbol}'")
+            seen.add(symbol)
+            self.symbol(symbol, (*path, i))
+
+    def schedule(self, schedule: ScheduleSpec, path: tuple) -> None:
+        limit = MIN_SESSIONS[schedule.every]
+        if not 1 <= schedule.day <= limit:
+            self.s((*path, "day"), f"a {schedule.every} schedule's day must be 1..{limit} "
+                                   f"(a period can have as few as {limit} sessions), got {schedule.day}")
+        if not 0 <= schedule.after_open_minutes < SESSION_MINUTES:
+            self.s((*path, "after_open_minutes"),
+                   f"must be 0..{SESSION_MINUTES - 1}: the regular session lasts {SESSION_MINUTES} minutes, "
+                   f"got {schedule.after_open_minutes}")
+
+    def steps(self, steps: tuple[st.Step, ...], base: tuple) -> None:
+        if steps and not any(isinstance(x, (st.SelectMomentum, st.SelectThreshold, st.SelectAll, st.WeighFixed)) for x in steps):
+            self.s((*base, "steps"), "no selection: add a select_* step (or weigh_fixed)")
+        for i, step in enumerate(steps):
+            self.step(step, (*base, "steps", i, step.__struct_config__.tag))
+
+    def step(self, step: st.Step, path: tuple) -> None:
+        for symbol in step_symbols(step):
+            self.symbol(symbol, path)
+        for field in ("lookback_days", "sma_days"):
+            days = getattr(step, field, None)
+            if days is not None and not (2 if field == "sma_days" else 1) <= days <= MAX_LOOKBACK:
+                self.s((*path, field), f"must be {(2 if field == 'sma_days' else 1)}..{MAX_LOOKBACK} trading days, got {days}")
+        if isinstance(step, st.SelectMomentum) and step.top < 1:
+            self.s((*path, "top"), f"must be at least 1, got {step.top}")
+        if isinstance(step, st.WeighEqually) and step.slots is not None and step.slots < 1:
+            self.s((*path, "slots"), f"must be at least 1, got {step.slots}")
+        if isinstance(step, (st.ScaleLeverage, st.LimitLeverage)):
+            self.leverage(step.gross, (*path, "gross"), self.s)
+        if isinstance(step, st.ScaleByRegime):
+            for field in ("above", "below"):
+                value = getattr(step, field)
+                if not 0 <= value <= MAX_LEVERAGE:
+                    self.s((*path, field), f"leverage must be in [0, {MAX_LEVERAGE:g}], got {value:g}")
+        if isinstance(step, st.LimitWeight):
+            self.fraction(step.max, (*path, "max"), self.s, upper=MAX_LEVERAGE)
+        if isinstance(step, st.Fallback):
+            self.fraction(step.weight, (*path, "weight"), self.s, upper=MAX_LEVERAGE)
+        if isinstance(step, st.WeighFixed):
+            if not step.weights:
+                self.s((*path, "weights"), "needs at least one symbol: weight")
+            for symbol, weight in step.weights.items():
+                if weight < 0:
+                    self.s((*path, "weights", symbol), f"weights cannot be negative (no short selling), got {weight:g}")
+            self.leverage(sum(step.weights.values()) or 1.0, (*path, "weights"), self.s)
+
+    # accounts.yaml ---------------------------------------------------------------------------
+
+    def accounts(self) -> None:
+        spec = self.config.accounts
+        if not spec.accounts:
+            self.a(("accounts",), "no accounts defined")
+        if not 0 <= spec.health.port <= 65535:
+            self.a(("health", "port"), f"must be 0..65535 (0 disables the endpoint), got {spec.health.port}")
+        for name, account in spec.accounts.items():
+            self.account(name, account)
+
+    def account(self, name: str, account) -> None:
+        base = ("accounts", name)
+        if account.broker == "sim" and account.mode == "live":
+            self.a((*base, "mode"), "the simulated broker has no live mode; use mode: paper or broker: alpaca")
+        if account.starting_cash <= 0:
+            self.a((*base, "starting_cash"), f"must be positive, got {account.starting_cash:g}")
+        if account.min_trade_value < 0:
+            self.a((*base, "min_trade_value"), f"cannot be negative, got {account.min_trade_value:g}")
+        for field in ("base_url", "data_url"):
+            url = getattr(account, field)
+            if url is not None and not url.startswith(("http://", "https://")):
+                self.a((*base, field), "must be an http:// or https:// URL")
+        sim = account.sim
+        if not 1.0 <= sim.margin <= MAX_LEVERAGE:
+            self.a((*base, "sim", "margin"), f"must be 1..{MAX_LEVERAGE:g}, got {sim.margin:g}")
+        for field in ("commission_bps", "slippage_bps"):
+            value = getattr(sim, field)
+            if not 0 <= value <= 1000:
+                self.a((*base, "sim", field), f"must be 0..1000 basis points, got {value:g}")
+        if not 0 <= sim.borrow_rate <= 1:
+            self.a((*base, "sim", "borrow_rate"), f"must be an annual fraction 0..1, got {sim.borrow_rate:g}")
+        self.risk(account.risk, (*base, "risk"))
+        self.models(account.models, (*base, "models"))
+
+    def risk(self, risk, path: tuple) -> None:
+        self.leverage(risk.max_gross_leverage, (*path, "max_gross_leverage"), self.a)
+        self.fraction(risk.max_weight, (*path, "max_weight"), self.a, upper=MAX_LEVERAGE)
+        for field in ("max_order_pct_nav", "price_collar_pct", "max_drawdown", "max_daily_loss"):
+            self.fraction(getattr(risk, field), (*path, field), self.a, upper=MAX_LEVERAGE if field == "max_order_pct_nav" else 1.0)
+        if risk.max_order_notional <= 0:
+            self.a((*path, "max_order_notional"), f"must be positive, got {risk.max_order_notional:g}")
+        for field in ("max_orders_per_cycle", "max_orders_per_day", "max_data_age_days", "max_rejects", "reject_window_minutes"):
+            if getattr(risk, field) < 1:
+                self.a((*path, field), f"must be at least 1, got {getattr(risk, field)}")
+        if risk.cooldown_minutes < 0:
+            self.a((*path, "cooldown_minutes"), f"cannot be negative, got {risk.cooldown_minutes}")
+
+    def models(self, models: list, path: tuple) -> None:
+        if not models:
+            self.a(path, "an account needs at least one model")
+        known = self.config.strategies.strategies
+        seen: set[str] = set()
+        total = 0.0
+        unbudgeted = 0
+        for i, ref in enumerate(models):
+            name = ref.name if isinstance(ref, ModelRef) else ref
+            if name in seen:
+                self.a((*path, i), f"model '{name}' is listed twice")
+            seen.add(name)
+            if name not in known and name not in self.config.broken:
+                self.a((*path, i), f"unknown model '{name}' (defined in strategies.yaml: {', '.join(sorted(known)) or 'none'})")
+            budget = ref.budget if isinstance(ref, ModelRef) else None
+            if budget is None:
+                unbudgeted += 1
+            elif not 0 < budget <= 1:
+                self.a((*path, i, "budget"), f"a budget is a fraction of the account in (0, 1], got {budget:g}")
+            else:
+                total += budget
+        if total > 1 + 1e-9:
+            self.a(path, f"budgets add up to {total:.0%}, over 100% of the account")
+        elif unbudgeted and total >= 1 - 1e-9:
+            self.a(path, "budgets already add up to 100%, leaving nothing for the models without one")
+
+
+def validate(config: Config, known_symbols: frozenset[str] | None) -> list[ConfigProblem]:
+    rules = _Rules(config, known_symbols)
+    rules.strategies()
+    rules.accounts()
+    return rules.problems
