@@ -1,0 +1,170 @@
+"""The built-in simulated broker. Production code: backtests, replays and tests trade with it.
+
+Market orders fill at the next bar's open (`fill: open`, the default) or at the signal bar's
+close (`fill: close`), moved against the trader by `slippage_bps`, charged `commission_bps`
+of notional. Buying power follows a margin multiplier: gross exposure after an order may not
+exceed `margin` x equity, so 1.25x leverage works at the default 2x and more is rejected with
+the numbers. Cash earns nothing; borrowed cash (negative cash) accrues `borrow_rate` a year.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import msgspec
+
+from botctl.ports import AccountState, BrokerPosition
+from botctl.records import OPEN_ORDER_STATUSES, Fill, Order
+from botctl.spec.model import SimSpec
+
+
+class SimBroker:
+    def __init__(self, cash: float, settings: SimSpec) -> None:
+        self.settings = settings
+        self.fractional = settings.fractional
+        self.cash = float(cash)
+        self.qty: dict[str, float] = {}
+        self.avg_price: dict[str, float] = {}
+        self.last_price: dict[str, float] = {}
+        self.orders: dict[str, Order] = {}
+        self._pending: list[str] = []
+        self._fill_seq = 0
+
+    # --- the Broker port ---------------------------------------------------------------------
+
+    def account(self) -> AccountState:
+        equity = self.equity()
+        gross = sum(abs(q) * self.last_price.get(s, 0.0) for s, q in self.qty.items())
+        return AccountState(cash=self.cash, equity=equity, buying_power=max(0.0, self.settings.margin * equity - gross))
+
+    def positions(self) -> dict[str, BrokerPosition]:
+        return {s: BrokerPosition(s, q, self.avg_price.get(s, 0.0)) for s, q in self.qty.items() if q}
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        return self.orders.get(client_order_id)
+
+    def open_orders(self) -> list[Order]:
+        return [self.orders[c] for c in self._pending]
+
+    def cancel(self, client_order_id: str, now: datetime) -> Order | None:
+        order = self.orders.get(client_order_id)
+        if order is None or order.status not in OPEN_ORDER_STATUSES:
+            return order
+        self._pending.remove(client_order_id)
+        return self._set(order, status="canceled", ts_event=now)
+
+    def submit(self, order: Order, now: datetime) -> tuple[Order, list[Fill]]:
+        if order.client_order_id in self.orders:  # idempotent, like a broker's unique client id
+            return self.orders[order.client_order_id], []
+        price = order.ref_price
+        if price is None or not math.isfinite(price) or price <= 0:
+            return self._set(order, status="rejected", ts_event=now, reject_reason="no reference price"), []
+        if order.side == "sell" and not self._covered(order):
+            held = self.qty.get(order.symbol, 0.0) + self._pending_delta(order.symbol)
+            return self._set(order, status="rejected", ts_event=now,
+                             reject_reason=f"sell of {order.qty:g} {order.symbol} exceeds the {held:g} held (no short selling)"), []
+        limit = self._buying_power_problem(order, price)
+        if limit:
+            return self._set(order, status="rejected", ts_event=now, reject_reason=limit), []
+        accepted = self._set(order, status="accepted", ts_event=now)
+        if self.settings.fill == "close":
+            return self._fill(accepted, price, now)
+        self._pending.append(order.client_order_id)
+        return accepted, []
+
+    # --- driving the simulation ----------------------------------------------------------------
+
+    def on_open(self, open_prices: dict[str, float], now: datetime) -> list[tuple[Order, list[Fill]]]:
+        """Fill pending market orders at this bar's open; cancel those whose symbol has no bar."""
+        out = []
+        for client_id in list(self._pending):
+            order = self.orders[client_id]
+            self._pending.remove(client_id)
+            price = open_prices.get(order.symbol)
+            if price is None or not math.isfinite(price) or price <= 0:
+                out.append((self._set(order, status="canceled", ts_event=now, reject_reason="no bar to fill at"), []))
+                continue
+            out.append(self._fill(order, price, now))
+        return out
+
+    def mark(self, prices: dict[str, float]) -> None:
+        for symbol, price in prices.items():
+            if price is not None and math.isfinite(price) and price > 0:
+                self.last_price[symbol] = price
+
+    def accrue_borrow(self, days: float) -> float:
+        """Charge interest on borrowed cash for `days` calendar days; returns the charge."""
+        if self.cash >= 0 or self.settings.borrow_rate == 0:
+            return 0.0
+        charge = -self.cash * self.settings.borrow_rate * days / 365.0
+        self.cash -= charge
+        return charge
+
+    def equity(self) -> float:
+        return self.cash + sum(q * self.last_price.get(s, self.avg_price.get(s, 0.0)) for s, q in self.qty.items())
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _set(self, order: Order, **changes) -> Order:
+        updated = msgspec.structs.replace(order, **changes)
+        self.orders[order.client_order_id] = updated
+        return updated
+
+    def _pending_delta(self, symbol: str) -> float:
+        delta = 0.0
+        for client_id in self._pending:
+            o = self.orders[client_id]
+            if o.symbol == symbol:
+                delta += o.qty if o.side == "buy" else -o.qty
+        return delta
+
+    def _covered(self, order: Order) -> bool:
+        return order.qty <= self.qty.get(order.symbol, 0.0) + self._pending_delta(order.symbol) + 1e-9
+
+    def _buying_power_problem(self, order: Order, price: float) -> str | None:
+        if order.side == "sell":
+            return None
+        prices = dict(self.last_price)
+        prices[order.symbol] = price
+        after = dict(self.qty)  # holdings once every pending order and this one have filled
+        for client_id in [*self._pending]:
+            o = self.orders[client_id]
+            after[o.symbol] = after.get(o.symbol, 0.0) + (o.qty if o.side == "buy" else -o.qty)
+        after[order.symbol] = after.get(order.symbol, 0.0) + order.qty
+        equity = self.cash + sum(q * prices.get(s, self.avg_price.get(s, 0.0)) for s, q in self.qty.items())
+        gross = sum(abs(q) * prices.get(s, self.avg_price.get(s, 0.0)) for s, q in after.items())
+        allowed = self.settings.margin * equity
+        if gross > allowed * (1 + 1e-9):
+            return (f"insufficient buying power: gross exposure would be ${gross:,.2f}, "
+                    f"over {self.settings.margin:g}x equity ${equity:,.2f} = ${allowed:,.2f}")
+        return None
+
+    def _fill(self, order: Order, price: float, now: datetime) -> tuple[Order, list[Fill]]:
+        slip = self.settings.slippage_bps / 1e4
+        fill_price = price * (1 + slip) if order.side == "buy" else price * (1 - slip)
+        notional = order.qty * fill_price
+        commission = notional * self.settings.commission_bps / 1e4
+        held = self.qty.get(order.symbol, 0.0)
+        if order.side == "buy":
+            self.cash -= notional + commission
+            total = held + order.qty
+            self.avg_price[order.symbol] = (held * self.avg_price.get(order.symbol, 0.0) + notional) / total if total else 0.0
+            self.qty[order.symbol] = total
+        else:
+            self.cash += notional - commission
+            remaining = held - order.qty
+            if abs(remaining) < 1e-9:
+                self.qty.pop(order.symbol, None)
+                self.avg_price.pop(order.symbol, None)
+            else:
+                self.qty[order.symbol] = remaining
+        self.last_price.setdefault(order.symbol, price)
+        self._fill_seq += 1
+        fill = Fill(
+            fill_id=f"{order.client_order_id}-f{self._fill_seq}", client_order_id=order.client_order_id,
+            run_id=order.run_id, account=order.account, symbol=order.symbol, side=order.side,
+            qty=order.qty, price=fill_price, commission=commission, ts_event=now,
+        )
+        filled = self._set(order, status="filled", ts_event=now, filled_qty=order.qty, avg_fill_price=fill_price)
+        return filled, [fill]

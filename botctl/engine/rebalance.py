@@ -1,0 +1,51 @@
+"""Turn account target weights into orders: the diff between what is held and what is wanted.
+
+Pure arithmetic. Sells come before buys so cash freed by sells funds the buys; trades worth
+less than the account's minimum are skipped as dust, except a sell that closes a position.
+"""
+
+from __future__ import annotations
+
+import math
+
+from botctl.records import SubmitOrder
+
+
+def nav_of(cash: float, qty: dict[str, float], prices: dict[str, float]) -> float:
+    return cash + sum(q * prices[s] for s, q in qty.items() if q)
+
+
+def diff_orders(
+    account: str,
+    targets: dict[str, float],
+    qty: dict[str, float],
+    cash: float,
+    prices: dict[str, float],
+    *,
+    min_trade_value: float,
+    fractional: bool,
+) -> list[SubmitOrder]:
+    """Orders that bring holdings `qty` to `targets` (weights of NAV) at `prices`.
+    A symbol without a usable price is not traded (the caller records why)."""
+    usable = {s: p for s, p in prices.items() if p is not None and not math.isnan(p) and p > 0}
+    nav = cash + sum(q * usable.get(s, 0.0) for s, q in qty.items())
+    sells: list[SubmitOrder] = []
+    buys: list[SubmitOrder] = []
+    if nav <= 0:
+        return []
+    for symbol in sorted(set(targets) | {s for s, q in qty.items() if q}):
+        price = usable.get(symbol)
+        if price is None:
+            continue
+        held = qty.get(symbol, 0.0)
+        wanted = targets.get(symbol, 0.0) * nav / price
+        if not fractional:
+            wanted = math.floor(wanted + 1e-9)
+        delta = wanted - held
+        closing = wanted == 0 and held != 0
+        if abs(delta) < 1e-9 or (abs(delta) * price < min_trade_value and not closing):
+            continue
+        side = "buy" if delta > 0 else "sell"
+        order = SubmitOrder(account=account, symbol=symbol, side=side, qty=abs(delta), ref_price=price)
+        (buys if side == "buy" else sells).append(order)
+    return sells + buys

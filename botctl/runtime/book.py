@@ -1,0 +1,146 @@
+"""One simulated account ("book") driven bar by bar: the engine decides, the SimBroker fills,
+and every order, fill and NAV mark is kept as a record for the journal.
+
+Backtests drive a book as fast as the loop goes; replays drive the same book from the
+scheduler on a simulated clock. Either way the sequence each session is: decide on the last
+closed bar, submit (fills at this bar's open, or at the signal bar's close with `fill: close`),
+then mark at this bar's close.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+import numpy as np
+
+from botctl.adapters.sim_broker import SimBroker
+from botctl.engine.engine import CycleResult, account_signals, decide_cycle
+from botctl.engine.ids import client_order_id
+from botctl.records import Event, Fill, NavSnapshot, Order, Position
+from botctl.spec.plan import AccountPlan
+from botctl.strategy.bars import Bars
+from botctl.strategy.evaluate import Decision
+from botctl.strategy.signals import Signals
+from botctl.strategy.schedule import rebalance_sessions
+
+
+class Book:
+    def __init__(self, account: AccountPlan, bars: Bars, *, run_id: str, namespace: str,
+                 signals: Signals | None = None) -> None:
+        self.account = account
+        self.bars = bars
+        self.run_id = run_id
+        self.namespace = namespace
+        self.signals = signals or account_signals(account, bars)
+        self.broker = SimBroker(account.starting_cash, account.sim)
+        self.columns = [bars.symbols.index(s) for s in account.symbols]
+        self.rebalance_days = {m.name: set(rebalance_sessions(bars.dates, m.schedule)) for m in account.models}
+        self.decisions: dict[str, Decision] = {}
+        self.orders: list[Order] = []
+        self.fills: list[Fill] = []
+        # Daily marks as parallel lists (rows, nav, cash, gross): cheap to extend a whole span
+        # at once; NavSnapshot records are made from them only when the journal wants them.
+        self.mark_rows: list[int] = []
+        self.mark_nav: list[float] = []
+        self.mark_cash: list[float] = []
+        self.mark_gross: list[float] = []
+        self.events: list[Event] = []
+        self.traded_notional = 0.0
+        self._last_close_row: int | None = None
+
+    def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
+        values = matrix[row]
+        return {s: float(values[c]) for s, c in zip(self.account.symbols, self.columns) if not math.isnan(values[c])}
+
+    def due(self, day: date, *, force: bool = False) -> list[str]:
+        return [m.name for m in self.account.models if force or day in self.rebalance_days[m.name]]
+
+    def rebalance(self, row: int, due: list[str], now: datetime) -> CycleResult | None:
+        """Decide on bar `row - 1` (the last closed bar) and submit the orders at `now`."""
+        if row < 1 or not due:
+            return None
+        closes = self.prices(self.bars.close, row - 1)
+        self.broker.mark(closes)
+        result = decide_cycle(self.account, self.signals, row - 1, due, self.decisions,
+                              dict(self.broker.qty), self.broker.cash, closes, fractional=self.broker.fractional)
+        self.decisions = result.decisions
+        for command in result.orders:
+            order = Order(
+                client_order_id=client_order_id(self.namespace, self.account.id, now, command.symbol, command.side),
+                run_id=self.run_id, account=self.account.id, symbol=command.symbol, side=command.side,
+                qty=command.qty, status="pending", ts_init=now, ts_event=now, reason=command.reason,
+                ref_price=command.ref_price,
+            )
+            self._record(*self.broker.submit(order, now))
+        return result
+
+    def open(self, row: int, now: datetime) -> None:
+        for order, fills in self.broker.on_open(self.prices(self.bars.open, row), now):
+            self._record(order, fills)
+
+    def close(self, row: int, now: datetime) -> NavSnapshot:
+        """Mark one session's close (the replay path) and return the snapshot."""
+        self.mark_span(row, row)
+        return self.snapshot(len(self.mark_rows) - 1, now)
+
+    def mark_span(self, first: int, last: int) -> None:
+        """Mark closes for rows first..last while holdings stay fixed, vectorised: between two
+        rebalances nothing trades, so each day's NAV is cash + holdings x closes."""
+        symbols = sorted(self.broker.qty)
+        columns = [self.bars.symbols.index(s) for s in symbols]
+        closes = self.bars.close[first: last + 1][:, columns]
+        if np.isnan(closes).any():  # a missing bar keeps the last known price
+            seed = np.array([self.broker.last_price.get(s, np.nan) for s in symbols])
+            closes = _forward_fill(closes, seed)
+        qty = np.array([self.broker.qty[s] for s in symbols])
+        values = closes * qty if symbols else np.zeros((last - first + 1, 0))
+        gross = np.abs(values).sum(axis=1)
+        held = values.sum(axis=1)
+        cash = np.full(len(held), self.broker.cash)
+        if self.broker.cash < 0 and self.broker.settings.borrow_rate > 0:
+            for i, row in enumerate(range(first, last + 1)):  # interest compounds: walk the days
+                if self._last_close_row is not None:
+                    self.broker.accrue_borrow((self.bars.dates[row] - self.bars.dates[self._last_close_row]).days)
+                self._last_close_row = row
+                cash[i] = self.broker.cash
+        if symbols:
+            self.broker.mark({s: float(p) for s, p in zip(symbols, closes[-1]) if not math.isnan(p)})
+        self._last_close_row = last
+        self.mark_rows.extend(range(first, last + 1))
+        self.mark_nav.extend((cash + held).tolist())
+        self.mark_cash.extend(cash.tolist())
+        self.mark_gross.extend(gross.tolist())
+
+    def snapshot(self, i: int, now: datetime) -> NavSnapshot:
+        nav, gross = self.mark_nav[i], self.mark_gross[i]
+        return NavSnapshot(run_id=self.run_id, account=self.account.id, ts_event=now, nav=nav,
+                           cash=self.mark_cash[i], gross_exposure=gross, leverage=gross / nav if nav > 0 else 0.0)
+
+    def positions(self, now: datetime) -> list[Position]:
+        out = []
+        for symbol, qty in sorted(self.broker.qty.items()):
+            price = self.broker.last_price.get(symbol, 0.0)
+            out.append(Position(run_id=self.run_id, account=self.account.id, ts_event=now, symbol=symbol, qty=qty,
+                                avg_price=self.broker.avg_price.get(symbol, 0.0), price=price, value=qty * price))
+        return out
+
+    def _record(self, order: Order, fills: list[Fill]) -> None:
+        self.orders.append(order)
+        for fill in fills:
+            self.fills.append(fill)
+            self.traded_notional += fill.qty * fill.price
+        if order.status == "rejected":
+            self.events.append(Event(
+                ts_event=order.ts_event, subsystem="broker", type="order.rejected", severity="WARN",
+                run_id=self.run_id, account=order.account, symbol=order.symbol,
+                message=order.reject_reason or "rejected", details={"client_order_id": order.client_order_id},
+            ))
+
+
+def _forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Fill NaNs down each column with the last value above, starting from `seed`."""
+    stacked = np.vstack([seed, values])
+    rows = np.where(np.isnan(stacked), 0, np.arange(len(stacked))[:, None])
+    np.maximum.accumulate(rows, axis=0, out=rows)
+    return stacked[rows, np.arange(stacked.shape[1])][1:]

@@ -1,0 +1,54 @@
+"""Signals computed with polars over closed bars only.
+
+Every signal at row t is a function of closes at rows <= t (rolling windows and backward
+shifts only), so a backtest that reads row t and a live process that reads its last row make
+the same decision, and no future bar can leak into a past one (tests/unit/test_lookahead.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from botctl.spec import steps as st
+from botctl.strategy.bars import Bars
+
+
+class Signals:
+    """The signal matrices a set of steps needs, computed once for all sessions."""
+
+    def __init__(self, bars: Bars, steps: tuple[st.Step, ...]) -> None:
+        self.bars = bars
+        closes = pl.DataFrame({s: bars.close[:, i] for i, s in enumerate(bars.symbols)}, schema={s: pl.Float64 for s in bars.symbols})
+        self.momentum: dict[int, np.ndarray] = {}
+        self.volatility: dict[int, np.ndarray] = {}
+        self.regime_above: dict[tuple[str, int], np.ndarray] = {}
+        for step in steps:
+            if isinstance(step, (st.SelectMomentum, st.SelectThreshold)) and step.lookback_days not in self.momentum:
+                self.momentum[step.lookback_days] = _momentum(closes, step.lookback_days)
+            elif isinstance(step, st.WeighInverseVolatility) and step.lookback_days not in self.volatility:
+                self.volatility[step.lookback_days] = _volatility(closes, step.lookback_days)
+            elif isinstance(step, (st.WhenRegime, st.ScaleByRegime)):
+                key = (step.benchmark, step.sma_days)
+                if key not in self.regime_above:
+                    self.regime_above[key] = _above_sma(closes[step.benchmark], step.sma_days)
+
+
+def _momentum(closes: pl.DataFrame, lookback: int) -> np.ndarray:
+    """Total return over the last `lookback` sessions; NaN until a symbol has that history."""
+    return closes.select((pl.all() / pl.all().shift(lookback) - 1.0)).to_numpy()
+
+
+def _volatility(closes: pl.DataFrame, lookback: int) -> np.ndarray:
+    returns = closes.select(pl.all() / pl.all().shift(1) - 1.0)
+    return returns.select(pl.all().rolling_std(window_size=lookback)).to_numpy()
+
+
+def _above_sma(close: pl.Series, days: int) -> np.ndarray:
+    """1.0 where close > its `days`-session simple average, 0.0 below, NaN before enough history."""
+    frame = pl.DataFrame({"c": close}).select(
+        pl.when(pl.col("c").rolling_mean(window_size=days).is_null()).then(None)
+        .otherwise((pl.col("c") > pl.col("c").rolling_mean(window_size=days)).cast(pl.Float64))
+        .alias("above")
+    )
+    return frame["above"].to_numpy().astype(np.float64)
