@@ -80,9 +80,11 @@ def main_options(
 
 
 def _register() -> None:
-    from botctl.cli import config_cmds
+    from botctl.cli import backtest_cmd, config_cmds, run_cmd
 
     config_cmds.register(app)
+    backtest_cmd.register(app)
+    run_cmd.register(app)
 
 
 _register()

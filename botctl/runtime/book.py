@@ -10,6 +10,7 @@ then mark at this bar's close.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import date, datetime
 
 import numpy as np
@@ -48,6 +49,9 @@ class Book:
         self.events: list[Event] = []
         self.traded_notional = 0.0
         self._last_close_row: int | None = None
+        # Called with each order before it reaches the broker: the replay and live runtimes
+        # commit the order row here, so a crash mid-send can always be reconciled.
+        self.before_submit: Callable[[Order], None] | None = None
 
     def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
         values = matrix[row]
@@ -72,6 +76,8 @@ class Book:
                 qty=command.qty, status="pending", ts_init=now, ts_event=now, reason=command.reason,
                 ref_price=command.ref_price,
             )
+            if self.before_submit is not None:
+                self.before_submit(order)
             self._record(*self.broker.submit(order, now))
         return result
 

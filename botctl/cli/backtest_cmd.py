@@ -1,0 +1,93 @@
+"""`botctl backtest`: run the plan over history and print the figures."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from botctl.cli.common import err, globals_of, load_plan, parse_date
+
+ROW_KEYS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "max_drawdown_days",
+            "calmar", "turnover", "trades", "exposure", "alpha", "beta", "correlation")
+PERCENT = {"total_return", "cagr", "volatility", "max_drawdown", "turnover", "exposure", "alpha"}
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key in PERCENT:
+        return f"{value * 100:.2f}%"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.2f}"
+
+
+def print_table(body: dict) -> None:
+    rows = [(f"model {n}", m) for n, m in body["models"].items()]
+    rows += [(f"account {n}", m) for n, m in body["accounts"].items()]
+    rows.append((f"benchmark {body['benchmark']['symbol']}", body["benchmark"]))
+    width = max(len(name) for name, _ in rows)
+    header = ["total", "cagr", "vol", "sharpe", "sortino", "maxdd", "dd_days", "calmar", "turnover", "trades",
+              "exposure", "alpha", "beta", "corr"]
+    typer.echo(f"backtest {body['start']} .. {body['end']}  (run {body['run_id']})")
+    typer.echo(f"{'':{width}}  " + " ".join(f"{h:>9}" for h in header))
+    for name, metrics in rows:
+        typer.echo(f"{name:{width}}  " + " ".join(f"{_cell(k, metrics.get(k)):>9}" for k in ROW_KEYS))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def backtest(
+        ctx: typer.Context,
+        start: str = typer.Option(None, "--start", help="First session (YYYY-MM-DD).", show_default="2015-01-01"),
+        end: str = typer.Option(None, "--end", help="Last session (YYYY-MM-DD).", show_default="the last bar"),
+        model: list[str] = typer.Option(None, "--model", help="Only these models (repeatable); budgets are redistributed."),
+        account: list[str] = typer.Option(None, "--account", help="Only these accounts (repeatable)."),
+        risk_free: float = typer.Option(0.0, "--risk-free", help="Annual risk-free rate for Sharpe/Sortino/alpha."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
+        report: Path = typer.Option(None, "--report", help="Also write a self-contained HTML report here."),
+        no_journal: bool = typer.Option(False, "--no-journal", help="Do not record the run in the database."),
+    ) -> None:
+        """Run the plan through the engine and the simulated broker over historical bars.
+
+        Prints total return, CAGR, volatility, Sharpe, Sortino, max drawdown (and its length),
+        Calmar, turnover, trades and exposure per model and per account, and the same for the
+        benchmark, with alpha, beta and correlation against it. The run is journaled (orders,
+        fills, daily NAV) so status, tail and tui can show it.
+        """
+        from botctl.adapters.file_data import load_bars
+        from botctl.runtime.backtest import journal_backtest, monthly_tables, run_backtest, summary
+        from botctl.strategy.bars import bars_from_frame
+
+        g = globals_of(ctx)
+        plan = load_plan(g, models=model or None, accounts=account or None)
+        bars = bars_from_frame(load_bars(g.data), plan.symbols)
+        result = run_backtest(plan, bars, start=parse_date(start, "--start"), end=parse_date(end, "--end"))
+        body = summary(result, risk_free=risk_free)
+        if not no_journal:
+            from botctl.store import Store
+
+            with Store.open(g.db, durable=False) as store:
+                journal_backtest(store, plan, result)
+        if report is not None:
+            from botctl.runtime.report import write_html_report
+
+            clock = time.perf_counter()
+            curves = {**{f"account {n}": c.nav for n, c in result.accounts.items()},
+                      **{f"model {n}": c.nav for n, c in result.models.items()}}
+            metrics = {**{f"account {n}": m for n, m in body["accounts"].items()},
+                       **{f"model {n}": m for n, m in body["models"].items()},
+                       result.benchmark.name: body["benchmark"]}
+            write_html_report(report, title=f"botctl backtest {body['start']} .. {body['end']}",
+                              dates=result.benchmark.dates, curves=curves, benchmark_name=result.benchmark.name,
+                              benchmark_nav=result.benchmark.nav, metrics=metrics, monthly=monthly_tables(result))
+            err(f"report written to {report} ({time.perf_counter() - clock:.2f}s)")
+        if as_json:
+            typer.echo(json.dumps(body))
+        else:
+            print_table(body)
+            if not no_journal:
+                typer.echo(f"journaled as run {result.run_id} in {g.db}")

@@ -1,0 +1,96 @@
+"""`botctl run`: the scheduler. `--replay START:END` drives it on a simulated clock."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+
+import typer
+
+from botctl.cli.common import err, globals_of, load_plan, parse_date
+from botctl.errors import UsageError
+
+
+def parse_replay(value: str, data_end: date) -> tuple[date, date]:
+    if ":" not in value:
+        raise UsageError(f"--replay expects START:END (e.g. 2020-01-01:2024-12-31 or 2020-01-01:), got {value!r}")
+    start_s, end_s = value.split(":", 1)
+    start = parse_date(start_s or None, "--replay START") or date(2015, 1, 1)
+    end = parse_date(end_s or None, "--replay END") or data_end
+    if start > end:
+        raise UsageError(f"--replay start {start} is after end {end}")
+    return start, end
+
+
+def parse_speed(value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        raise UsageError(f"--speed expects a number of simulated seconds per second or 'max', got {value!r}") from None
+    if speed <= 0:
+        raise UsageError("--speed must be positive")
+    return speed
+
+
+class Progress:
+    """Days done / total and NAV per account: one rewritten line on a terminal, a line every
+    ~5% otherwise (logs stay short)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last_pct = -1
+
+    def __call__(self, done: int, total: int, day: date, navs: dict[str, float]) -> None:
+        pct = done * 100 // total
+        navs_text = "  ".join(f"{a} ${v:,.0f}" for a, v in navs.items())
+        line = f"[{done}/{total} {pct:3d}%] {day}  {navs_text}"
+        if self.tty:
+            sys.stderr.write("\r" + line[:200] + ("\n" if done == total else ""))
+            sys.stderr.flush()
+        elif pct // 5 != self.last_pct // 5 or done == total:
+            err(line)
+        self.last_pct = pct
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        ctx: typer.Context,
+        replay: str = typer.Option(None, "--replay", metavar="START:END",
+                                   help="Replay history on a simulated clock over the XNYS calendar (END may be empty: to the end of the data)."),
+        speed: str = typer.Option("max", "--speed", help="Simulated seconds per real second, or 'max'."),
+        account: list[str] = typer.Option(None, "--account", help="Only these accounts (repeatable)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the closing summary as JSON."),
+    ) -> None:
+        """Run the plan: every account in one process, journaling everything to the database.
+
+        With --replay, the scheduler runs over past sessions with the simulated broker, writing
+        the journal exactly as live trading would; status, tail and tui show it.
+        """
+        from botctl.adapters.file_data import load_bars
+        from botctl.runtime.replay import run_replay
+        from botctl.store import Store
+        from botctl.strategy.bars import bars_from_frame
+
+        g = globals_of(ctx)
+        if replay is None:
+            raise UsageError("live and paper scheduling is not available yet; use --replay START:END")
+        plan = load_plan(g, accounts=account or None)
+        bars = bars_from_frame(load_bars(g.data), plan.symbols)
+        start, end = parse_replay(replay, bars.dates[-1])
+        pace = parse_speed(speed)
+        with Store.open(g.db) as store:
+            summary = run_replay(plan, bars, store, start, end, speed=pace, progress=Progress())
+        if as_json:
+            import json
+
+            import msgspec
+
+            typer.echo(json.dumps(msgspec.to_builtins(summary)))
+            return
+        typer.echo(f"replay {summary.status}: {summary.sessions} sessions {summary.start} .. {summary.end} (run {summary.run_id})")
+        for acc, nav in summary.navs.items():
+            typer.echo(f"  {acc}: NAV ${nav:,.2f}, {summary.orders[acc]} orders")
+        typer.echo(f"journal: {g.db}  (see: botctl status, botctl tail, botctl tui)")

@@ -1,0 +1,144 @@
+"""`run --replay`: the scheduler itself on a simulated clock over the XNYS calendar.
+
+Unlike a backtest, a replay walks market time event by event (each session's rebalance time
+after the open, then its close), writes every record to the journal as it happens (orders
+before they reach the broker), heartbeats, and can be watched with status/tail/tui while it
+runs. `speed` is simulated seconds per real second; `None` means as fast as possible.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+
+import msgspec
+
+from botctl.errors import DataError
+from botctl.records import Event, Run
+from botctl.runtime.book import Book
+from botctl.spec.plan import Plan
+from botctl.strategy.bars import Bars
+from botctl.strategy.signals import Signals
+
+
+class ReplaySummary(msgspec.Struct):
+    run_id: str
+    start: date
+    end: date
+    sessions: int
+    status: str
+    navs: dict[str, float]
+    orders: dict[str, int]
+
+
+class SimClock:
+    """Simulated market time. `sleep_until` advances it, pausing for real only when a speed
+    is set, so a replay can be made slow enough to watch (or to kill) from another process."""
+
+    def __init__(self, start: datetime, speed: float | None) -> None:
+        self._now = start
+        self.speed = speed
+
+    def now(self) -> datetime:
+        return self._now
+
+    def sleep_until(self, when: datetime) -> None:
+        if when <= self._now:
+            return
+        if self.speed:
+            time.sleep((when - self._now).total_seconds() / self.speed)
+        self._now = when
+
+
+class _StopFlag:
+    """SIGTERM/SIGINT set a flag; the loop stops between steps, never mid-cycle."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: float | None,
+               progress: Callable[[int, int, date, dict[str, float]], None] | None = None) -> ReplaySummary:
+    from botctl.adapters.calendar import sessions as xnys_sessions
+
+    sessions = [s for s in xnys_sessions(start, end) if s.day <= bars.dates[-1]]
+    if not sessions:
+        raise DataError(f"no XNYS sessions with data between {start} and {end} (data ends {bars.dates[-1]})")
+    rows = {day: i for i, day in enumerate(bars.dates)}
+    run_id = f"replay-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    started = datetime.now(timezone.utc)
+    run = Run(run_id=run_id, kind="replay", plan_id=plan.plan_id, started_at=started, pid=os.getpid(),
+              heartbeat_at=started, period_start=sessions[0].day.isoformat(), period_end=sessions[-1].day.isoformat())
+    store.upsert_run(run)
+    signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps))
+    books = [Book(a, bars, run_id=run_id, namespace=run_id, signals=signals) for a in plan.accounts]
+    for book in books:
+        book.before_submit = store.upsert_order
+    clock = SimClock(sessions[0].open - timedelta(minutes=1), speed)
+    status = "finished"
+    done = 0
+    with _StopFlag() as flag:
+        store.insert(Event(ts_event=clock.now(), subsystem="runtime", type="run.started", run_id=run_id,
+                           message=f"replay {sessions[0].day}..{sessions[-1].day} at speed {speed or 'max'}"))
+        for index, session in enumerate(sessions):
+            if flag.stop:
+                status = "stopped"
+                break
+            row = rows.get(session.day)
+            for book in books:
+                minutes = min(m.schedule.after_open_minutes for m in book.account.models)
+                clock.sleep_until(session.open + timedelta(minutes=minutes))
+                if row is None:
+                    store.insert(Event(ts_event=clock.now(), subsystem="data", type="data.missing_bar", severity="WARN",
+                                       run_id=run_id, account=book.account.id,
+                                       message=f"no bar for {session.day}; not trading this session"))
+                    continue
+                _trade_session(store, book, row, session.day, clock.now(), first=index == 0)
+            clock.sleep_until(session.close)
+            with store.transaction():
+                for book in books:
+                    if row is not None:
+                        store.insert(book.close(row, session.close))
+                        store.insert_many(book.positions(session.close))
+                store.heartbeat(run_id, datetime.now(timezone.utc))
+            done += 1
+            if progress:
+                progress(done, len(sessions), session.day, {b.account.id: b.broker.equity() for b in books})
+    ended = datetime.now(timezone.utc)
+    store.insert(Event(ts_event=clock.now(), subsystem="runtime", type=f"run.{status}", run_id=run_id,
+                       message=f"{done} of {len(sessions)} sessions replayed"))
+    store.upsert_run(msgspec.structs.replace(run, status=status, ended_at=ended, heartbeat_at=ended))
+    return ReplaySummary(
+        run_id=run_id, start=sessions[0].day, end=sessions[max(done - 1, 0)].day, sessions=done, status=status,
+        navs={b.account.id: b.broker.equity() for b in books},
+        orders={b.account.id: len({o.client_order_id for o in b.orders}) for b in books},
+    )
+
+
+def _trade_session(store, book: Book, row: int, day: date, now: datetime, *, first: bool) -> None:
+    """One account's cycle: decide and submit (orders journaled first), then fill at the open."""
+    seen = len(book.orders), len(book.fills), len(book.events)
+    book.rebalance(row, book.due(day, force=first), now)
+    book.open(row, now)
+    with store.transaction():
+        for order in {o.client_order_id: o for o in book.orders[seen[0]:]}.values():
+            store.upsert_order(order)
+        store.insert_many(book.fills[seen[1]:])
+        store.insert_many(book.events[seen[2]:])

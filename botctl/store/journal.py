@@ -1,0 +1,349 @@
+"""The journal: botctl's one SQLite file, written by the runner and read by status/tail/tui.
+
+Outside `transaction()` every write commits on its own, which is what "the order row is
+committed before the broker is called" needs. Reads return msgspec records, never rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database, Migrations
+
+from botctl.errors import StoreError, UsageError
+from botctl.records import (
+    OPEN_ORDER_STATUSES,
+    SEVERITIES,
+    Control,
+    Event,
+    Fill,
+    NavSnapshot,
+    Order,
+    Position,
+    Record,
+    Run,
+)
+from botctl.store.codec import BY_TABLE, CODECS, Codec, codec_for, format_ts
+from botctl.store.opening import describe, open_database
+from botctl.store.schema import MIGRATIONS, index_hint
+
+# The natural key named in "already in the journal" messages.
+_KEYS = {"runs": "run_id", "orders": "client_order_id", "fills": "fill_id", "control": "account"}
+_savepoints = itertools.count()
+
+
+class DuplicateRecord(StoreError):
+    """A record with the same natural key (client_order_id, fill_id, run_id...) exists."""
+
+
+def severities_at_least(severity: str) -> tuple[str, ...]:
+    level = severity.upper()
+    if level not in SEVERITIES:
+        raise UsageError(f"unknown severity {severity!r}; expected one of {', '.join(SEVERITIES)}")
+    return SEVERITIES[SEVERITIES.index(level) :]
+
+
+class Store:
+    def __init__(self, db: Database, path: str, *, readonly: bool) -> None:
+        self.db = db
+        self.path = path
+        self.readonly = readonly
+        self._conn = db.conn
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        durable: bool = True,
+        migrations: Migrations | None = None,
+    ) -> Store:
+        """Open (and create/migrate unless readonly) the journal at `path`.
+
+        durable=False relaxes fsync to WAL's NORMAL (safe against crashes, not power loss):
+        for backtests. `migrations` exists so tests can simulate an upgrade.
+        """
+        db = open_database(
+            path,
+            create=create,
+            readonly=readonly,
+            durable=durable,
+            migrations=migrations or MIGRATIONS,
+        )
+        return cls(db, str(path), readonly=readonly)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def applied_migrations(self) -> list[str]:
+        return [m.name for m in MIGRATIONS.applied(self.db)]
+
+    def is_current(self, migrations: Migrations | None = None) -> bool:
+        return not (migrations or MIGRATIONS).pending(self.db)
+
+    # --- transactions and errors ---------------------------------------------------------
+
+    @contextmanager
+    def _guard(self, record: Record | None = None) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError as e:
+            raise self._integrity(e, record) from e
+        except sqlite3.Error as e:
+            raise describe(e, self.path) from e
+
+    def _integrity(self, e: sqlite3.IntegrityError, record: Record | None) -> StoreError:
+        msg = str(e)
+        if "UNIQUE" in msg or "PRIMARY KEY" in msg:
+            if record is not None:
+                table = CODECS[type(record)].table
+                key = _KEYS.get(table)
+                if key and key in msg:
+                    value = getattr(record, key)
+                    return DuplicateRecord(
+                        f"{type(record).__name__} {key}={value!r} is already in the journal"
+                    )
+            return DuplicateRecord(f"duplicate record in {self.path} ({msg})")
+        if "FOREIGN KEY" in msg:
+            what = f"{type(record).__name__} " if record is not None else ""
+            return StoreError(f"{what}refers to a run or order that is not in the journal ({msg})")
+        return StoreError(f"invalid record for {self.path} ({msg})")
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """All writes inside commit together or not at all; nests via savepoints."""
+        self._writable()
+        conn = self._conn
+        if conn.in_transaction:
+            name = f"botctl_{next(_savepoints)}"
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                raise
+            conn.execute(f"RELEASE {name}")
+            return
+        # IMMEDIATE: take the write lock up front; a deferred transaction that upgrades from
+        # read to write gets SQLITE_BUSY without honouring busy_timeout in WAL mode.
+        with self._guard():
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+            with self._guard():
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _write(self, codec: Codec, record: Record, upsert_key: str | None = None) -> int:
+        self._writable()
+        sql = codec.upsert_sql(upsert_key) if upsert_key else codec.insert_sql
+        row = codec.encode(record)
+        with self._guard(record):
+            cur = self._conn.execute(sql, row)
+        return cur.lastrowid or 0
+
+    def insert(self, record: Record) -> int:
+        """Insert one record; returns its row id. A duplicate natural key is DuplicateRecord."""
+        return self._write(codec_for(record), record)
+
+    def insert_many(self, records: Iterable[Record]) -> int:
+        """Insert records (any mix of types, streamed) in one transaction; returns the count."""
+        count = 0
+        with self.transaction():
+            for cls, group in itertools.groupby(records, key=type):
+                codec = CODECS.get(cls) or codec_for(next(group))
+                with self._guard():
+                    cur = self._conn.executemany(codec.insert_sql, map(codec.encode, group))
+                count += cur.rowcount
+        return count
+
+    def upsert_order(self, order: Order) -> None:
+        """Insert, or update the row with the same client_order_id (keeping its id)."""
+        self._write(CODECS[Order], order, "client_order_id")
+
+    def upsert_run(self, run: Run) -> None:
+        self._write(CODECS[Run], run, "run_id")
+
+    def set_control(self, control: Control) -> None:
+        self._write(CODECS[Control], control, "account")
+
+    def heartbeat(self, run_id: str, ts: datetime) -> None:
+        self._writable()
+        with self._guard():
+            cur = self._conn.execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE run_id = ?",
+                (format_ts(ts, "heartbeat"), run_id),
+            )
+        if cur.rowcount == 0:
+            raise StoreError(f"no run {run_id!r} in {self.path}")
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _codec(self, table: str, *, need_id: bool = True) -> Codec:
+        codec = BY_TABLE.get(table)
+        if codec is None or (need_id and table == "control"):
+            raise ValueError(f"no id-ordered journal table {table!r}")
+        return codec
+
+    def _where(self, codec: Codec, filters: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for col, value in filters.items():
+            if value is None:
+                continue
+            if col == "severity_at_least" and codec.table == "events":
+                col, value = "severity", severities_at_least(value)
+            if col not in codec.columns and col != "id":
+                raise ValueError(f"table {codec.table} has no column {col!r}")
+            if isinstance(value, datetime):
+                value = format_ts(value, col)
+            if isinstance(value, (str, int, float)):
+                clauses.append(f"{col} = ?")
+                params.append(value)
+            else:
+                values = list(value)
+                clauses.append(f"{col} IN ({', '.join('?' * len(values))})" if values else "0")
+                params.extend(values)
+        return clauses, params
+
+    def _query(
+        self, codec: Codec, clauses: list[str], params: list[Any], tail: str
+    ) -> list[tuple[int, Record]]:
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        key = "rowid" if codec.table == "control" else "id"
+        hint = index_hint(codec.table, {c.split(" ", 1)[0] for c in clauses})
+        source = f"{codec.table} INDEXED BY {hint}" if hint else codec.table
+        with self._guard():
+            cur = self._conn.cursor()
+            cur.row_factory = sqlite3.Row
+            rows = cur.execute(f"SELECT {key} AS _id, * FROM {source}{where} {tail}", params)
+            rows = rows.fetchall()
+        return [(row["_id"], codec.decode(row)) for row in rows]
+
+    def rows_after(
+        self, table: str, after_id: int, limit: int | None = 1000, **filters: Any
+    ) -> list[tuple[int, Record]]:
+        """(id, record) pairs with id > after_id, oldest first: one poll of `tail -f`."""
+        codec = self._codec(table)
+        clauses, params = self._where(codec, filters)
+        clauses.insert(0, "id > ?")
+        params.insert(0, after_id)
+        return self._query(codec, clauses, params + [-1 if limit is None else limit],
+                           "ORDER BY id LIMIT ?")
+
+    def newest(self, table: str, n: int, **filters: Any) -> list[tuple[int, Record]]:
+        """The newest `n` (id, record) pairs, oldest first (so tail can print then follow)."""
+        codec = self._codec(table)
+        clauses, params = self._where(codec, filters)
+        pairs = self._query(codec, clauses, params + [n], "ORDER BY id DESC LIMIT ?")
+        pairs.reverse()
+        return pairs
+
+    def _records(self, table: str, limit: int | None, **filters: Any) -> list[Any]:
+        if limit is not None:
+            return [rec for _, rec in self.newest(table, limit, **filters)]
+        return [rec for _, rec in self.rows_after(table, 0, None, **filters)]
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        found = self._records("orders", 1, client_order_id=client_order_id)
+        return found[0] if found else None
+
+    def orders(
+        self,
+        account: str | None = None,
+        status: str | Iterable[str] | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Order]:
+        """Matching orders oldest first; `limit` keeps the newest `limit` of them."""
+        return self._records("orders", limit, account=account, status=status, run_id=run_id)
+
+    def open_orders(self, account: str | None = None) -> list[Order]:
+        return self.orders(account, status=OPEN_ORDER_STATUSES)
+
+    def fills(
+        self,
+        account: str | None = None,
+        run_id: str | None = None,
+        client_order_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Fill]:
+        return self._records(
+            "fills", limit, account=account, run_id=run_id, client_order_id=client_order_id
+        )
+
+    def latest_nav(self, account: str, run_id: str | None = None) -> NavSnapshot | None:
+        found = self._records("nav", 1, account=account, run_id=run_id)
+        return found[0] if found else None
+
+    def nav_series(self, account: str, run_id: str) -> list[NavSnapshot]:
+        return self._records("nav", None, account=account, run_id=run_id)
+
+    def positions_at_latest(self, account: str, run_id: str | None = None) -> list[Position]:
+        """Holdings at the latest mark. The mark is the latest NavSnapshot, so a flat book reads
+        as no positions rather than the last non-empty snapshot; write a mark's nav and
+        positions in one transaction()."""
+        anchor = self.newest("nav", 1, account=account, run_id=run_id) or self.newest(
+            "positions", 1, account=account, run_id=run_id
+        )
+        if not anchor:
+            return []
+        mark = anchor[0][1]
+        assert isinstance(mark, (NavSnapshot, Position))
+        return self._records(
+            "positions", None, account=account, run_id=mark.run_id, ts_event=mark.ts_event
+        )
+
+    def events(
+        self,
+        account: str | None = None,
+        severity_at_least: str | None = None,
+        limit: int | None = None,
+        run_id: str | None = None,
+    ) -> list[Event]:
+        return self._records(
+            "events", limit, account=account, severity_at_least=severity_at_least, run_id=run_id
+        )
+
+    def controls(self) -> dict[str, Control]:
+        codec = self._codec("control", need_id=False)
+        return {rec.account: rec for _, rec in self._query(codec, [], [], "ORDER BY account")}
+
+    def get_run(self, run_id: str) -> Run | None:
+        found = self._records("runs", 1, run_id=run_id)
+        return found[0] if found else None
+
+    def latest_run(self) -> Run | None:
+        found = self._records("runs", 1)
+        return found[0] if found else None
+
+    def runs(self) -> list[Run]:
+        return self._records("runs", None)
+
+
+__all__ = ["DuplicateRecord", "Store", "severities_at_least"]

@@ -1,0 +1,201 @@
+"""Opening a journal file: refuse anything that is not (or not yet) a botctl database with a
+one-line reason, then bring the schema up to date.
+
+The file is inspected with read-only queries before anything is written, so a foreign SQLite
+file is never converted to WAL or given botctl tables.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlite_utils import Database, Migrations
+
+from botctl.errors import StoreError
+from botctl.store.schema import APPLICATION_ID, MIGRATION_SET, known_names
+
+BUSY_TIMEOUT_S = 5.0
+_NO_DATABASE = "no database at {path}; run `botctl run` or `botctl backtest` first"
+
+
+@dataclass
+class _State:
+    application_id: int
+    tables: list[str]
+    applied: list[str]
+    other_sets: list[str] = field(default_factory=list)
+
+
+def open_database(
+    path: str | os.PathLike[str],
+    *,
+    create: bool,
+    readonly: bool,
+    durable: bool,
+    migrations: Migrations,
+) -> Database:
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise StoreError(f"{path} is a directory, not a botctl database")
+    exists = p.exists()
+    if not exists and (readonly or not create):
+        raise StoreError(_NO_DATABASE.format(path=path))
+    if not readonly:
+        _check_writable(p, exists, path)
+    conn = _connect(p, readonly, path)
+    try:
+        db = Database(conn, execute_plugins=False)
+        state = _inspect(db, path)
+        known = known_names(migrations)
+        _refuse_foreign_or_newer(state, known, path)
+        if readonly:
+            if not state.applied:
+                raise StoreError(_NO_DATABASE.format(path=path))
+            if set(known) - set(state.applied):
+                raise StoreError(
+                    f"{path} has an older botctl schema ({state.applied[-1]}); "
+                    "run a writing command (`botctl run`) once to upgrade it"
+                )
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            if not state.applied and not create:
+                raise StoreError(_NO_DATABASE.format(path=path))
+            _prepare_for_writing(db, migrations, state, known, durable, path)
+        conn.execute("PRAGMA foreign_keys = ON")
+        return db
+    except sqlite3.Error as e:
+        conn.close()
+        raise describe(e, path) from e
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _check_writable(p: Path, exists: bool, shown: object) -> None:
+    parent = p.parent
+    if not exists:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create {parent}: {e.strerror}") from e
+    elif not os.access(p, os.W_OK):
+        raise StoreError(f"{shown} is read-only; botctl needs to write to it")
+    # WAL keeps -wal and -shm files next to the database, so the directory must be writable too.
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"directory {parent} is read-only; botctl needs to write {p.name} there")
+
+
+def _connect(p: Path, readonly: bool, shown: object) -> sqlite3.Connection:
+    # isolation_level=None: no implicit BEGIN, so a read never holds a transaction open and
+    # Store decides exactly where transactions start (BEGIN IMMEDIATE).
+    # check_same_thread=False: the TUI reads from worker threads; Store is still used by one
+    # thread at a time.
+    try:
+        if readonly:
+            return sqlite3.connect(
+                p.resolve().as_uri() + "?mode=ro",
+                uri=True,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        return sqlite3.connect(
+            str(p), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as e:
+        raise describe(e, shown) from e
+
+
+def _inspect(db: Database, shown: object) -> _State:
+    try:
+        tables = [
+            r[0]
+            for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        ]
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{shown} is not a botctl database ({e})") from e
+    state = _State(app_id, [t for t in tables if t != "_sqlite_migrations"], [])
+    if "_sqlite_migrations" in tables:
+        try:
+            rows = db.execute(
+                "SELECT migration_set, name FROM _sqlite_migrations ORDER BY rowid"
+            ).fetchall()
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"{shown} is not a botctl database (foreign schema: {e})") from e
+        state.applied = [name for s, name in rows if s == MIGRATION_SET]
+        state.other_sets = sorted({s for s, _ in rows if s != MIGRATION_SET})
+    return state
+
+
+def _refuse_foreign_or_newer(state: _State, known: list[str], shown: object) -> None:
+    if state.application_id not in (0, APPLICATION_ID):
+        raise StoreError(
+            f"{shown} is not a botctl database "
+            f"(foreign schema: application_id {state.application_id:#x})"
+        )
+    if not state.applied:
+        if state.application_id == APPLICATION_ID and state.tables:
+            raise StoreError(f"{shown} is a damaged botctl database (no schema record)")
+        if state.tables or state.other_sets:
+            names = ", ".join((state.tables + state.other_sets)[:5])
+            raise StoreError(f"{shown} is not a botctl database (foreign schema: {names})")
+        return
+    unknown = [name for name in state.applied if name not in known]
+    if unknown:
+        raise StoreError(
+            f"{shown} was written by a newer botctl (schema {unknown[-1]}); upgrade botctl"
+        )
+
+
+def _prepare_for_writing(
+    db: Database,
+    migrations: Migrations,
+    state: _State,
+    known: list[str],
+    durable: bool,
+    shown: object,
+) -> None:
+    conn = db.conn
+    # journal_mode cannot change inside a transaction, and is persistent in the file.
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: an order row must survive power loss once committed, because the broker is called
+    # right after. Backtests may trade that for speed with durable=False.
+    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+    if not set(known) - set(state.applied):
+        return  # current: no lock needed, so opening never waits for a busy writer
+    # IMMEDIATE takes the write lock before re-checking, so two processes opening a new file at
+    # once cannot both run the first migration.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        state = _inspect(db, shown)
+        _refuse_foreign_or_newer(state, known, shown)
+        if set(known) - set(state.applied):
+            migrations.apply(db)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def describe(e: sqlite3.Error, path: object) -> StoreError:
+    """A one-line StoreError for a sqlite3 error on the journal at `path`."""
+    msg = str(e)
+    low = msg.lower()
+    if "not a database" in low or "malformed" in low:
+        return StoreError(f"{path} is not a botctl database ({msg})")
+    if "locked" in low or "busy" in low:
+        return StoreError(
+            f"{path} is locked by another process (waited {BUSY_TIMEOUT_S:g}s): {msg}"
+        )
+    if "readonly" in low or "read-only" in low:
+        return StoreError(f"{path} is read-only; botctl needs to write to it ({msg})")
+    if "unable to open" in low:
+        return StoreError(f"cannot open {path} ({msg})")
+    return StoreError(f"database error on {path}: {msg}")

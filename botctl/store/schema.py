@@ -1,0 +1,210 @@
+"""The journal's SQLite schema as an ordered sqlite-utils migration set.
+
+Migrations are append-only: a released migration is never edited, a change is a new function
+registered after the others. `Store.open` refuses a database that has migrations applied that
+this set does not know (written by a newer botctl), so names must stay stable.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+from botctl.records import Control, Event, Fill, NavSnapshot, Order, Position, Record, Run
+
+MIGRATION_SET = "botctl"
+
+# 'botc' in ASCII. Written into the SQLite header so a botctl journal is recognisable even
+# before its tables are inspected, and another application's file is never mistaken for one.
+APPLICATION_ID = 0x626F7463
+
+# Where each record type lives. Column names are the record's field names, in field order,
+# so msgspec can build a record straight from a row.
+TABLES: dict[type[Record], str] = {
+    Run: "runs",
+    Order: "orders",
+    Fill: "fills",
+    Position: "positions",
+    NavSnapshot: "nav",
+    Event: "events",
+    Control: "control",
+}
+RECORD_TYPES: dict[str, type[Record]] = {table: cls for cls, table in TABLES.items()}
+
+# Timestamps are ISO-8601 UTC TEXT with a fixed width (see codec), so text order is time order.
+# Every table but control has `id INTEGER PRIMARY KEY`: it aliases the rowid, so "rows after
+# id N" and "newest N rows" walk the table's own b-tree and need no extra index.
+_INITIAL = [
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        plan_id TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        pid INTEGER,
+        ended_at TEXT,
+        heartbeat_at TEXT,
+        period_start TEXT,
+        period_end TEXT,
+        note TEXT NOT NULL
+    )
+    """,
+    # An order row is committed before the broker is called; the UNIQUE client_order_id is
+    # what makes a retried send after a crash detectable instead of a second order.
+    """
+    CREATE TABLE orders (
+        id INTEGER PRIMARY KEY,
+        client_order_id TEXT NOT NULL UNIQUE,
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        account TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        qty REAL NOT NULL,
+        status TEXT NOT NULL,
+        ts_init TEXT NOT NULL,
+        ts_event TEXT NOT NULL,
+        order_type TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ref_price REAL,
+        filled_qty REAL NOT NULL,
+        avg_fill_price REAL,
+        broker_order_id TEXT,
+        reject_reason TEXT
+    )
+    """,
+    # fill_id is UNIQUE so a fill reported twice (stream + poll) cannot be counted twice.
+    """
+    CREATE TABLE fills (
+        id INTEGER PRIMARY KEY,
+        fill_id TEXT NOT NULL UNIQUE,
+        client_order_id TEXT NOT NULL REFERENCES orders(client_order_id),
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        account TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        qty REAL NOT NULL,
+        price REAL NOT NULL,
+        commission REAL NOT NULL,
+        ts_event TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE positions (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        account TEXT NOT NULL,
+        ts_event TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        qty REAL NOT NULL,
+        avg_price REAL NOT NULL,
+        price REAL NOT NULL,
+        value REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE nav (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        account TEXT NOT NULL,
+        ts_event TEXT NOT NULL,
+        nav REAL NOT NULL,
+        cash REAL NOT NULL,
+        gross_exposure REAL NOT NULL,
+        leverage REAL NOT NULL
+    )
+    """,
+    # No foreign key on run_id: events are the log of last resort (startup failures happen
+    # before a run row exists) and must never be refused.
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        ts_event TEXT NOT NULL,
+        subsystem TEXT NOT NULL,
+        type TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        run_id TEXT,
+        account TEXT,
+        symbol TEXT,
+        message TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}'
+    )
+    """,
+    """
+    CREATE TABLE control (
+        account TEXT PRIMARY KEY,
+        halted INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        since TEXT NOT NULL,
+        who TEXT NOT NULL,
+        flatten INTEGER NOT NULL,
+        acked_at TEXT
+    )
+    """,
+    # Secondary indexes implicitly end with the rowid, so (account, status) also serves
+    # "account's open orders, oldest first" without a sort.
+    "CREATE INDEX orders_account_status ON orders (account, status)",
+    "CREATE INDEX orders_account_id ON orders (account, id)",
+    "CREATE INDEX orders_status ON orders (status)",
+    "CREATE INDEX orders_run_id ON orders (run_id)",
+    "CREATE INDEX fills_client_order_id ON fills (client_order_id)",
+    "CREATE INDEX fills_account_id ON fills (account, id)",
+    "CREATE INDEX fills_run_id ON fills (run_id)",
+    # One row per symbol per snapshot; also the "snapshot at ts" index.
+    "CREATE UNIQUE INDEX positions_snapshot ON positions (account, run_id, ts_event, symbol)",
+    "CREATE INDEX positions_account_id ON positions (account, id)",
+    "CREATE INDEX nav_account_id ON nav (account, id)",
+    "CREATE INDEX nav_account_run_id ON nav (account, run_id, id)",
+    "CREATE INDEX events_account_id ON events (account, id)",
+    "CREATE INDEX events_account_severity_id ON events (account, severity, id)",
+    "CREATE INDEX events_severity_id ON events (severity, id)",
+    "CREATE INDEX events_run_id ON events (run_id)",
+]
+
+
+def m001_initial(db: Database) -> None:
+    # Statement by statement: executescript() would COMMIT and break the migration's atomicity.
+    for sql in _INITIAL:
+        db.execute(sql)
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+def build_migrations(*extra: tuple[str, object]) -> Migrations:
+    """A fresh migration set; `extra` (name, fn) pairs are appended (tests use it to fake an
+    upgrade)."""
+    migrations = Migrations(MIGRATION_SET)
+    migrations(name="m001_initial")(m001_initial)
+    for name, fn in extra:
+        migrations(name=name)(fn)
+    return migrations
+
+
+MIGRATIONS = build_migrations()
+
+
+def known_names(migrations: Migrations) -> list[str]:
+    """Every migration name in `migrations`, in order.
+
+    Migrations has no public listing, but everything is pending on an empty database.
+    """
+    return [m.name for m in migrations.pending(Database(memory=True, execute_plugins=False))]
+
+
+def index_hint(table: str, columns: set[str]) -> str | None:
+    """The index a filtered read must use, where SQLite's planner would guess wrong.
+
+    Without statistics the planner prefers an (account, id) index that yields rows already in
+    id order, and then walks every order of the account to find its few open ones. A status
+    or severity filter is the selective one in practice (open orders, warnings), so those
+    searches are pinned to the index that contains it; sorting the few matches is cheap.
+    Likewise one positions snapshot is a handful of rows found by its timestamp.
+    """
+    if table == "orders" and "status" in columns:
+        if "account" in columns:
+            return "orders_account_status"
+        return None if "run_id" in columns else "orders_status"
+    if table == "positions" and "ts_event" in columns:
+        return "positions_snapshot"
+    if table == "events" and "severity" in columns:
+        return "events_account_severity_id" if "account" in columns else "events_severity_id"
+    return None
