@@ -6,7 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 
-def client_order_id(namespace: str, account: str, cycle: datetime, symbol: str, side: str, attempt: int = 0) -> str:
-    """`namespace` is the plan id for paper/live (stable across restarts) and the run id for
-    backtests and replays (so runs never collide in one journal). At most 128 characters."""
-    return f"bc-{namespace}-{account[:40]}-{cycle:%Y%m%dT%H%M}-{symbol}-{side[0]}{attempt}"[:128]
+def cycle_prefix(namespace: str, account: str, cycle: datetime) -> str:
+    """The part shared by every order of one account's cycle. `namespace` is the plan id for
+    paper/live (stable across restarts) and the run id for backtests and replays (so runs
+    never collide in one journal)."""
+    return f"bc-{namespace}-{account[:40]}-{cycle:%Y%m%dT%H%M}"
+
+
+def client_order_id(prefix: str, symbol: str, side: str, attempt: int = 0) -> str:
+    """At most 128 characters, the broker's limit."""
+    return f"{prefix}-{symbol}-{side[0]}{attempt}"[:128]

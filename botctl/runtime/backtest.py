@@ -66,7 +66,8 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
     book.mark_span(first - 1, first - 1)
     minutes = min(m.schedule.after_open_minutes for m in book.account.models)
     # The first session allocates every model; after that, only scheduled sessions trade.
-    due_rows = [first] + [r for r in range(first + 1, last + 1) if book.due(bars.dates[r])]
+    scheduled = set().union(*book.rebalance_days.values())
+    due_rows = [first] + [r for r in range(first + 1, last + 1) if bars.dates[r] in scheduled]
     for i, row in enumerate(due_rows):
         day = bars.dates[row]
         book.rebalance(row, book.due(day, force=row == first), open_at(day, minutes))
@@ -95,6 +96,9 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
     accounts = {b.account.id: run_book(b, first, last) for b in books}
     models: dict[str, BookCurve] = {}
     for account in plan.accounts:
+        if len(account.models) == 1 and abs(account.models[0].budget - 1.0) < 1e-12:
+            # A one-model account at full budget *is* that model's solo book: reuse its curve.
+            models.setdefault(account.models[0].name, accounts[account.id])
         for model in account.models:
             if model.name not in models:
                 solo = Book(model_account(account, model.name), bars, run_id=run_id, namespace=run_id, signals=signals)

@@ -17,7 +17,7 @@ import numpy as np
 
 from botctl.adapters.sim_broker import SimBroker
 from botctl.engine.engine import CycleResult, account_signals, decide_cycle
-from botctl.engine.ids import client_order_id
+from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
 from botctl.strategy.bars import Bars
@@ -69,9 +69,10 @@ class Book:
         result = decide_cycle(self.account, self.signals, row - 1, due, self.decisions,
                               dict(self.broker.qty), self.broker.cash, closes, fractional=self.broker.fractional)
         self.decisions = result.decisions
+        prefix = cycle_prefix(self.namespace, self.account.id, now)
         for command in result.orders:
             order = Order(
-                client_order_id=client_order_id(self.namespace, self.account.id, now, command.symbol, command.side),
+                client_order_id=client_order_id(prefix, command.symbol, command.side),
                 run_id=self.run_id, account=self.account.id, symbol=command.symbol, side=command.side,
                 qty=command.qty, status="pending", ts_init=now, ts_event=now, reason=command.reason,
                 ref_price=command.ref_price,

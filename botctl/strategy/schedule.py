@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from functools import lru_cache
 
 from botctl.spec.model import ScheduleSpec
 
@@ -20,7 +21,20 @@ def period_key(day: date, every: str) -> tuple[int, ...]:
     return (day.year, (day.month - 1) // 3)
 
 
+@lru_cache(maxsize=64)
+def _cached(sessions: tuple[date, ...], schedule: ScheduleSpec) -> tuple[date, ...]:
+    return tuple(_rebalance_sessions(sessions, schedule))
+
+
 def rebalance_sessions(sessions: Sequence[date], schedule: ScheduleSpec) -> list[date]:
+    """See _rebalance_sessions; results for a tuple of sessions are cached, because every
+    book of a backtest asks the same question of the same calendar."""
+    if isinstance(sessions, tuple):
+        return list(_cached(sessions, schedule))
+    return _rebalance_sessions(sessions, schedule)
+
+
+def _rebalance_sessions(sessions: Sequence[date], schedule: ScheduleSpec) -> list[date]:
     """The `day`-th session of every period in `sessions` (sorted). Give the full calendar, not
     a window that starts mid-period: the first session of a window is not the first of its month.
     A period shorter than `day` sessions rebalances on its last session."""

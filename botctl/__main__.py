@@ -1,0 +1,3 @@
+from botctl.cli.app import main
+
+main()
