@@ -4,6 +4,7 @@ that do not need a calendar should not pay for."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import date, datetime, timezone
 from functools import lru_cache
 
@@ -29,14 +30,21 @@ def _calendar():
 
 def sessions(start: date, end: date) -> list[Session]:
     """Every XNYS session from start to end inclusive, with UTC open and close times."""
+    # exchange_calendars trips pandas deprecation warnings internally; they are not ours to fix
+    # and must not reach an operator's terminal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _sessions(start, end)
+
+
+def _sessions(start: date, end: date) -> list[Session]:
     cal = _calendar()
     first, last = cal.first_session.date(), cal.last_session.date()
     start, end = max(start, first), min(end, last)
     if start > end:
         raise DataError(f"the XNYS calendar covers {first}..{last}; nothing in the requested range")
     schedule = cal.schedule.loc[str(start):str(end)]
-    out = []
-    for day, row in zip(schedule.index, schedule.itertuples()):
-        out.append(Session(day.date(), row.open.to_pydatetime().astimezone(timezone.utc),
-                           row.close.to_pydatetime().astimezone(timezone.utc)))
-    return out
+    opens = schedule["open"].dt.to_pydatetime()
+    closes = schedule["close"].dt.to_pydatetime()
+    return [Session(day.date(), o.astimezone(timezone.utc), c.astimezone(timezone.utc))
+            for day, o, c in zip(schedule.index, opens, closes)]
