@@ -1,0 +1,101 @@
+"""Read-side summaries for status (and the dashboard): what each account looks like now,
+assembled from the journal alone, so they work whether or not the bot runs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import msgspec
+
+from botctl.records import Control, NavSnapshot, Order, Position, Run
+from botctl.store.journal import Store
+
+# A running bot heartbeats at least every cycle; beyond this it is presumed stuck or dead.
+HEARTBEAT_STALE_SECONDS = 300
+
+
+class PositionView(msgspec.Struct):
+    symbol: str
+    qty: float
+    price: float
+    value: float
+    weight: float
+    unrealized_pnl: float
+
+
+class AccountView(msgspec.Struct):
+    account: str
+    run_id: str | None
+    halted: bool
+    halt_reason: str | None
+    halted_since: datetime | None
+    nav: float | None
+    cash: float | None
+    leverage: float | None
+    day_pnl: float | None
+    total_pnl: float | None
+    positions: list[PositionView]
+    open_orders: list[Order]
+    last_cycle_at: datetime | None
+    marked_at: datetime | None
+    last_error: str | None
+
+
+class RunView(msgspec.Struct):
+    run: Run | None
+    running: bool
+    expected_running: bool
+    stale: bool
+    reason: str
+
+
+def run_view(store: Store, now: datetime | None = None) -> RunView:
+    from botctl.runtime.process import is_botctl_process
+
+    now = now or datetime.now(timezone.utc)
+    run = store.latest_run()
+    if run is None:
+        return RunView(None, False, False, False, "no run recorded yet")
+    if run.status != "running":
+        return RunView(run, False, False, False, f"last run {run.status}")
+    alive = is_botctl_process(run.pid, run.started_at)
+    beat = run.heartbeat_at or run.started_at
+    age = (now - beat).total_seconds()
+    if not alive:
+        return RunView(run, False, True, True, f"pid {run.pid} is not running (crashed or killed without a clean stop)")
+    if age > HEARTBEAT_STALE_SECONDS:
+        return RunView(run, True, True, True, f"heartbeat is {age:.0f}s old (stale after {HEARTBEAT_STALE_SECONDS}s)")
+    return RunView(run, True, True, False, "running")
+
+
+def account_view(store: Store, account: str, controls: dict[str, Control]) -> AccountView:
+    latest: NavSnapshot | None = store.latest_nav(account)
+    run_id = latest.run_id if latest else None
+    halt = controls.get(account) or controls.get("*")
+    halted = bool(halt and halt.halted)
+    positions: list[Position] = store.positions_at_latest(account, run_id) if latest else []
+    day_pnl = total_pnl = None
+    if latest is not None:
+        two = store.newest("nav", 2, account=account, run_id=run_id)
+        day_pnl = latest.nav - two[0][1].nav if len(two) == 2 else 0.0
+        first = store.rows_after("nav", 0, 1, account=account, run_id=run_id)
+        total_pnl = latest.nav - first[0][1].nav if first else None
+    nav = latest.nav if latest else None
+    views = [PositionView(p.symbol, p.qty, p.price, p.value, p.value / nav if nav else 0.0,
+                          (p.price - p.avg_price) * p.qty) for p in positions]
+    last_order = store.newest("orders", 1, account=account)
+    errors = store.events(account=account, severity_at_least="ERROR", limit=1)
+    return AccountView(
+        account=account, run_id=run_id, halted=halted, halt_reason=halt.reason if halted else None,
+        halted_since=halt.since if halted else None, nav=nav, cash=latest.cash if latest else None,
+        leverage=latest.leverage if latest else None, day_pnl=day_pnl, total_pnl=total_pnl, positions=views,
+        open_orders=store.open_orders(account), last_cycle_at=last_order[0][1].ts_init if last_order else None,
+        marked_at=latest.ts_event if latest else None,
+        last_error=(errors[0].message or errors[0].type) if errors else None,
+    )
+
+
+def journal_accounts(store: Store) -> list[str]:
+    """Accounts the journal knows, in the order they first appeared."""
+    rows = store.db.conn.execute("SELECT account FROM nav GROUP BY account ORDER BY MIN(id)").fetchall()
+    return [r[0] for r in rows]
