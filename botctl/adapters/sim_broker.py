@@ -29,7 +29,11 @@ class SimBroker:
         self.last_price: dict[str, float] = {}
         self.orders: dict[str, Order] = {}
         self._pending: list[str] = []
+        self._pending_qty: dict[str, float] = {}  # signed shares of pending orders, per symbol
         self._fill_seq = 0
+        # (equity, gross exposure once every pending order fills) at the marked prices, kept
+        # up to date order by order: recomputing it per order is quadratic in a big book.
+        self._exposure: tuple[float, float] | None = None
 
     # --- the Broker port ---------------------------------------------------------------------
 
@@ -51,7 +55,7 @@ class SimBroker:
         order = self.orders.get(client_order_id)
         if order is None or order.status not in OPEN_ORDER_STATUSES:
             return order
-        self._pending.remove(client_order_id)
+        self._unpend(order)
         return self._set(order, status="canceled", ts_event=now)
 
     def submit(self, order: Order, now: datetime) -> tuple[Order, list[Fill]]:
@@ -68,9 +72,9 @@ class SimBroker:
         if limit:
             return self._set(order, status="rejected", ts_event=now, reject_reason=limit), []
         accepted = self._set(order, status="accepted", ts_event=now)
+        self._pend(accepted)
         if self.settings.fill == "close":
             return self._fill(accepted, price, now)
-        self._pending.append(order.client_order_id)
         return accepted, []
 
     # --- driving the simulation ----------------------------------------------------------------
@@ -80,15 +84,16 @@ class SimBroker:
         out = []
         for client_id in list(self._pending):
             order = self.orders[client_id]
-            self._pending.remove(client_id)
             price = open_prices.get(order.symbol)
             if price is None or not math.isfinite(price) or price <= 0:
+                self._unpend(order)
                 out.append((self._set(order, status="canceled", ts_event=now, reject_reason="no bar to fill at"), []))
                 continue
             out.append(self._fill(order, price, now))
         return out
 
     def mark(self, prices: dict[str, float]) -> None:
+        self._exposure = None
         for symbol, price in prices.items():
             if price is not None and math.isfinite(price) and price > 0:
                 self.last_price[symbol] = price
@@ -99,6 +104,7 @@ class SimBroker:
             return 0.0
         charge = -self.cash * self.settings.borrow_rate * days / 365.0
         self.cash -= charge
+        self._exposure = None
         return charge
 
     def equity(self) -> float:
@@ -111,29 +117,58 @@ class SimBroker:
         self.orders[order.client_order_id] = updated
         return updated
 
+    def _price(self, symbol: str) -> float:
+        return self.last_price.get(symbol, self.avg_price.get(symbol, 0.0))
+
     def _pending_delta(self, symbol: str) -> float:
-        delta = 0.0
-        for client_id in self._pending:
-            o = self.orders[client_id]
-            if o.symbol == symbol:
-                delta += o.qty if o.side == "buy" else -o.qty
-        return delta
+        return self._pending_qty.get(symbol, 0.0)
+
+    @staticmethod
+    def _signed(order: Order) -> float:
+        return order.qty if order.side == "buy" else -order.qty
+
+    def _pend(self, order: Order) -> None:
+        symbol = order.symbol
+        before = self.qty.get(symbol, 0.0) + self._pending_delta(symbol)
+        self._pending.append(order.client_order_id)
+        self._pending_qty[symbol] = self._pending_delta(symbol) + self._signed(order)
+        if self._exposure is not None:
+            equity, gross = self._exposure
+            self._exposure = (equity, gross + (abs(before + self._signed(order)) - abs(before)) * self._price(symbol))
+
+    def _unpend(self, order: Order) -> None:
+        """Take an order off the pending list (filled or canceled)."""
+        symbol = order.symbol
+        before = self.qty.get(symbol, 0.0) + self._pending_delta(symbol)
+        self._pending.remove(order.client_order_id)
+        self._pending_qty[symbol] = self._pending_delta(symbol) - self._signed(order)
+        if self._exposure is not None:
+            equity, gross = self._exposure
+            self._exposure = (equity, gross + (abs(before - self._signed(order)) - abs(before)) * self._price(symbol))
+
+    def _exposure_now(self) -> tuple[float, float]:
+        if self._exposure is None:
+            equity = self.cash + sum(q * self._price(s) for s, q in self.qty.items())
+            gross = sum(abs(self.qty.get(s, 0.0) + self._pending_delta(s)) * self._price(s)
+                        for s in set(self.qty) | set(self._pending_qty))
+            self._exposure = (equity, gross)
+        return self._exposure
 
     def _covered(self, order: Order) -> bool:
         return order.qty <= self.qty.get(order.symbol, 0.0) + self._pending_delta(order.symbol) + 1e-9
 
     def _buying_power_problem(self, order: Order, price: float) -> str | None:
+        """Gross exposure once every pending order and this one fill may not exceed margin x
+        equity, valuing the order's symbol at its reference price and the rest at their marks."""
         if order.side == "sell":
             return None
-        prices = dict(self.last_price)
-        prices[order.symbol] = price
-        after = dict(self.qty)  # holdings once every pending order and this one have filled
-        for client_id in [*self._pending]:
-            o = self.orders[client_id]
-            after[o.symbol] = after.get(o.symbol, 0.0) + (o.qty if o.side == "buy" else -o.qty)
-        after[order.symbol] = after.get(order.symbol, 0.0) + order.qty
-        equity = self.cash + sum(q * prices.get(s, self.avg_price.get(s, 0.0)) for s, q in self.qty.items())
-        gross = sum(abs(q) * prices.get(s, self.avg_price.get(s, 0.0)) for s, q in after.items())
+        symbol = order.symbol
+        equity, gross = self._exposure_now()
+        held = self.qty.get(symbol, 0.0)
+        projected = held + self._pending_delta(symbol)
+        mark = self._price(symbol)
+        equity += held * (price - mark)
+        gross += abs(projected + order.qty) * price - abs(projected) * mark
         allowed = self.settings.margin * equity
         if gross > allowed * (1 + 1e-9):
             return (f"insufficient buying power: gross exposure would be ${gross:,.2f}, "
@@ -141,6 +176,9 @@ class SimBroker:
         return None
 
     def _fill(self, order: Order, price: float, now: datetime) -> tuple[Order, list[Fill]]:
+        known_price = order.symbol in self.last_price
+        self._unpend(order)
+        cash_before, held_before = self.cash, self.qty.get(order.symbol, 0.0)
         slip = self.settings.slippage_bps / 1e4
         fill_price = price * (1 + slip) if order.side == "buy" else price * (1 - slip)
         notional = order.qty * fill_price
@@ -160,6 +198,13 @@ class SimBroker:
             else:
                 self.qty[order.symbol] = remaining
         self.last_price.setdefault(order.symbol, price)
+        if self._exposure is not None:
+            if known_price:  # pending became held: gross is unchanged, equity moves by the costs
+                equity, gross = self._exposure
+                delta_qty = self.qty.get(order.symbol, 0.0) - held_before
+                self._exposure = (equity + (self.cash - cash_before) + delta_qty * self._price(order.symbol), gross)
+            else:
+                self._exposure = None
         self._fill_seq += 1
         fill = Fill(
             fill_id=f"{order.client_order_id}-f{self._fill_seq}", client_order_id=order.client_order_id,

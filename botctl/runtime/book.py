@@ -35,7 +35,7 @@ class Book:
         self.namespace = namespace
         self.signals = signals or account_signals(account, bars)
         self.broker = SimBroker(account.starting_cash, account.sim)
-        self.columns = [bars.symbols.index(s) for s in account.symbols]
+        self.columns = [self.signals.columns[s] for s in account.symbols]
         self.rebalance_days = {m.name: set(rebalance_sessions(bars.dates, m.schedule)) for m in account.models}
         self.decisions: dict[str, Decision] = {}
         self.orders: list[Order] = []
@@ -95,7 +95,7 @@ class Book:
         """Mark closes for rows first..last while holdings stay fixed, vectorised: between two
         rebalances nothing trades, so each day's NAV is cash + holdings x closes."""
         symbols = sorted(self.broker.qty)
-        columns = [self.bars.symbols.index(s) for s in symbols]
+        columns = [self.signals.columns[s] for s in symbols]
         closes = self.bars.close[first: last + 1][:, columns]
         if np.isnan(closes).any():  # a missing bar keeps the last known price
             seed = np.array([self.broker.last_price.get(s, np.nan) for s in symbols])

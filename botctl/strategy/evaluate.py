@@ -28,7 +28,7 @@ class Decision(msgspec.Struct, frozen=True):
 def _fallback(steps: tuple[st.Step, ...], signals: Signals, row: int, state: str, reason: str) -> Decision:
     for step in steps:
         if isinstance(step, st.Fallback) and step.to != "cash":
-            col = signals.bars.symbols.index(step.to)
+            col = signals.columns[step.to]
             if not math.isnan(signals.bars.close[row, col]):
                 return Decision({step.to: step.weight}, state, reason)
             return Decision({}, state, f"{reason}; fallback {step.to} has no price, holding cash")
@@ -37,8 +37,9 @@ def _fallback(steps: tuple[st.Step, ...], signals: Signals, row: int, state: str
 
 def decide(steps: tuple[st.Step, ...], universe: tuple[str, ...], signals: Signals, row: int) -> Decision:
     symbols = signals.bars.symbols
+    columns = signals.columns
     close = signals.bars.close[row]
-    candidates = [symbols.index(s) for s in universe if not math.isnan(close[symbols.index(s)])]
+    candidates = [columns[s] for s in universe if not math.isnan(close[columns[s]])]
     weights: dict[int, float] | None = None
     selected = False
 
@@ -74,7 +75,7 @@ def decide(steps: tuple[st.Step, ...], universe: tuple[str, ...], signals: Signa
             total = sum(1.0 / vol[c] for c in usable)
             weights = {c: (1.0 / vol[c]) / total for c in usable} if usable else {}
         elif isinstance(step, st.WeighFixed):
-            named = {symbols.index(s): w for s, w in step.weights.items() if not math.isnan(close[symbols.index(s)])}
+            named = {columns[s]: w for s, w in step.weights.items() if not math.isnan(close[columns[s]])}
             weights = {c: w for c, w in named.items() if not selected or c in candidates}
             candidates, selected = list(weights), True
         elif isinstance(step, st.LimitWeight):

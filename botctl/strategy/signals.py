@@ -19,6 +19,7 @@ class Signals:
 
     def __init__(self, bars: Bars, steps: tuple[st.Step, ...]) -> None:
         self.bars = bars
+        self.columns = {symbol: i for i, symbol in enumerate(bars.symbols)}
         closes = pl.DataFrame({s: bars.close[:, i] for i, s in enumerate(bars.symbols)}, schema={s: pl.Float64 for s in bars.symbols})
         self.momentum: dict[int, np.ndarray] = {}
         self.volatility: dict[int, np.ndarray] = {}
