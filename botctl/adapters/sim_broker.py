@@ -64,6 +64,11 @@ class SimBroker:
         price = order.ref_price
         if price is None or not math.isfinite(price) or price <= 0:
             return self._set(order, status="rejected", ts_event=now, reject_reason="no reference price"), []
+        if order.symbol not in self.last_price:
+            # A symbol never marked is valued at its reference price, so pending buys in it
+            # count toward buying power instead of as $0.
+            self.last_price[order.symbol] = price
+            self._exposure = None
         if order.side == "sell" and not self._covered(order):
             held = self.qty.get(order.symbol, 0.0) + self._pending_delta(order.symbol)
             return self._set(order, status="rejected", ts_event=now,

@@ -52,8 +52,9 @@ def rows_for(bars: Bars, start: date | None, end: date | None) -> tuple[int, int
     if start > end:
         raise UsageError(f"--start {start} is after --end {end}")
     first = bars.index_of(start)
-    if bars.dates[max(first, 0)] < start:
+    if first < 0 or bars.dates[first] < start:
         first += 1
+    first = max(first, 1)  # the first traded session needs a prior close to decide on
     last = bars.index_of(end)
     if first < 1 or last < first:
         raise DataError(f"the data ({bars.dates[0]}..{bars.dates[-1]}) has no sessions with a prior close in {start}..{end}")
@@ -70,8 +71,10 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
     due_rows = [first] + [r for r in range(first + 1, last + 1) if bars.dates[r] in scheduled]
     for i, row in enumerate(due_rows):
         day = bars.dates[row]
-        book.rebalance(row, book.due(day, force=row == first), open_at(day, minutes))
-        book.open(row, open_at(day))
+        # Fills take the session's opening price but are stamped when the order was placed.
+        placed = open_at(day, minutes)
+        book.rebalance(row, book.due(day, force=row == first), placed)
+        book.open(row, placed)
         book.mark_span(row, due_rows[i + 1] - 1 if i + 1 < len(due_rows) else last)
     return BookCurve(
         name=book.account.id, dates=[bars.dates[r] for r in book.mark_rows],

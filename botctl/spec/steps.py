@@ -77,7 +77,8 @@ class LimitWeight(Step, tag="limit_weight"):
 
 
 class ScaleLeverage(Step, tag="scale_leverage"):
-    """Scale the weights so their gross sum equals `gross` (1.25 means 125% invested)."""
+    """Multiply every weight by `gross`: a fully invested book (weights summing to 1) becomes
+    `gross` x invested (1.25 = 125%); unfilled slots stay in cash."""
 
     gross: float = 1.0
 

@@ -2,6 +2,10 @@
 
 Outside `transaction()` every write commits on its own, which is what "the order row is
 committed before the broker is called" needs. Reads return msgspec records, never rows.
+
+Store holds a plain sqlite3 connection (`store.conn`): reading (status, tail) must not pay for
+importing sqlite_utils, which pulls in pandas. `store.db`, a sqlite_utils Database on the same
+connection, is created on first use for callers that want its helpers.
 """
 
 from __future__ import annotations
@@ -12,9 +16,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
-
-from sqlite_utils import Database, Migrations
+from typing import TYPE_CHECKING, Any
 
 from botctl.errors import StoreError, UsageError
 from botctl.records import (
@@ -31,7 +33,10 @@ from botctl.records import (
 )
 from botctl.store.codec import BY_TABLE, CODECS, Codec, codec_for, format_ts
 from botctl.store.opening import describe, open_database
-from botctl.store.schema import MIGRATIONS, index_hint
+from botctl.store.schema import MIGRATION_NAMES, MIGRATION_SET, index_hint
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database, Migrations
 
 # The natural key named in "already in the journal" messages.
 _KEYS = {"runs": "run_id", "orders": "client_order_id", "fills": "fill_id", "control": "account"}
@@ -50,11 +55,24 @@ def severities_at_least(severity: str) -> tuple[str, ...]:
 
 
 class Store:
-    def __init__(self, db: Database, path: str, *, readonly: bool) -> None:
-        self.db = db
+    def __init__(self, conn: sqlite3.Connection | Database, path: str, *, readonly: bool) -> None:
+        self._db: Database | None = None
+        if not isinstance(conn, sqlite3.Connection):  # a sqlite_utils Database
+            self._db, conn = conn, conn.conn
+        self.conn: sqlite3.Connection = conn
         self.path = path
         self.readonly = readonly
-        self._conn = db.conn
+        self._conn = conn
+
+    @property
+    def db(self) -> Database:
+        """A sqlite_utils Database on this store's connection, for ad-hoc use. Imports
+        sqlite_utils on first access; Store itself never needs it."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn, execute_plugins=False)
+        return self._db
 
     @classmethod
     def open(
@@ -71,14 +89,10 @@ class Store:
         durable=False relaxes fsync to WAL's NORMAL (safe against crashes, not power loss):
         for backtests. `migrations` exists so tests can simulate an upgrade.
         """
-        db = open_database(
-            path,
-            create=create,
-            readonly=readonly,
-            durable=durable,
-            migrations=migrations or MIGRATIONS,
+        conn = open_database(
+            path, create=create, readonly=readonly, durable=durable, migrations=migrations
         )
-        return cls(db, str(path), readonly=readonly)
+        return cls(conn, str(path), readonly=readonly)
 
     def close(self) -> None:
         self._conn.close()
@@ -90,10 +104,24 @@ class Store:
         self.close()
 
     def applied_migrations(self) -> list[str]:
-        return [m.name for m in MIGRATIONS.applied(self.db)]
+        """Names of botctl's migrations applied to this file, in the order applied."""
+        with self._guard():
+            has_table = self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
+            ).fetchone()
+            if not has_table:
+                return []
+            rows = self._conn.execute(
+                "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
+                (MIGRATION_SET,),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def is_current(self, migrations: Migrations | None = None) -> bool:
-        return not (migrations or MIGRATIONS).pending(self.db)
+        """No migration of `migrations` (default: botctl's set) is pending."""
+        if migrations is None:
+            return set(MIGRATION_NAMES) <= set(self.applied_migrations())
+        return not migrations.pending(self.db)
 
     # --- transactions and errors ---------------------------------------------------------
 

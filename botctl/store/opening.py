@@ -3,19 +3,26 @@ one-line reason, then bring the schema up to date.
 
 The file is inspected with read-only queries before anything is written, so a foreign SQLite
 file is never converted to WAL or given botctl tables.
+
+Everything here is plain sqlite3: sqlite_utils (slow to import, it pulls in pandas) is only
+imported by a writable open that creates the file or has migrations to apply.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sqlite_utils import Database, Migrations
+from typing import TYPE_CHECKING
 
 from botctl.errors import StoreError
 from botctl.store.schema import APPLICATION_ID, MIGRATION_SET, known_names
+
+if TYPE_CHECKING:
+    from sqlite_utils import Migrations
 
 BUSY_TIMEOUT_S = 5.0
 _NO_DATABASE = "no database at {path}; run `botctl run` or `botctl backtest` first"
@@ -35,8 +42,12 @@ def open_database(
     create: bool,
     readonly: bool,
     durable: bool,
-    migrations: Migrations,
-) -> Database:
+    migrations: Migrations | None = None,
+) -> sqlite3.Connection:
+    """A connection to the journal at `path`, checked and (when writable) migrated.
+
+    `migrations=None` means botctl's own set, which is only built if something is pending.
+    """
     p = Path(path).expanduser()
     if p.is_dir():
         raise StoreError(f"{path} is a directory, not a botctl database")
@@ -45,10 +56,13 @@ def open_database(
         raise StoreError(_NO_DATABASE.format(path=path))
     if not readonly:
         _check_writable(p, exists, path)
+        if create and (not exists or p.stat().st_size == 0):
+            _preload_for_creation(migrations)
     conn = _connect(p, readonly, path)
     try:
-        db = Database(conn, execute_plugins=False)
-        state = _inspect(db, path)
+        # What sqlite_utils.Database(conn) used to set on every journal connection.
+        conn.execute("PRAGMA recursive_triggers = ON")
+        state = _inspect(conn, path)
         known = known_names(migrations)
         _refuse_foreign_or_newer(state, known, path)
         if readonly:
@@ -63,9 +77,9 @@ def open_database(
         else:
             if not state.applied and not create:
                 raise StoreError(_NO_DATABASE.format(path=path))
-            _prepare_for_writing(db, migrations, state, known, durable, path)
+            _prepare_for_writing(conn, migrations, state, known, durable, path)
         conn.execute("PRAGMA foreign_keys = ON")
-        return db
+        return conn
     except sqlite3.Error as e:
         conn.close()
         raise describe(e, path) from e
@@ -109,21 +123,21 @@ def _connect(p: Path, readonly: bool, shown: object) -> sqlite3.Connection:
         raise describe(e, shown) from e
 
 
-def _inspect(db: Database, shown: object) -> _State:
+def _inspect(conn: sqlite3.Connection, shown: object) -> _State:
     try:
         tables = [
             r[0]
-            for r in db.execute(
+            for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
             ).fetchall()
         ]
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{shown} is not a botctl database ({e})") from e
     state = _State(app_id, [t for t in tables if t != "_sqlite_migrations"], [])
     if "_sqlite_migrations" in tables:
         try:
-            rows = db.execute(
+            rows = conn.execute(
                 "SELECT migration_set, name FROM _sqlite_migrations ORDER BY rowid"
             ).fetchall()
         except sqlite3.OperationalError as e:
@@ -154,14 +168,13 @@ def _refuse_foreign_or_newer(state: _State, known: list[str], shown: object) -> 
 
 
 def _prepare_for_writing(
-    db: Database,
-    migrations: Migrations,
+    conn: sqlite3.Connection,
+    migrations: Migrations | None,
     state: _State,
     known: list[str],
     durable: bool,
     shown: object,
 ) -> None:
-    conn = db.conn
     # journal_mode cannot change inside a transaction, and is persistent in the file.
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL: an order row must survive power loss once committed, because the broker is called
@@ -173,15 +186,43 @@ def _prepare_for_writing(
     # once cannot both run the first migration.
     conn.execute("BEGIN IMMEDIATE")
     try:
-        state = _inspect(db, shown)
+        state = _inspect(conn, shown)
         _refuse_foreign_or_newer(state, known, shown)
         if set(known) - set(state.applied):
-            migrations.apply(db)
+            _apply(conn, migrations)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _migration_set(migrations: Migrations | None) -> Migrations:
+    """`migrations`, or botctl's own set (built, importing sqlite_utils, on first use)."""
+    from botctl.store.schema import migrations as botctl_migrations
+
+    return migrations or botctl_migrations()
+
+
+def _preload_for_creation(migrations: Migrations | None) -> None:
+    """Get the slow part of creating a journal done before connect() creates the file.
+
+    A process waiting for the journal to appear may read it as soon as it exists, so the file
+    should not sit there without tables while sqlite_utils (and pandas) import (~0.4 s), nor
+    while the full garbage collection that so many new objects soon trigger runs (~20 ms)
+    inside the migration transaction.
+    """
+    fresh = "sqlite_utils" not in sys.modules
+    _migration_set(migrations)
+    if fresh:
+        gc.collect()
+
+
+def _apply(conn: sqlite3.Connection, migrations: Migrations | None) -> None:
+    """Run the pending sqlite-utils migrations on `conn`."""
+    from sqlite_utils import Database
+
+    _migration_set(migrations).apply(Database(conn, execute_plugins=False))
 
 
 def describe(e: sqlite3.Error, path: object) -> StoreError:

@@ -97,5 +97,5 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
 
 def journal_accounts(store: Store) -> list[str]:
     """Accounts the journal knows, in the order they first appeared."""
-    rows = store.db.conn.execute("SELECT account FROM nav GROUP BY account ORDER BY MIN(id)").fetchall()
+    rows = store.conn.execute("SELECT account FROM nav GROUP BY account ORDER BY MIN(id)").fetchall()
     return [r[0] for r in rows]

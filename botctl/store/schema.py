@@ -3,13 +3,22 @@
 Migrations are append-only: a released migration is never edited, a change is a new function
 registered after the others. `Store.open` refuses a database that has migrations applied that
 this set does not know (written by a newer botctl), so names must stay stable.
+
+Importing sqlite_utils costs ~0.4 s (it imports pandas when installed), so this module never
+does at import time: the Migrations set is built on first use by `migrations()`, and opening
+an up-to-date journal compares applied names against `MIGRATION_NAMES` with plain SQL.
 """
 
 from __future__ import annotations
 
-from sqlite_utils import Database, Migrations
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from botctl.records import Control, Event, Fill, NavSnapshot, Order, Position, Record, Run
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database, Migrations
 
 MIGRATION_SET = "botctl"
 
@@ -169,24 +178,46 @@ def m001_initial(db: Database) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
+# The released migrations, in order: (name, function). Append only.
+STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (("m001_initial", m001_initial),)
+# Their names, known without importing sqlite_utils.
+MIGRATION_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)
+
+
 def build_migrations(*extra: tuple[str, object]) -> Migrations:
     """A fresh migration set; `extra` (name, fn) pairs are appended (tests use it to fake an
     upgrade)."""
+    from sqlite_utils import Migrations
+
     migrations = Migrations(MIGRATION_SET)
-    migrations(name="m001_initial")(m001_initial)
-    for name, fn in extra:
+    for name, fn in (*STEPS, *extra):
         migrations(name=name)(fn)
     return migrations
 
 
-MIGRATIONS = build_migrations()
+@functools.cache
+def migrations() -> Migrations:
+    """botctl's migration set (built, and sqlite_utils imported, on first call only)."""
+    return build_migrations()
 
 
-def known_names(migrations: Migrations) -> list[str]:
-    """Every migration name in `migrations`, in order.
+def __getattr__(name: str) -> Any:
+    # `MIGRATIONS` stays importable for callers that want the set, but building it is lazy.
+    if name == "MIGRATIONS":
+        return migrations()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    Migrations has no public listing, but everything is pending on an empty database.
+
+def known_names(migrations: Migrations | None = None) -> list[str]:
+    """Every migration name in `migrations` (default: botctl's set), in order.
+
+    botctl's own names come from `MIGRATION_NAMES` without touching sqlite_utils. Migrations
+    has no public listing, but everything is pending on an empty database.
     """
+    if migrations is None:
+        return list(MIGRATION_NAMES)
+    from sqlite_utils import Database
+
     return [m.name for m in migrations.pending(Database(memory=True, execute_plugins=False))]
 
 

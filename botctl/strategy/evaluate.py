@@ -80,10 +80,14 @@ def decide(steps: tuple[st.Step, ...], universe: tuple[str, ...], signals: Signa
             candidates, selected = list(weights), True
         elif isinstance(step, st.LimitWeight):
             weights = {c: min(w, step.max) for c, w in ensure_weights().items()}
-        elif isinstance(step, (st.ScaleLeverage, st.LimitLeverage)):
+        elif isinstance(step, st.ScaleLeverage):
+            # Lever the book: weights of a fully invested book (sum 1) end up summing to
+            # `gross`; a partly filled book (empty slots) keeps its cash share.
+            weights = {c: w * step.gross for c, w in ensure_weights().items()}
+        elif isinstance(step, st.LimitLeverage):
             weights = ensure_weights()
             gross = sum(abs(w) for w in weights.values())
-            if gross > 0 and (isinstance(step, st.ScaleLeverage) or gross > step.gross):
+            if gross > step.gross:
                 weights = {c: w * step.gross / gross for c, w in weights.items()}
         elif isinstance(step, st.ScaleByRegime):
             above = signals.regime_above[(step.benchmark, step.sma_days)][row]

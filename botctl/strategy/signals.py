@@ -47,9 +47,11 @@ def _volatility(closes: pl.DataFrame, lookback: int) -> np.ndarray:
 
 def _above_sma(close: pl.Series, days: int) -> np.ndarray:
     """1.0 where close > its `days`-session simple average, 0.0 below, NaN before enough history."""
+    # Missing bars (NaN, e.g. before a fund's listing) become nulls, so the average is unknown
+    # until `days` real closes exist, instead of NaN comparisons reading as "below".
+    c = pl.col("c").fill_nan(None)
+    sma = c.rolling_mean(window_size=days)
     frame = pl.DataFrame({"c": close}).select(
-        pl.when(pl.col("c").rolling_mean(window_size=days).is_null()).then(None)
-        .otherwise((pl.col("c") > pl.col("c").rolling_mean(window_size=days)).cast(pl.Float64))
-        .alias("above")
+        pl.when(sma.is_null() | c.is_null()).then(None).otherwise((c > sma).cast(pl.Float64)).alias("above")
     )
     return frame["above"].to_numpy().astype(np.float64)
