@@ -100,8 +100,11 @@ def test_replay_stops_cleanly_on_sigterm(tmp_path):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if db.exists() and query(db, "select count(*) from nav")[0][0] >= 4:
-                break
+            try:
+                if db.exists() and query(db, "select count(*) from nav")[0][0] >= 4:
+                    break
+            except sqlite3.OperationalError:  # the file exists before its tables do
+                pass
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
