@@ -230,7 +230,24 @@ class Store:
         if cur.rowcount == 0:
             raise StoreError(f"no run {run_id!r} in {self.path}")
 
+    def put_guard_state(self, scope: str, account: str, state: bytes, ts: datetime) -> None:
+        """Store the risk guard's state (JSON from the engine) for `account` in `scope`."""
+        self._writable()
+        with self._guard():
+            self._conn.execute(
+                "INSERT INTO guard_state (scope, account, state, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (scope, account) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                (scope, account, state.decode(), format_ts(ts, "updated_at")),
+            )
+
     # --- reading -------------------------------------------------------------------------
+
+    def guard_state(self, scope: str, account: str) -> bytes | None:
+        with self._guard():
+            row = self._conn.execute(
+                "SELECT state FROM guard_state WHERE scope = ? AND account = ?", (scope, account)
+            ).fetchone()
+        return row[0].encode() if row else None
 
     def _codec(self, table: str, *, need_id: bool = True) -> Codec:
         codec = BY_TABLE.get(table)

@@ -178,8 +178,27 @@ def m001_initial(db: Database) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
+def m002_guard_state(db: Database) -> None:
+    # The risk guard's memory (high-water mark, counters), one JSON document per account and
+    # scope ('live' for paper/live, the run id for a replay), so a restart resets nothing.
+    db.execute(
+        """
+        CREATE TABLE guard_state (
+            scope TEXT NOT NULL,
+            account TEXT NOT NULL,
+            state TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (scope, account)
+        )
+        """
+    )
+
+
 # The released migrations, in order: (name, function). Append only.
-STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (("m001_initial", m001_initial),)
+STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (
+    ("m001_initial", m001_initial),
+    ("m002_guard_state", m002_guard_state),
+)
 # Their names, known without importing sqlite_utils.
 MIGRATION_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)
 

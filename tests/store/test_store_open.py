@@ -8,7 +8,7 @@ from store_factories import make_order, make_run
 
 from botctl.errors import StoreError
 from botctl.store import APPLICATION_ID, Store
-from botctl.store.schema import build_migrations
+from botctl.store.schema import MIGRATION_NAMES, build_migrations
 
 
 def _pragma(path, name):
@@ -19,7 +19,7 @@ def _pragma(path, name):
 def test_new_file_is_created_in_wal_with_application_id(tmp_path):
     path = tmp_path / "sub" / "dir" / "botctl.db"
     with Store.open(path) as store:
-        assert store.applied_migrations() == ["m001_initial"]
+        assert store.applied_migrations() == list(MIGRATION_NAMES)
         assert store.is_current()
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
@@ -33,26 +33,26 @@ def test_reopen_keeps_data(db_path):
         s.insert(make_order())
     with Store.open(db_path) as s:
         assert s.get_order("o1") == make_order()
-        assert s.applied_migrations() == ["m001_initial"]
+        assert s.applied_migrations() == list(MIGRATION_NAMES)
 
 
 def test_empty_file_is_initialised(db_path):
     db_path.write_bytes(b"")
     with Store.open(db_path) as s:
-        assert s.applied_migrations() == ["m001_initial"]
+        assert s.applied_migrations() == list(MIGRATION_NAMES)
 
 
 def test_pending_migrations_are_applied_on_open(db_path):
     Store.open(db_path, migrations=build_migrations()).close()
 
-    def m002_add_notes(db):
+    def m099_add_notes(db):
         db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
 
-    newer = build_migrations(("m002_add_notes", m002_add_notes))
-    with pytest.raises(StoreError, match=r"older botctl schema \(m001_initial\)"):
+    newer = build_migrations(("m099_add_notes", m099_add_notes))
+    with pytest.raises(StoreError, match=r"older botctl schema \(m002_guard_state\)"):
         Store.open(db_path, readonly=True, migrations=newer)
     with Store.open(db_path, migrations=newer) as s:
-        assert s.applied_migrations() == ["m001_initial", "m002_add_notes"]
+        assert s.applied_migrations() == [*MIGRATION_NAMES, "m099_add_notes"]
         assert s.is_current(newer)
         assert s.db["notes"].exists()
     with Store.open(db_path, readonly=True, migrations=newer) as s:
@@ -62,25 +62,25 @@ def test_pending_migrations_are_applied_on_open(db_path):
 def test_failed_migration_rolls_back(db_path):
     Store.open(db_path).close()
 
-    def m002_broken(db):
+    def m099_broken(db):
         db.execute("CREATE TABLE half (x)")
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        Store.open(db_path, migrations=build_migrations(("m002_broken", m002_broken)))
+        Store.open(db_path, migrations=build_migrations(("m099_broken", m099_broken)))
     with Store.open(db_path) as s:
-        assert s.applied_migrations() == ["m001_initial"]
+        assert s.applied_migrations() == list(MIGRATION_NAMES)
         assert not s.db["half"].exists()
 
 
 def test_database_from_newer_botctl_is_refused(db_path):
-    newer = build_migrations(("m002_future", lambda db: None))
+    newer = build_migrations(("m099_future", lambda db: None))
     Store.open(db_path, migrations=newer).close()
     for readonly in (False, True):
         with pytest.raises(StoreError) as info:
             Store.open(db_path, readonly=readonly)
         assert str(info.value) == (
-            f"{db_path} was written by a newer botctl (schema m002_future); upgrade botctl"
+            f"{db_path} was written by a newer botctl (schema m099_future); upgrade botctl"
         )
 
 
@@ -206,3 +206,23 @@ def test_lock_timeout_is_a_store_error(db_path, monkeypatch):
         with a.transaction(), Store.open(db_path) as b:
             with pytest.raises(StoreError, match="is locked by another process"):
                 b.insert(make_order("o1"))
+
+
+def test_a_journal_from_the_first_schema_gains_the_guard_state_table(tmp_path):
+    from datetime import datetime, timezone
+
+    from sqlite_utils import Database, Migrations
+
+    from botctl.store.schema import MIGRATION_SET, m001_initial
+
+    path = tmp_path / "first.db"
+    db = Database(path)
+    first = Migrations(MIGRATION_SET)
+    first(name="m001_initial")(m001_initial)
+    first.apply(db)
+    db.conn.close()
+    with Store.open(path) as store:
+        assert store.applied_migrations() == list(MIGRATION_NAMES)
+        store.put_guard_state("live", "acct", b'{"high_water_mark": 1.0}', datetime.now(timezone.utc))
+        assert store.guard_state("live", "acct") == b'{"high_water_mark": 1.0}'
+        assert store.guard_state("live", "other") is None

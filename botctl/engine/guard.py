@@ -1,0 +1,160 @@
+"""The risk guard: a second opinion on every order, and circuit breakers. Pure.
+
+`check_orders` takes the engine's proposed orders with the account's state and returns the
+ones it accepts and the ones it blocks, each block naming its rule and the numbers compared.
+Sells are checked first and buys after, cumulatively, so the limits hold for the whole set:
+blocking an order never increases exposure, because a blocked buy is simply not bought and
+only the data, collar and rate rules ever block a sell.
+
+`after_mark` and `after_reject` update the persisted breaker state and say when an account
+must halt: drawdown from the NAV high-water mark, the day's loss, or too many rejected orders
+or broker errors within a window.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta
+
+import msgspec
+
+from botctl.records import SubmitOrder
+from botctl.spec.model import RiskSpec
+
+
+class Block(msgspec.Struct, frozen=True):
+    rule: str
+    message: str
+    order: SubmitOrder
+    limit: float
+    value: float
+
+
+class GuardState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the guard remembers between cycles. Persisted, so a restart resets nothing."""
+
+    account: str
+    high_water_mark: float = 0.0
+    last_close_nav: float = 0.0
+    day: date | None = None  # the day `orders_today` counts
+    orders_today: int = 0
+    last_fill_at: dict[str, datetime] = {}
+    reject_times: list[datetime] = []
+
+
+class Portfolio(msgspec.Struct, frozen=True, kw_only=True):
+    """The account as the guard sees it when orders are proposed."""
+
+    nav: float
+    qty: dict[str, float]
+    prices: dict[str, float]
+    last_close: dict[str, float]
+    universe: frozenset[str]
+    data_as_of: date | None
+    today: date
+
+
+def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, state: GuardState,
+                 now: datetime) -> tuple[list[SubmitOrder], list[Block]]:
+    accepted: list[SubmitOrder] = []
+    blocked: list[Block] = []
+    orders_today = state.orders_today if state.day == book.today else 0
+    qty = dict(book.qty)
+
+    def value_of(symbol: str) -> float:
+        return qty.get(symbol, 0.0) * book.prices.get(symbol, 0.0)
+
+    def gross() -> float:
+        return sum(abs(value_of(s)) for s in qty)
+
+    data_age = (book.today - book.data_as_of).days if book.data_as_of else math.inf
+    for order in sorted(orders, key=lambda o: o.side != "sell"):
+        notional = order.qty * order.ref_price
+        buy = order.side == "buy"
+        reason = None
+        if data_age > risk.max_data_age_days:
+            reason = ("stale_data", f"last bar is {data_age} days old, over {risk.max_data_age_days}",
+                      risk.max_data_age_days, data_age)
+        elif not math.isfinite(order.ref_price) or order.ref_price <= 0:
+            reason = ("price_collar", "no usable reference price", risk.price_collar_pct, math.nan)
+        else:
+            close = book.last_close.get(order.symbol)
+            move = abs(order.ref_price / close - 1) if close else math.inf
+            if move > risk.price_collar_pct:
+                reason = ("price_collar", f"{order.symbol} at {order.ref_price:.4f} is {move:.1%} from the last close "
+                          f"{close if close else 'unknown'}, over {risk.price_collar_pct:.1%}", risk.price_collar_pct, move)
+        if reason is None and len(accepted) >= risk.max_orders_per_cycle:
+            reason = ("max_orders_per_cycle", f"already {len(accepted)} orders this cycle", risk.max_orders_per_cycle, len(accepted) + 1)
+        if reason is None and orders_today + len(accepted) >= risk.max_orders_per_day:
+            reason = ("max_orders_per_day", f"already {orders_today + len(accepted)} orders today", risk.max_orders_per_day,
+                      orders_today + len(accepted) + 1)
+        if reason is None and risk.cooldown_minutes and order.symbol in state.last_fill_at:
+            since = (now - state.last_fill_at[order.symbol]).total_seconds() / 60
+            if since < risk.cooldown_minutes:
+                reason = ("cooldown", f"{order.symbol} filled {since:.0f} min ago, cooldown {risk.cooldown_minutes} min",
+                          risk.cooldown_minutes, since)
+        if reason is None and buy:
+            reason = _buy_limits(order, notional, risk, book, qty, value_of, gross)
+        if reason is not None:
+            rule, message, limit, value = reason
+            blocked.append(Block(rule=rule, message=message, order=order, limit=float(limit), value=float(value)))
+            continue
+        accepted.append(order)
+        qty[order.symbol] = qty.get(order.symbol, 0.0) + (order.qty if buy else -order.qty)
+    return accepted, blocked
+
+
+def _buy_limits(order, notional, risk, book, qty, value_of, gross):
+    nav = book.nav
+    if order.symbol not in book.universe:
+        return ("universe", f"{order.symbol} is not in the plan's universes", 0, 1)
+    if notional > risk.max_order_notional:
+        return ("max_order_notional", f"order of ${notional:,.2f} over ${risk.max_order_notional:,.2f}",
+                risk.max_order_notional, notional)
+    if nav <= 0:
+        return ("buying_power", "no equity to buy with", 0, nav)
+    if notional / nav > risk.max_order_pct_nav:
+        return ("max_order_pct_nav", f"order is {notional / nav:.1%} of NAV, over {risk.max_order_pct_nav:.1%}",
+                risk.max_order_pct_nav, notional / nav)
+    weight = (value_of(order.symbol) + notional) / nav
+    if weight > risk.max_weight + 1e-9:
+        return ("max_weight", f"{order.symbol} would be {weight:.1%} of NAV, over {risk.max_weight:.1%}", risk.max_weight, weight)
+    leverage = (gross() + notional) / nav
+    if leverage > risk.max_gross_leverage + 1e-9:
+        return ("max_gross_leverage", f"gross leverage would be {leverage:.2f}x, over {risk.max_gross_leverage:.2f}x",
+                risk.max_gross_leverage, leverage)
+    return None
+
+
+def after_orders(state: GuardState, today: date, count: int) -> GuardState:
+    already = state.orders_today if state.day == today else 0
+    return msgspec.structs.replace(state, day=today, orders_today=already + count)
+
+
+def after_fill(state: GuardState, symbol: str, at: datetime) -> GuardState:
+    return msgspec.structs.replace(state, last_fill_at={**state.last_fill_at, symbol: at})
+
+
+def after_mark(state: GuardState, risk: RiskSpec, nav: float) -> tuple[GuardState, tuple[str, str] | None]:
+    """Take a closing NAV mark: raise the high-water mark, and return (state, (rule, reason))
+    when a breaker trips. The day's loss is measured from the previous closing NAV."""
+    hwm = max(state.high_water_mark, nav)
+    previous = state.last_close_nav
+    breach = None
+    if hwm > 0 and nav / hwm - 1 < -risk.max_drawdown:
+        breach = ("max_drawdown", f"NAV ${nav:,.2f} is {1 - nav / hwm:.1%} below its high-water mark ${hwm:,.2f}, "
+                                  f"over the {risk.max_drawdown:.1%} limit")
+    elif previous > 0 and nav / previous - 1 < -risk.max_daily_loss:
+        breach = ("max_daily_loss", f"NAV fell {1 - nav / previous:.1%} in a session (${previous:,.2f} -> ${nav:,.2f}), "
+                                    f"over the {risk.max_daily_loss:.1%} limit")
+    return msgspec.structs.replace(state, high_water_mark=hwm, last_close_nav=nav), breach
+
+
+def after_reject(state: GuardState, risk: RiskSpec, at: datetime) -> tuple[GuardState, tuple[str, str] | None]:
+    window_start = at - timedelta(minutes=risk.reject_window_minutes)
+    recent = [t for t in state.reject_times if t >= window_start] + [at]
+    new = msgspec.structs.replace(state, reject_times=recent)
+    if len(recent) >= risk.max_rejects:
+        return new, ("max_rejects", f"{len(recent)} rejected orders or broker errors within "
+                                    f"{risk.reject_window_minutes} min (limit {risk.max_rejects})")
+    return new, None
