@@ -36,6 +36,12 @@ def print_table(body: dict) -> None:
     typer.echo(f"{'':{width}}  " + " ".join(f"{h:>9}" for h in header))
     for name, metrics in rows:
         typer.echo(f"{name:{width}}  " + " ".join(f"{_cell(k, metrics.get(k)):>9}" for k in ROW_KEYS))
+    for name, metrics in rows:
+        if metrics.get("blocked"):
+            counts = ", ".join(f"{rule} {n}" for rule, n in metrics["blocked"].items())
+            typer.echo(f"{name}: risk guard blocked {sum(metrics['blocked'].values())} order(s): {counts}")
+        if metrics.get("halted"):
+            typer.echo(f"{name}: HALTED by a circuit breaker ({metrics['halted']})")
 
 
 def register(app: typer.Typer) -> None:

@@ -158,3 +158,28 @@ def after_reject(state: GuardState, risk: RiskSpec, at: datetime) -> tuple[Guard
         return new, ("max_rejects", f"{len(recent)} rejected orders or broker errors within "
                                     f"{risk.reject_window_minutes} min (limit {risk.max_rejects})")
     return new, None
+
+
+def after_marks(state: GuardState, risk: RiskSpec, navs) -> tuple[GuardState, tuple[int, str, str] | None]:
+    """`after_mark` over a run of closing marks at once (the backtest's fast path). Returns
+    the state after the marks up to and including the first breach, and (index, rule, reason)
+    of that breach."""
+    import numpy as np
+
+    navs = np.asarray(navs, dtype=float)
+    if navs.size == 0:
+        return state, None
+    hwm = np.maximum.accumulate(np.maximum(navs, state.high_water_mark))
+    previous = np.concatenate([[state.last_close_nav], navs[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drawdown = np.where(hwm > 0, navs / hwm - 1, 0.0)
+        daily = np.where(previous > 0, navs / previous - 1, 0.0)
+    bad = np.flatnonzero((drawdown < -risk.max_drawdown) | (daily < -risk.max_daily_loss))
+    if bad.size == 0:
+        return msgspec.structs.replace(state, high_water_mark=float(hwm[-1]), last_close_nav=float(navs[-1])), None
+    i = int(bad[0])
+    before = msgspec.structs.replace(state, high_water_mark=float(hwm[i - 1]) if i else state.high_water_mark,
+                                     last_close_nav=float(previous[i]))
+    after, breach = after_mark(before, risk, float(navs[i]))
+    assert breach is not None
+    return after, (i, *breach)

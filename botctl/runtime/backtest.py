@@ -33,6 +33,8 @@ class BookCurve(msgspec.Struct):
     gross: np.ndarray
     traded_notional: float
     trades: int
+    blocked: dict[str, int] = {}  # orders the risk guard blocked, by rule
+    halted: str | None = None  # why a circuit breaker halted the book, if one did
 
 
 class BacktestResult(msgspec.Struct):
@@ -80,6 +82,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
         name=book.account.id, dates=[bars.dates[r] for r in book.mark_rows],
         nav=np.array(book.mark_nav), gross=np.array(book.mark_gross),
         traded_notional=book.traded_notional, trades=len(book.fills),
+        blocked=dict(book.blocks), halted=book.halt,
     )
 
 
@@ -119,9 +122,13 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
 def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: float) -> dict:
     gross = curve.gross if benchmark is not None else None
     # Traded notional counts both legs; turnover is reported one-way (a full switch = 100%).
-    return compute_metrics(curve.dates, curve.nav, benchmark_nav=benchmark.nav if benchmark else None,
-                           risk_free=risk_free, turnover_notional=curve.traded_notional / 2, trades=curve.trades,
-                           gross_exposure=gross)
+    metrics = compute_metrics(curve.dates, curve.nav, benchmark_nav=benchmark.nav if benchmark else None,
+                              risk_free=risk_free, turnover_notional=curve.traded_notional / 2, trades=curve.trades,
+                              gross_exposure=gross)
+    if benchmark is not None:
+        metrics["blocked"] = dict(sorted(curve.blocked.items()))
+        metrics["halted"] = curve.halted
+    return metrics
 
 
 def summary(result: BacktestResult, *, risk_free: float = 0.0) -> dict:

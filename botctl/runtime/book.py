@@ -16,6 +16,7 @@ from datetime import date, datetime
 import numpy as np
 
 from botctl.adapters.sim_broker import SimBroker
+from botctl.engine import guard
 from botctl.engine.engine import CycleResult, account_signals, decide_cycle
 from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
@@ -23,6 +24,7 @@ from botctl.spec.plan import AccountPlan
 from botctl.strategy.bars import Bars
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
+from botctl.runtime.session_times import close_at
 from botctl.strategy.schedule import rebalance_sessions
 
 
@@ -52,6 +54,12 @@ class Book:
         # Called with each order before it reaches the broker: the replay and live runtimes
         # commit the order row here, so a crash mid-send can always be reconciled.
         self.before_submit: Callable[[Order], None] | None = None
+        self.guard = guard.GuardState(account=account.id)
+        self.blocks: dict[str, int] = {}
+        # Set when the account is halted (a breaker tripped, or an operator's kill): no new
+        # orders until it is cleared. `on_halt` lets the replay/live runtime persist the halt.
+        self.halt: str | None = None
+        self.on_halt: Callable[[str, str, str, datetime], None] | None = None
 
     def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
         values = matrix[row]
@@ -62,15 +70,24 @@ class Book:
 
     def rebalance(self, row: int, due: list[str], now: datetime) -> CycleResult | None:
         """Decide on bar `row - 1` (the last closed bar) and submit the orders at `now`."""
-        if row < 1 or not due:
+        if row < 1 or not due or self.halt:
             return None
         closes = self.prices(self.bars.close, row - 1)
         self.broker.mark(closes)
         result = decide_cycle(self.account, self.signals, row - 1, due, self.decisions,
                               dict(self.broker.qty), self.broker.cash, closes, fractional=self.broker.fractional)
         self.decisions = result.decisions
+        today = self.bars.dates[row]
+        portfolio = guard.Portfolio(
+            nav=self.broker.equity(), qty=dict(self.broker.qty), prices=closes, last_close=closes,
+            universe=frozenset(self.account.symbols), data_as_of=self.bars.dates[row - 1], today=today,
+        )
+        accepted, blocked = guard.check_orders(result.orders, self.account.risk, portfolio, self.guard, now)
+        for block in blocked:
+            self._blocked(block, now)
+        self.guard = guard.after_orders(self.guard, today, len(accepted))
         prefix = cycle_prefix(self.namespace, self.account.id, now)
-        for command in result.orders:
+        for command in accepted:
             order = Order(
                 client_order_id=client_order_id(prefix, command.symbol, command.side),
                 run_id=self.run_id, account=self.account.id, symbol=command.symbol, side=command.side,
@@ -88,10 +105,10 @@ class Book:
 
     def close(self, row: int, now: datetime) -> NavSnapshot:
         """Mark one session's close (the replay path) and return the snapshot."""
-        self.mark_span(row, row)
+        self.mark_span(row, row, lambda _: now)
         return self.snapshot(len(self.mark_rows) - 1, now)
 
-    def mark_span(self, first: int, last: int) -> None:
+    def mark_span(self, first: int, last: int, stamp: Callable[[int], datetime] | None = None) -> None:
         """Mark closes for rows first..last while holdings stay fixed, vectorised: between two
         rebalances nothing trades, so each day's NAV is cash + holdings x closes."""
         symbols = sorted(self.broker.qty)
@@ -114,8 +131,14 @@ class Book:
         if symbols:
             self.broker.mark({s: float(p) for s, p in zip(symbols, closes[-1]) if not math.isnan(p)})
         self._last_close_row = last
+        navs = cash + held
+        self.guard, breach = guard.after_marks(self.guard, self.account.risk, navs)
+        if breach is not None and not self.halt:
+            index, rule, reason = breach
+            row = first + index
+            self.trip(rule, reason, stamp(row) if stamp else close_at(self.bars.dates[row]))
         self.mark_rows.extend(range(first, last + 1))
-        self.mark_nav.extend((cash + held).tolist())
+        self.mark_nav.extend(navs.tolist())
         self.mark_cash.extend(cash.tolist())
         self.mark_gross.extend(gross.tolist())
 
@@ -132,17 +155,65 @@ class Book:
                                 avg_price=self.broker.avg_price.get(symbol, 0.0), price=price, value=qty * price))
         return out
 
+    def cancel_open_orders(self, now: datetime) -> int:
+        open_orders = self.broker.open_orders()
+        for order in open_orders:
+            canceled = self.broker.cancel(order.client_order_id, now)
+            if canceled is not None:
+                self._record(canceled, [])
+        return len(open_orders)
+
+    def flatten(self, now: datetime) -> int:
+        """Sell every position at market (journaled before the broker sees it)."""
+        prefix = cycle_prefix(self.namespace, self.account.id, now) + "-flat"
+        count = 0
+        for symbol, qty in sorted(self.broker.qty.items()):
+            if qty <= 0:
+                continue
+            order = Order(client_order_id=client_order_id(prefix, symbol, "sell"), run_id=self.run_id,
+                          account=self.account.id, symbol=symbol, side="sell", qty=qty, status="pending",
+                          ts_init=now, ts_event=now, reason="flatten", ref_price=self.broker.last_price.get(symbol))
+            if self.before_submit is not None:
+                self.before_submit(order)
+            self._record(*self.broker.submit(order, now))
+            count += 1
+        return count
+
+    def trip(self, rule: str, reason: str, at: datetime, *, subsystem: str = "guard") -> None:
+        """Halt the account: no new orders until the halt is cleared. Holdings are kept."""
+        self.halt = f"{rule}: {reason}"
+        self.events.append(Event(
+            ts_event=at, subsystem=subsystem, type="breaker.tripped", severity="CRITICAL", run_id=self.run_id,
+            account=self.account.id, message=f"account halted: {reason}", details={"rule": rule},
+        ))
+        if self.on_halt is not None:
+            self.on_halt(self.account.id, rule, reason, at)
+
+    def _blocked(self, block: guard.Block, at: datetime) -> None:
+        self.blocks[block.rule] = self.blocks.get(block.rule, 0) + 1
+        order = block.order
+        self.events.append(Event(
+            ts_event=at, subsystem="guard", type="gate.blocked", severity="WARN", run_id=self.run_id,
+            account=self.account.id, symbol=order.symbol, message=f"{order.side} {order.qty:g} {order.symbol} blocked: {block.message}",
+            details={"rule": block.rule, "limit": block.limit, "value": block.value,
+                     "order": {"side": order.side, "qty": order.qty, "symbol": order.symbol, "ref_price": order.ref_price}},
+        ))
+
     def _record(self, order: Order, fills: list[Fill]) -> None:
         self.orders.append(order)
         for fill in fills:
             self.fills.append(fill)
             self.traded_notional += fill.qty * fill.price
+            self.guard = guard.after_fill(self.guard, fill.symbol, fill.ts_event)
         if order.status == "rejected":
             self.events.append(Event(
                 ts_event=order.ts_event, subsystem="broker", type="order.rejected", severity="WARN",
                 run_id=self.run_id, account=order.account, symbol=order.symbol,
                 message=order.reject_reason or "rejected", details={"client_order_id": order.client_order_id},
             ))
+            self.guard, breach = guard.after_reject(self.guard, self.account.risk, order.ts_event)
+            if breach is not None and not self.halt:
+                self.trip(*breach, order.ts_event)
 
 
 def _forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:

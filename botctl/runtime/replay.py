@@ -20,6 +20,7 @@ import msgspec
 from botctl.errors import DataError
 from botctl.records import Event, Run
 from botctl.runtime.book import Book
+from botctl.runtime.control import ControlDesk
 from botctl.spec.plan import Plan
 from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
@@ -39,9 +40,14 @@ class SimClock:
     """Simulated market time. `sleep_until` advances it, pausing for real only when a speed
     is set, so a replay can be made slow enough to watch (or to kill) from another process."""
 
-    def __init__(self, start: datetime, speed: float | None) -> None:
+    # A paced clock wakes at least this often (real seconds) to look for operator commands.
+    POLL_SECONDS = 0.2
+
+    def __init__(self, start: datetime, speed: float | None,
+                 on_idle: Callable[[datetime], None] | None = None) -> None:
         self._now = start
         self.speed = speed
+        self.on_idle = on_idle
 
     def now(self) -> datetime:
         return self._now
@@ -50,7 +56,13 @@ class SimClock:
         if when <= self._now:
             return
         if self.speed:
-            time.sleep((when - self._now).total_seconds() / self.speed)
+            remaining = (when - self._now).total_seconds() / self.speed
+            while remaining > 0:
+                step = min(remaining, self.POLL_SECONDS)
+                time.sleep(step)
+                remaining -= step
+                if self.on_idle is not None:
+                    self.on_idle(self._now)
         self._now = when
 
 
@@ -74,6 +86,23 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+class _Journal:
+    """Writes each book's new records to the store, remembering how far it got, so every
+    order, fill and event reaches the journal exactly once whatever produced it."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.seen: dict[str, tuple[int, int, int]] = {}
+
+    def flush(self, book: Book) -> None:
+        orders, fills, events = self.seen.get(book.account.id, (0, 0, 0))
+        for order in {o.client_order_id: o for o in book.orders[orders:]}.values():
+            self.store.upsert_order(order)
+        self.store.insert_many(book.fills[fills:])
+        self.store.insert_many(book.events[events:])
+        self.seen[book.account.id] = (len(book.orders), len(book.fills), len(book.events))
+
+
 def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: float | None,
                progress: Callable[[int, int, date, dict[str, float]], None] | None = None) -> ReplaySummary:
     from botctl.adapters.calendar import sessions as xnys_sessions
@@ -89,14 +118,18 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
     store.upsert_run(run)
     signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps))
     books = [Book(a, bars, run_id=run_id, namespace=run_id, signals=signals) for a in plan.accounts]
+    journal = _Journal(store)
+    controls = ControlDesk(store, books, journal)
     for book in books:
         book.before_submit = store.upsert_order
-    clock = SimClock(sessions[0].open - timedelta(minutes=1), speed)
+        book.on_halt = controls.persist_halt
+    clock = SimClock(sessions[0].open - timedelta(minutes=1), speed, on_idle=controls.poll)
     status = "finished"
     done = 0
     with _StopFlag() as flag:
         store.insert(Event(ts_event=clock.now(), subsystem="runtime", type="run.started", run_id=run_id,
                            message=f"replay {sessions[0].day}..{sessions[-1].day} at speed {speed or 'max'}"))
+        controls.poll(clock.now())  # a bot started while halted reconciles but does not trade
         for index, session in enumerate(sessions):
             if flag.stop:
                 status = "stopped"
@@ -110,13 +143,19 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
                                        run_id=run_id, account=book.account.id,
                                        message=f"no bar for {session.day}; not trading this session"))
                     continue
-                _trade_session(store, book, row, session.day, clock.now(), first=index == 0)
+                controls.poll(clock.now())
+                with store.transaction():
+                    book.rebalance(row, book.due(session.day, force=index == 0), clock.now())
+                    book.open(row, clock.now())
+                    journal.flush(book)
             clock.sleep_until(session.close)
             with store.transaction():
                 for book in books:
                     if row is not None:
                         store.insert(book.close(row, session.close))
                         store.insert_many(book.positions(session.close))
+                        store.put_guard_state(run_id, book.account.id, msgspec.json.encode(book.guard), session.close)
+                    journal.flush(book)
                 store.heartbeat(run_id, datetime.now(timezone.utc))
             done += 1
             if progress:
@@ -130,15 +169,3 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
         navs={b.account.id: b.broker.equity() for b in books},
         orders={b.account.id: len({o.client_order_id for o in b.orders}) for b in books},
     )
-
-
-def _trade_session(store, book: Book, row: int, day: date, now: datetime, *, first: bool) -> None:
-    """One account's cycle: decide and submit (orders journaled first), then fill at the open."""
-    seen = len(book.orders), len(book.fills), len(book.events)
-    book.rebalance(row, book.due(day, force=first), now)
-    book.open(row, now)
-    with store.transaction():
-        for order in {o.client_order_id: o for o in book.orders[seen[0]:]}.values():
-            store.upsert_order(order)
-        store.insert_many(book.fills[seen[1]:])
-        store.insert_many(book.events[seen[2]:])

@@ -59,10 +59,10 @@ class SimSpec(Spec):
 class RiskSpec(Spec):
     """Pre-trade limits and circuit breakers (fractions of NAV unless named otherwise)."""
 
-    max_weight: float = 0.60
+    max_weight: float = 1.0
     max_gross_leverage: float = 1.50
     max_order_notional: float = 1_000_000.0
-    max_order_pct_nav: float = 0.60
+    max_order_pct_nav: float = 1.0
     price_collar_pct: float = 0.10
     max_orders_per_cycle: int = 40
     max_orders_per_day: int = 80

@@ -152,6 +152,8 @@ accounts:
     starting_cash: 100000
     models: [{{name: Levered, budget: 1.0}}]
     sim: {{{settings}}}
+    # These tests are about the simulated broker: the risk guard must not stand in the way.
+    risk: {{max_weight: 2.0, max_order_pct_nav: 2.0, max_gross_leverage: 2.0}}
 """
 
 
