@@ -63,6 +63,9 @@ def register(app: typer.Typer) -> None:
         speed: str = typer.Option("max", "--speed", help="Simulated seconds per real second, or 'max'."),
         account: list[str] = typer.Option(None, "--account", help="Only these accounts (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the closing summary as JSON."),
+        health_port: int = typer.Option(None, "--health-port", min=0, max=65535, envvar="BOTCTL_HEALTH_PORT",
+                                        help="Serve /health and /metrics on this port (0: off).",
+                                        show_default="health.port in accounts.yaml"),
     ) -> None:
         """Run the plan: every account in one process, journaling everything to the database.
 
@@ -81,8 +84,18 @@ def register(app: typer.Typer) -> None:
         bars = bars_from_frame(load_bars(g.data), plan.symbols)
         start, end = parse_replay(replay, bars.dates[-1])
         pace = parse_speed(speed)
-        with Store.open(g.db) as store:
-            summary = run_replay(plan, bars, store, start, end, speed=pace, progress=Progress())
+        from contextlib import nullcontext
+
+        from botctl.runtime.health import HealthServer, Telemetry
+
+        telemetry = Telemetry({a.id: {"broker": a.broker, "mode": a.mode, "models": [m.name for m in a.models]}
+                               for a in plan.accounts})
+        port = plan.health.port if health_port is None else health_port
+        server = HealthServer(telemetry, plan.health.host, port) if port else nullcontext()
+        with Store.open(g.db) as store, server:
+            if port:
+                err(f"health: {server.address}/health and /metrics")
+            summary = run_replay(plan, bars, store, start, end, speed=pace, progress=Progress(), telemetry=telemetry)
         if as_json:
             import json
 

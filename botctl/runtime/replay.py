@@ -21,6 +21,7 @@ from botctl.errors import DataError
 from botctl.records import Event, Run
 from botctl.runtime.book import Book
 from botctl.runtime.control import ControlDesk
+from botctl.runtime.health import Telemetry
 from botctl.spec.plan import Plan
 from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
@@ -90,21 +91,41 @@ class _Journal:
     """Writes each book's new records to the store, remembering how far it got, so every
     order, fill and event reaches the journal exactly once whatever produced it."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, telemetry: Telemetry | None = None) -> None:
         self.store = store
+        self.telemetry = telemetry
         self.seen: dict[str, tuple[int, int, int]] = {}
 
     def flush(self, book: Book) -> None:
         orders, fills, events = self.seen.get(book.account.id, (0, 0, 0))
-        for order in {o.client_order_id: o for o in book.orders[orders:]}.values():
+        new_orders = {o.client_order_id: o for o in book.orders[orders:]}
+        for order in new_orders.values():
             self.store.upsert_order(order)
         self.store.insert_many(book.fills[fills:])
         self.store.insert_many(book.events[events:])
+        if self.telemetry is not None:
+            _observe(self.telemetry, book, list(new_orders.values()), book.fills[fills:], book.events[events:])
         self.seen[book.account.id] = (len(book.orders), len(book.fills), len(book.events))
 
 
+def _observe(telemetry: Telemetry, book: Book, orders, fills, events) -> None:
+    account = book.account.id
+    for order in orders:
+        if order.status not in ("pending", "accepted"):
+            telemetry.orders.labels(account, order.status).inc()
+    if fills:
+        telemetry.fills.labels(account).inc(len(fills))
+    for event in events:
+        if event.type == "gate.blocked":
+            telemetry.blocked.labels(account, event.details.get("rule", "?")).inc()
+        if event.severity != "INFO":
+            telemetry.problem(event.subsystem, event.severity)
+    telemetry.account_state(account, halted=bool(book.halt))
+
+
 def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: float | None,
-               progress: Callable[[int, int, date, dict[str, float]], None] | None = None) -> ReplaySummary:
+               progress: Callable[[int, int, date, dict[str, float]], None] | None = None,
+               telemetry: Telemetry | None = None) -> ReplaySummary:
     from botctl.adapters.calendar import sessions as xnys_sessions
 
     sessions = [s for s in xnys_sessions(start, end) if s.day <= bars.dates[-1]]
@@ -118,7 +139,7 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
     store.upsert_run(run)
     signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps))
     books = [Book(a, bars, run_id=run_id, namespace=run_id, signals=signals) for a in plan.accounts]
-    journal = _Journal(store)
+    journal = _Journal(store, telemetry)
     controls = ControlDesk(store, books, journal)
     for book in books:
         book.before_submit = store.upsert_order
@@ -144,19 +165,29 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
                                        message=f"no bar for {session.day}; not trading this session"))
                     continue
                 controls.poll(clock.now())
+                began = time.perf_counter()
                 with store.transaction():
                     book.rebalance(row, book.due(session.day, force=index == 0), clock.now())
                     book.open(row, clock.now())
                     journal.flush(book)
+                if telemetry is not None:
+                    telemetry.cycle.labels(book.account.id).observe(time.perf_counter() - began)
             clock.sleep_until(session.close)
             with store.transaction():
                 for book in books:
                     if row is not None:
-                        store.insert(book.close(row, session.close))
+                        mark = book.close(row, session.close)
+                        store.insert(mark)
+                        if telemetry is not None:
+                            telemetry.nav.labels(mark.account).set(mark.nav)
+                            telemetry.cash.labels(mark.account).set(mark.cash)
+                            telemetry.leverage.labels(mark.account).set(mark.leverage)
                         store.insert_many(book.positions(session.close))
                         store.put_guard_state(run_id, book.account.id, msgspec.json.encode(book.guard), session.close)
                     journal.flush(book)
                 store.heartbeat(run_id, datetime.now(timezone.utc))
+            if telemetry is not None:
+                telemetry.cycled(session.close)
             done += 1
             if progress:
                 progress(done, len(sessions), session.day, {b.account.id: b.broker.equity() for b in books})
