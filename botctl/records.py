@@ -15,7 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 Side = Literal["buy", "sell"]
-RunKind = Literal["backtest", "replay", "paper", "live"]
+RunKind = Literal["backtest", "replay", "paper", "live", "manual"]  # manual: an operator action with no bot running
 RunStatus = Literal["running", "finished", "failed", "stopped"]
 OrderStatus = Literal[
     "pending",  # journaled, not yet acknowledged by the broker
