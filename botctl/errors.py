@@ -37,7 +37,10 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        # Keys and names come from the file: a newline or a terminal escape in them must not
+        # split the one-line report or reach the operator's terminal raw.
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
     def __repr__(self) -> str:
         return f"ConfigProblem({str(self)!r})"

@@ -9,10 +9,16 @@ from pathlib import Path
 import click
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from botctl import __version__
 from botctl.cli.common import Globals, err
 from botctl.errors import EXIT_RUNTIME, BotctlError, ConfigError
+
+
+# typer raises its own exceptions (and its bundled click's) for usage errors and exits; they
+# carry their exit codes and must pass through untouched.
+_PASS_THROUGH = (typer.Exit, typer.Abort, TyperException, click.exceptions.Exit, click.ClickException, click.Abort)
 
 
 class BotctlGroup(TyperGroup):
@@ -22,7 +28,7 @@ class BotctlGroup(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except _PASS_THROUGH:
             raise
         except ConfigError as exc:
             for problem in exc.problems:

@@ -33,6 +33,7 @@ class Config(msgspec.Struct, frozen=True):
     # Strategy and universe names that exist but failed to decode: references to them are
     # not reported again as "unknown".
     broken: frozenset[str] = frozenset()
+    broken_accounts: frozenset[str] = frozenset()
 
 
 def _refuse_plaintext_keys(decoder: Decoder, value: Any) -> None:
@@ -121,7 +122,8 @@ def _build_file(decoder: Decoder, value: Any, file_type: type) -> tuple[Any, fro
                 built = decoder.build(entry, entry_type, (name, key))
                 if built is None:
                     broken.add(key)
-                else:
+                    built = _salvage(decoder.source, entry, entry_type, (name, key))
+                if built is not None:
                     good[key] = built
             kwargs[name] = good
         else:
@@ -129,6 +131,17 @@ def _build_file(decoder: Decoder, value: Any, file_type: type) -> tuple[Any, fro
             if built is not None:
                 kwargs[name] = built
     return file_type(**kwargs), frozenset(broken)
+
+
+def _salvage(source: YamlSource, entry: Any, entry_type: type, path: tuple) -> Any:
+    """An entry without its bad keys, so the rules can still check the rest of it (its own
+    problems were already reported); None when even that does not decode."""
+    if not isinstance(entry, dict) or not (isinstance(entry_type, type) and issubclass(entry_type, msgspec.Struct)):
+        return None
+    fields = {f.encode_name: f for f in msgspec.structs.fields(entry_type)}
+    probe = Decoder(source)
+    kept = {k: v for k, v in entry.items() if k in fields and probe.check(v, fields[k].type, (*path, k))}
+    return Decoder(source).build(kept, entry_type, path)
 
 
 def load_config(strategies_data: bytes | str, accounts_data: bytes | str, *, known_symbols: frozenset[str] | None = None,
@@ -143,10 +156,10 @@ def load_config(strategies_data: bytes | str, accounts_data: bytes | str, *, kno
     a_value = a_src.value if a_src.value is not None else {}
     _refuse_plaintext_keys(a_dec, a_value)
     strategies, broken = _build_file(s_dec, s_value, StrategiesFile)
-    accounts, _ = _build_file(a_dec, a_value, AccountsFile)
+    accounts, broken_accounts = _build_file(a_dec, a_value, AccountsFile)
     raw_strategies = s_value.get("strategies") if isinstance(s_value, dict) else None
     steps = _decode_steps(s_dec, raw_strategies) if isinstance(raw_strategies, dict) else {}
-    config = Config(strategies, accounts, steps, s_src, a_src, broken)
+    config = Config(strategies, accounts, steps, s_src, a_src, broken, broken_accounts)
     problems = [*s_src.problems, *a_src.problems, *s_dec.problems, *a_dec.problems, *validate(config, known_symbols)]
     if problems:
         raise ConfigError(problems)

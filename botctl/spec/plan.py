@@ -102,7 +102,7 @@ def compile_plan(config: Config, *, models: list[str] | None = None, accounts: l
             strategy = strategies.strategies[name]
             universe = tuple(strategies.universes[strategy.universe] if isinstance(strategy.universe, str) else strategy.universe)
             steps = config.steps[name]
-            extra = [s for step in steps for s in step_symbols(step)]
+            extra = [symbol for step in steps for symbol, _ in step_symbols(step)]
             schedule = strategy.rebalance if isinstance(strategy.rebalance, ScheduleSpec) else ScheduleSpec(every=strategy.rebalance)
             model_plans.append(ModelPlan(
                 name=name, budget=budget, universe=universe,

@@ -21,14 +21,15 @@ MIN_SESSIONS = {"daily": 1, "weekly": 3, "monthly": 18, "quarterly": 60}
 MAX_LOOKBACK = 2520  # ten years of sessions
 
 
-def step_symbols(step: st.Step) -> list[str]:
-    """Symbols a step reads besides the universe (benchmarks, fallbacks, fixed weights)."""
+def step_symbols(step: st.Step) -> list[tuple[str, tuple[str, ...]]]:
+    """Symbols a step reads besides the universe (benchmarks, fallbacks, fixed weights), each
+    with the key path, under the step, where it is written."""
     if isinstance(step, (st.WhenRegime, st.ScaleByRegime)):
-        return [step.benchmark]
+        return [(step.benchmark, ("benchmark",))]
     if isinstance(step, st.Fallback) and step.to != "cash":
-        return [step.to]
+        return [(step.to, ("to",))]
     if isinstance(step, st.WeighFixed):
-        return list(step.weights)
+        return [(symbol, ("weights", symbol)) for symbol in step.weights]
     return []
 
 
@@ -43,6 +44,12 @@ class _Rules:
 
     def a(self, path: tuple, message: str) -> None:
         self.problems.append(self.config.accounts_source.problem(path, message))
+
+    @staticmethod
+    def parsed(source) -> bool:
+        """A file that failed to parse says nothing about what it defines: checks that need
+        its contents (emptiness, references into it) are skipped rather than cascading."""
+        return source.value is not None
 
     def symbol(self, symbol: str, path: tuple) -> None:
         if self.known is not None and symbol not in self.known:
@@ -60,7 +67,7 @@ class _Rules:
 
     def strategies(self) -> None:
         spec = self.config.strategies
-        if not spec.strategies and not self.config.broken:
+        if not spec.strategies and not self.config.broken and self.parsed(self.config.strategies_source):
             self.s(("strategies",), "no strategies defined")
         self.symbol(spec.benchmark, ("benchmark",))
         for name, symbols in spec.universes.items():
@@ -107,8 +114,8 @@ class _Rules:
             self.step(step, (*base, "steps", i, step.__struct_config__.tag))
 
     def step(self, step: st.Step, path: tuple) -> None:
-        for symbol in step_symbols(step):
-            self.symbol(symbol, path)
+        for symbol, where in step_symbols(step):
+            self.symbol(symbol, (*path, *where))
         for field in ("lookback_days", "sma_days"):
             days = getattr(step, field, None)
             if days is not None and not (2 if field == "sma_days" else 1) <= days <= MAX_LOOKBACK:
@@ -140,7 +147,7 @@ class _Rules:
 
     def accounts(self) -> None:
         spec = self.config.accounts
-        if not spec.accounts:
+        if not spec.accounts and not self.config.broken_accounts and self.parsed(self.config.accounts_source):
             self.a(("accounts",), "no accounts defined")
         if not 0 <= spec.health.port <= 65535:
             self.a(("health", "port"), f"must be 0..65535 (0 disables the endpoint), got {spec.health.port}")
@@ -196,7 +203,7 @@ class _Rules:
             if name in seen:
                 self.a((*path, i), f"model '{name}' is listed twice")
             seen.add(name)
-            if name not in known and name not in self.config.broken:
+            if name not in known and name not in self.config.broken and self.parsed(self.config.strategies_source):
                 self.a((*path, i), f"unknown model '{name}' (defined in strategies.yaml: {', '.join(sorted(known)) or 'none'})")
             budget = ref.budget if isinstance(ref, ModelRef) else None
             if budget is None:

@@ -7,6 +7,7 @@ tool must do neither. We compose the node graph ourselves and keep, for every ke
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -132,10 +133,16 @@ class YamlSource:
 
     def _scalar(self, node: yaml.Node, path: Path, constructor: yaml.SafeLoader) -> Any:
         try:
-            return constructor.construct_object(node, deep=True)
+            value = constructor.construct_object(node, deep=True)
+            if isinstance(value, str):
+                value.encode("utf-8")  # lone surrogates from escapes like "\ud800" are not text
+            elif isinstance(value, float) and not math.isfinite(value):
+                self.problems.append(self.problem(path, "must be a finite number (.inf and .nan are not allowed)"))
+                return None
+            return value
         except yaml.YAMLError as exc:
             self.problems.append(self.problem(path, f"invalid value: {getattr(exc, 'problem', exc)}"))
             return None
-        except (ValueError, OverflowError):
+        except Exception:  # noqa: BLE001 - a bad tag can raise anything; never echo the value (it may be a key)
             self.problems.append(self.problem(path, "invalid value"))
             return None
