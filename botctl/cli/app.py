@@ -4,6 +4,7 @@ own module; this one wires them, owns the global options and turns errors into e
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -38,6 +39,11 @@ class BotctlGroup(TyperGroup):
         except BotctlError as exc:
             err(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            # The reader went away (`botctl tail | head`): nothing left to say, and not a failure.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None

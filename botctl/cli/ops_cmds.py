@@ -82,6 +82,8 @@ def register(app: typer.Typer) -> None:
             "running": rv.running,
             "pid": rv.run.pid if rv.run and rv.running else None,
             "heartbeat_at": rv.run.heartbeat_at.isoformat() if rv.run and rv.run.heartbeat_at else None,
+            "uptime_s": round((datetime.now(timezone.utc) - rv.run.started_at).total_seconds(), 1)
+            if rv.run and rv.running else None,
             "healthy": not rv.stale,
             "state": rv.reason,
             "run": msgspec.to_builtins(rv.run) if rv.run else None,
@@ -185,7 +187,7 @@ def _print_status(body: dict) -> None:
         state = f"UNHEALTHY: {body['state']}"
     elif not body["running"]:
         state = f"not running ({body['state']})"
-    typer.echo(f"bot: {state}" + (f", pid {body['pid']}" if body["pid"] else "")
+    typer.echo(f"bot: {state}" + (f", pid {body['pid']}, up {body['uptime_s']:.0f}s" if body["pid"] else "")
                + (f", last heartbeat {body['heartbeat_at']}" if body["heartbeat_at"] else ""))
     if body["run"]:
         run = body["run"]
