@@ -59,6 +59,13 @@ def register(app: typer.Typer) -> None:
                        + (f", starting cash ${acc.starting_cash:,.0f}" if acc.broker == "sim" else
                           f", keys from ${acc.api_key_env} / ${acc.secret_key_env}"))
             typer.echo(f"  symbols: {' '.join(acc.symbols)}")
+            r = acc.risk
+            typer.echo(f"  risk: max weight {r.max_weight:.0%}, max gross leverage {r.max_gross_leverage:g}x, "
+                       f"max order ${r.max_order_notional:,.0f} / {r.max_order_pct_nav:.0%} of NAV, "
+                       f"collar {r.price_collar_pct:.0%}, {r.max_orders_per_cycle}/cycle, {r.max_orders_per_day}/day, "
+                       f"cooldown {r.cooldown_minutes} min, data <= {r.max_data_age_days} days old")
+            typer.echo(f"  breakers: drawdown {r.max_drawdown:.0%}, daily loss {r.max_daily_loss:.0%}, "
+                       f"{r.max_rejects} rejects in {r.reject_window_minutes} min")
             for m in acc.models:
                 steps = ", ".join(s.__struct_config__.tag for s in m.steps)
                 typer.echo(f"  model {m.name}: budget {m.budget:.1%}")

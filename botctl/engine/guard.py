@@ -4,7 +4,7 @@
 ones it accepts and the ones it blocks, each block naming its rule and the numbers compared.
 Sells are checked first and buys after, cumulatively, so the limits hold for the whole set:
 blocking an order never increases exposure, because a blocked buy is simply not bought and
-only the data, collar and rate rules ever block a sell.
+a sell is only blocked by the data, collar and rate rules, or when it would open a short.
 
 `after_mark` and `after_reject` update the persisted breaker state and say when an account
 must halt: drawdown from the NAV high-water mark, the day's loss, or too many rejected orders
@@ -20,6 +20,10 @@ import msgspec
 
 from botctl.records import SubmitOrder
 from botctl.spec.model import RiskSpec
+
+
+# Limits are inclusive: a value that equals its limit up to float rounding passes.
+EPSILON = 1e-9
 
 
 class Block(msgspec.Struct, frozen=True):
@@ -49,9 +53,10 @@ class Portfolio(msgspec.Struct, frozen=True, kw_only=True):
     qty: dict[str, float]
     prices: dict[str, float]
     last_close: dict[str, float]
-    universe: frozenset[str]
+    universe: frozenset[str]  # what the plan may trade (benchmarks that are only read are not in it)
     data_as_of: date | None
     today: date
+    buying_power: float | None = None  # what the broker would let us buy; None when unknown
 
 
 def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, state: GuardState,
@@ -67,6 +72,7 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
     def gross() -> float:
         return sum(abs(value_of(s)) for s in qty)
 
+    buying_power = book.buying_power  # spent by each accepted buy, refilled by each accepted sell
     data_age = (book.today - book.data_as_of).days if book.data_as_of else math.inf
     for order in sorted(orders, key=lambda o: o.side != "sell"):
         notional = order.qty * order.ref_price
@@ -80,7 +86,7 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
         else:
             close = book.last_close.get(order.symbol)
             move = abs(order.ref_price / close - 1) if close else math.inf
-            if move > risk.price_collar_pct:
+            if move > risk.price_collar_pct + EPSILON:
                 reason = ("price_collar", f"{order.symbol} at {order.ref_price:.4f} is {move:.1%} from the last close "
                           f"{close if close else 'unknown'}, over {risk.price_collar_pct:.1%}", risk.price_collar_pct, move)
         if reason is None and len(accepted) >= risk.max_orders_per_cycle:
@@ -93,14 +99,22 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
             if since < risk.cooldown_minutes:
                 reason = ("cooldown", f"{order.symbol} filled {since:.0f} min ago, cooldown {risk.cooldown_minutes} min",
                           risk.cooldown_minutes, since)
+        if reason is None and not buy and order.qty > qty.get(order.symbol, 0.0) + EPSILON:
+            reason = ("no_short", f"sell of {order.qty:g} {order.symbol} exceeds the {qty.get(order.symbol, 0.0):g} held",
+                      qty.get(order.symbol, 0.0), order.qty)
         if reason is None and buy:
             reason = _buy_limits(order, notional, risk, book, qty, value_of, gross)
+            if reason is None and buying_power is not None and notional > buying_power + EPSILON:
+                reason = ("buying_power", f"order of ${notional:,.2f} exceeds the ${max(buying_power, 0):,.2f} of buying power left",
+                          buying_power, notional)
         if reason is not None:
             rule, message, limit, value = reason
             blocked.append(Block(rule=rule, message=message, order=order, limit=float(limit), value=float(value)))
             continue
         accepted.append(order)
         qty[order.symbol] = qty.get(order.symbol, 0.0) + (order.qty if buy else -order.qty)
+        if buying_power is not None:
+            buying_power += -notional if buy else notional
     return accepted, blocked
 
 
@@ -117,10 +131,10 @@ def _buy_limits(order, notional, risk, book, qty, value_of, gross):
         return ("max_order_pct_nav", f"order is {notional / nav:.1%} of NAV, over {risk.max_order_pct_nav:.1%}",
                 risk.max_order_pct_nav, notional / nav)
     weight = (value_of(order.symbol) + notional) / nav
-    if weight > risk.max_weight + 1e-9:
+    if weight > risk.max_weight + EPSILON:
         return ("max_weight", f"{order.symbol} would be {weight:.1%} of NAV, over {risk.max_weight:.1%}", risk.max_weight, weight)
     leverage = (gross() + notional) / nav
-    if leverage > risk.max_gross_leverage + 1e-9:
+    if leverage > risk.max_gross_leverage + EPSILON:
         return ("max_gross_leverage", f"gross leverage would be {leverage:.2f}x, over {risk.max_gross_leverage:.2f}x",
                 risk.max_gross_leverage, leverage)
     return None
@@ -141,10 +155,10 @@ def after_mark(state: GuardState, risk: RiskSpec, nav: float) -> tuple[GuardStat
     hwm = max(state.high_water_mark, nav)
     previous = state.last_close_nav
     breach = None
-    if hwm > 0 and nav / hwm - 1 < -risk.max_drawdown:
+    if hwm > 0 and nav / hwm - 1 < -risk.max_drawdown - EPSILON:
         breach = ("max_drawdown", f"NAV ${nav:,.2f} is {1 - nav / hwm:.1%} below its high-water mark ${hwm:,.2f}, "
                                   f"over the {risk.max_drawdown:.1%} limit")
-    elif previous > 0 and nav / previous - 1 < -risk.max_daily_loss:
+    elif previous > 0 and nav / previous - 1 < -risk.max_daily_loss - EPSILON:
         breach = ("max_daily_loss", f"NAV fell {1 - nav / previous:.1%} in a session (${previous:,.2f} -> ${nav:,.2f}), "
                                     f"over the {risk.max_daily_loss:.1%} limit")
     return msgspec.structs.replace(state, high_water_mark=hwm, last_close_nav=nav), breach
@@ -174,7 +188,7 @@ def after_marks(state: GuardState, risk: RiskSpec, navs) -> tuple[GuardState, tu
     with np.errstate(divide="ignore", invalid="ignore"):
         drawdown = np.where(hwm > 0, navs / hwm - 1, 0.0)
         daily = np.where(previous > 0, navs / previous - 1, 0.0)
-    bad = np.flatnonzero((drawdown < -risk.max_drawdown) | (daily < -risk.max_daily_loss))
+    bad = np.flatnonzero((drawdown < -risk.max_drawdown - EPSILON) | (daily < -risk.max_daily_loss - EPSILON))
     if bad.size == 0:
         return msgspec.structs.replace(state, high_water_mark=float(hwm[-1]), last_close_nav=float(navs[-1])), None
     i = int(bad[0])

@@ -21,6 +21,7 @@ from botctl.engine.engine import CycleResult, account_signals, decide_cycle
 from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
+from botctl.spec.validate import step_symbols
 from botctl.strategy.bars import Bars
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
@@ -54,7 +55,13 @@ class Book:
         # Called with each order before it reaches the broker: the replay and live runtimes
         # commit the order row here, so a crash mid-send can always be reconciled.
         self.before_submit: Callable[[Order], None] | None = None
-        self.guard = guard.GuardState(account=account.id)
+        # The guard starts from the starting NAV, so the first session's loss is measured too.
+        self.guard = guard.GuardState(account=account.id, high_water_mark=account.starting_cash,
+                                      last_close_nav=account.starting_cash)
+        self.tradeable = frozenset(
+            {s for m in account.models for s in m.universe}
+            | {s for m in account.models for step in m.steps for s, where in step_symbols(step) if where[0] != "benchmark"}
+        )
         self.blocks: dict[str, int] = {}
         # Set when the account is halted (a breaker tripped, or an operator's kill): no new
         # orders until it is cleared. `on_halt` lets the replay/live runtime persist the halt.
@@ -80,14 +87,20 @@ class Book:
         today = self.bars.dates[row]
         portfolio = guard.Portfolio(
             nav=self.broker.equity(), qty=dict(self.broker.qty), prices=closes, last_close=closes,
-            universe=frozenset(self.account.symbols), data_as_of=self.bars.dates[row - 1], today=today,
+            universe=self.tradeable, data_as_of=self.bars.dates[row - 1], today=today,
+            buying_power=self.broker.account().buying_power,
         )
         accepted, blocked = guard.check_orders(result.orders, self.account.risk, portfolio, self.guard, now)
         for block in blocked:
             self._blocked(block, now)
         self.guard = guard.after_orders(self.guard, today, len(accepted))
         prefix = cycle_prefix(self.namespace, self.account.id, now)
-        for command in accepted:
+        for i, command in enumerate(accepted):
+            if self.halt:  # a reject earlier in this cycle tripped a breaker: send nothing more
+                for rest in accepted[i:]:
+                    self._blocked(guard.Block(rule="halted", message=f"account halted ({self.halt})", order=rest,
+                                              limit=0.0, value=1.0), now)
+                break
             order = Order(
                 client_order_id=client_order_id(prefix, command.symbol, command.side),
                 run_id=self.run_id, account=self.account.id, symbol=command.symbol, side=command.side,

@@ -25,7 +25,7 @@ class ControlDesk:
     def persist_halt(self, account: str, rule: str, reason: str, at: datetime) -> None:
         """A breaker tripped: persist the halt like a kill without flatten (acted on by poll)."""
         self.store.set_control(Control(account=account, halted=True, reason=f"{rule}: {reason}",
-                                       since=datetime.now(timezone.utc), who=f"risk guard ({rule})"))
+                                       since=at, who=f"risk guard ({rule})"))
 
     def poll(self, now: datetime) -> None:
         controls = self.store.controls()
