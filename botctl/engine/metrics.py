@@ -99,7 +99,7 @@ __all__ = [
 ]
 
 
-def _as_date(value: object) -> datetime.date:
+def as_date(value: object) -> datetime.date:
     if isinstance(value, np.datetime64):
         return value.astype("datetime64[D]").item()
     if isinstance(value, datetime.datetime):
@@ -131,7 +131,7 @@ def _returns(nav: np.ndarray) -> np.ndarray:
 def _years(dates: Sequence[object]) -> float:
     if len(dates) < 2:
         return 0.0
-    return (_as_date(dates[-1]) - _as_date(dates[0])).days / DAYS_PER_YEAR
+    return (as_date(dates[-1]) - as_date(dates[0])).days / DAYS_PER_YEAR
 
 
 def drawdown_series(nav: np.ndarray) -> np.ndarray:
@@ -311,7 +311,7 @@ def monthly_returns(dates: Sequence[datetime.date], nav: np.ndarray) -> list[tup
     current: tuple[int, int] | None = None
     last = base
     for d, v in zip(dates, values.tolist()):
-        day = _as_date(d)
+        day = as_date(d)
         key = (day.year, day.month)
         if current is not None and key != current:
             out.append((current[0], current[1], _month_return(last, base)))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from botctl.engine.metrics import compute_metrics, drawdown_series
+from botctl.engine.metrics import as_date, compute_metrics, drawdown_series
 
 __all__ = ["write_html_report"]
 
@@ -87,16 +87,6 @@ svg text{font-size:11px;fill:#333}
 
 # ---------------------------------------------------------------------------
 # formatting
-
-
-def _as_date(value: object) -> datetime.date:
-    if isinstance(value, np.datetime64):
-        return value.astype("datetime64[D]").item()
-    if isinstance(value, datetime.datetime):
-        return value.date()
-    if isinstance(value, datetime.date):
-        return value
-    raise TypeError(f"expected a date, got {type(value).__name__}")
 
 
 def _is_num(value: object) -> bool:
@@ -251,7 +241,7 @@ def _line_chart(
         )
         parts.append(f'<text x="{x + 32:.1f}" y="{y + 10}">{_E(name)}</text>')
 
-    day_list = [_as_date(d) for d in dates]
+    day_list = [as_date(d) for d in dates]
     all_vals = [v[np.isfinite(v)] for _, v, _, _ in series]
     finite_vals = np.concatenate(all_vals) if all_vals else np.empty(0)
     if not day_list or finite_vals.size == 0:
@@ -451,7 +441,7 @@ def write_html_report(
     dd_series = [(name, drawdown_series(v), colors[name], False) for name, v in navs.items()]
     dd_series.append((benchmark_name, drawdown_series(bench), BENCHMARK_COLOR, True))
 
-    day_list = [_as_date(d) for d in dates]
+    day_list = [as_date(d) for d in dates]
     period = f"{day_list[0].isoformat()} to {day_list[-1].isoformat()} ({n} trading days)" if day_list else "no data"
 
     body = [

@@ -98,7 +98,7 @@ class ScaleByRegime(Step, tag="scale_by_regime"):
     below: float = 1.0
 
 
-AnyStep = Union[
+STEP_CLASSES = (
     WhenRegime,
     SelectMomentum,
     SelectThreshold,
@@ -111,22 +111,6 @@ AnyStep = Union[
     ScaleLeverage,
     LimitLeverage,
     ScaleByRegime,
-]
-
-STEP_TYPES: dict[str, type[Step]] = {
-    t.__struct_config__.tag: t  # type: ignore[misc]
-    for t in (
-        WhenRegime,
-        SelectMomentum,
-        SelectThreshold,
-        SelectAll,
-        Fallback,
-        WeighEqually,
-        WeighInverseVolatility,
-        WeighFixed,
-        LimitWeight,
-        ScaleLeverage,
-        LimitLeverage,
-        ScaleByRegime,
-    )
-}
+)
+AnyStep = Union[STEP_CLASSES]  # the tagged union a plan's steps decode as
+STEP_TYPES: dict[str, type[Step]] = {t.__struct_config__.tag: t for t in STEP_CLASSES}  # type: ignore[misc]
