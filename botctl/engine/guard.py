@@ -177,23 +177,16 @@ def after_reject(state: GuardState, risk: RiskSpec, at: datetime) -> tuple[Guard
 def after_marks(state: GuardState, risk: RiskSpec, navs) -> tuple[GuardState, tuple[int, str, str] | None]:
     """`after_mark` over a run of closing marks at once (the backtest's fast path). Returns
     the state after the marks up to and including the first breach, and (index, rule, reason)
-    of that breach."""
-    import numpy as np
-
-    navs = np.asarray(navs, dtype=float)
-    if navs.size == 0:
-        return state, None
-    hwm = np.maximum.accumulate(np.maximum(navs, state.high_water_mark))
-    previous = np.concatenate([[state.last_close_nav], navs[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        drawdown = np.where(hwm > 0, navs / hwm - 1, 0.0)
-        daily = np.where(previous > 0, navs / previous - 1, 0.0)
-    bad = np.flatnonzero((drawdown < -risk.max_drawdown - EPSILON) | (daily < -risk.max_daily_loss - EPSILON))
-    if bad.size == 0:
-        return msgspec.structs.replace(state, high_water_mark=float(hwm[-1]), last_close_nav=float(navs[-1])), None
-    i = int(bad[0])
-    before = msgspec.structs.replace(state, high_water_mark=float(hwm[i - 1]) if i else state.high_water_mark,
-                                     last_close_nav=float(previous[i]))
-    after, breach = after_mark(before, risk, float(navs[i]))
-    assert breach is not None
-    return after, (i, *breach)
+    of that breach. A plain loop: spans are a month of sessions, too short for numpy to pay."""
+    hwm, previous = state.high_water_mark, state.last_close_nav
+    drawdown_floor = -risk.max_drawdown - EPSILON
+    loss_floor = -risk.max_daily_loss - EPSILON
+    for i, nav in enumerate(navs):
+        peak = nav if nav > hwm else hwm
+        if (peak > 0 and nav / peak - 1 < drawdown_floor) or (previous > 0 and nav / previous - 1 < loss_floor):
+            before = msgspec.structs.replace(state, high_water_mark=hwm, last_close_nav=previous)
+            after, breach = after_mark(before, risk, float(nav))
+            assert breach is not None
+            return after, (i, *breach)
+        hwm, previous = peak, nav
+    return msgspec.structs.replace(state, high_water_mark=float(hwm), last_close_nav=float(previous)), None

@@ -144,14 +144,14 @@ class Book:
         if symbols:
             self.broker.mark({s: float(p) for s, p in zip(symbols, closes[-1]) if not math.isnan(p)})
         self._last_close_row = last
-        navs = cash + held
+        navs = (cash + held).tolist()
         self.guard, breach = guard.after_marks(self.guard, self.account.risk, navs)
         if breach is not None and not self.halt:
             index, rule, reason = breach
             row = first + index
             self.trip(rule, reason, stamp(row) if stamp else close_at(self.bars.dates[row]))
         self.mark_rows.extend(range(first, last + 1))
-        self.mark_nav.extend(navs.tolist())
+        self.mark_nav.extend(navs)
         self.mark_cash.extend(cash.tolist())
         self.mark_gross.extend(gross.tolist())
 
