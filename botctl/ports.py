@@ -21,6 +21,7 @@ class BrokerPosition(msgspec.Struct, frozen=True):
     symbol: str
     qty: float
     avg_price: float
+    price: float | None = None  # the broker's current mark, when it gives one
 
 
 class Broker(Protocol):
@@ -37,7 +38,21 @@ class Broker(Protocol):
         """Send an order already committed to the journal; return its new state and any fills."""
         ...
 
-    def get_order(self, client_order_id: str) -> Order | None: ...
+    def get_order(self, client_order_id: str, template: Order | None = None) -> Order | None:
+        """The broker's view of an order, merged into `template` (the journal's row) if given."""
+        ...
+
+    def fills_for(self, order: Order) -> list[Fill]:
+        """Fills of `order` not reported before (by submit or an earlier call)."""
+        ...
+
+    def remember_fills(self, client_order_id: str, filled_qty: float, notional: float) -> None:
+        """What the journal already holds for an order, so a restart reports no fill twice."""
+        ...
+
+    def mark(self, prices: dict[str, float]) -> None:
+        """Latest closes, for a broker that values positions with them (the simulator)."""
+        ...
 
     def open_orders(self) -> list[Order]: ...
 

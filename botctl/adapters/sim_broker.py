@@ -43,10 +43,17 @@ class SimBroker:
         return AccountState(cash=self.cash, equity=equity, buying_power=max(0.0, self.settings.margin * equity - gross))
 
     def positions(self) -> dict[str, BrokerPosition]:
-        return {s: BrokerPosition(s, q, self.avg_price.get(s, 0.0)) for s, q in self.qty.items() if q}
+        return {s: BrokerPosition(s, q, self.avg_price.get(s, 0.0), self.last_price.get(s))
+                for s, q in self.qty.items() if q}
 
-    def get_order(self, client_order_id: str) -> Order | None:
+    def get_order(self, client_order_id: str, template: Order | None = None) -> Order | None:
         return self.orders.get(client_order_id)
+
+    def fills_for(self, order: Order) -> list[Fill]:
+        return []  # the simulator reports every fill when it happens
+
+    def remember_fills(self, client_order_id: str, filled_qty: float, notional: float) -> None:
+        return None
 
     def open_orders(self) -> list[Order]:
         return [self.orders[c] for c in self._pending]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date
+from pathlib import Path
 
 import typer
 
@@ -63,6 +64,11 @@ def register(app: typer.Typer) -> None:
         speed: str = typer.Option("max", "--speed", help="Simulated seconds per real second, or 'max'."),
         account: list[str] = typer.Option(None, "--account", help="Only these accounts (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the closing summary as JSON."),
+        once: bool = typer.Option(False, "--once", help="Reconcile, rebalance every account now if the market is open, mark NAV, exit."),
+        live: bool = typer.Option(False, "--live", help="Required, with mode: live in accounts.yaml, to trade real money."),
+        yes: bool = typer.Option(False, "--yes", help="Skip the first-cycle turnover check (max_first_cycle_turnover)."),
+        cache_dir: Path = typer.Option(Path("data-cache"), "--cache-dir", envvar="BOTCTL_CACHE_DIR",
+                                       help="Where bars fetched from Alpaca are cached as parquet."),
         health_port: int = typer.Option(None, "--health-port", min=0, max=65535, envvar="BOTCTL_HEALTH_PORT",
                                         help="Serve /health and /metrics on this port (0: off).",
                                         show_default="health.port in accounts.yaml"),
@@ -79,7 +85,10 @@ def register(app: typer.Typer) -> None:
 
         g = globals_of(ctx)
         if replay is None:
-            raise UsageError("live and paper scheduling is not available yet; use --replay START:END")
+            _run_trading(g, account, once=once, live=live, yes=yes, cache_dir=cache_dir, as_json=as_json)
+            return
+        if once or live:
+            raise UsageError("--once and --live are for trading, not for --replay")
         plan = load_plan(g, accounts=account or None)
         bars = bars_from_frame(load_bars(g.data), plan.symbols)
         start, end = parse_replay(replay, bars.dates[-1])
@@ -107,3 +116,22 @@ def register(app: typer.Typer) -> None:
         for acc, nav in summary.navs.items():
             typer.echo(f"  {acc}: NAV ${nav:,.2f}, {summary.orders[acc]} orders")
         typer.echo(f"journal: {g.db}  (see: botctl status, botctl tail, botctl tui)")
+
+
+def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Path, as_json: bool) -> None:
+    import json
+
+    from botctl.runtime.trading import check_live_opt_in, run_trading
+    from botctl.store import Store
+
+    plan = load_plan(g, accounts=account or None)
+    check_live_opt_in(plan, live)
+    with Store.open(g.db) as store:
+        outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,
+                              echo=err)
+    if as_json:
+        typer.echo(json.dumps(outcome))
+        return
+    typer.echo(f"run {outcome['run_id']} {outcome['status']}")
+    for acc, what in outcome["accounts"].items():
+        typer.echo(f"  {acc}: {what}")

@@ -181,6 +181,7 @@ class _Rules:
     def risk(self, risk, path: tuple) -> None:
         self.leverage(risk.max_gross_leverage, (*path, "max_gross_leverage"), self.a)
         self.fraction(risk.max_weight, (*path, "max_weight"), self.a, upper=MAX_LEVERAGE)
+        self.fraction(risk.max_first_cycle_turnover, (*path, "max_first_cycle_turnover"), self.a, upper=2 * MAX_LEVERAGE)
         for field in ("max_order_pct_nav", "price_collar_pct", "max_drawdown", "max_daily_loss"):
             self.fraction(getattr(risk, field), (*path, field), self.a, upper=MAX_LEVERAGE if field == "max_order_pct_nav" else 1.0)
         if risk.max_order_notional <= 0:

@@ -1,0 +1,93 @@
+"""Daily bars from Alpaca's market data API, cached as parquet so a restart fetches only what
+is missing. Bars are split- and dividend-adjusted (adjustment=all), like the bundled data's
+adjusted prices; when Alpaca re-adjusts history (a new dividend or split), the overlap check
+notices and the symbol is fetched whole again."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from botctl.errors import DataError
+
+NEW_YORK = ZoneInfo("America/New_York")
+HISTORY_DAYS = 420  # enough sessions for a 200-day average and a 126-day lookback, with slack
+
+
+class AlpacaData:
+    def __init__(self, api_key: str, secret_key: str, *, data_url: str | None, feed: str, cache_dir: Path,
+                 timeout: float = 20.0) -> None:
+        from alpaca.data.historical.stock import StockHistoricalDataClient
+
+        from botctl.adapters.alpaca_broker import _BoundedSession
+
+        self.client = StockHistoricalDataClient(api_key, secret_key, url_override=data_url)
+        self.client._session = _BoundedSession(timeout)
+        self.client._retry = 1
+        self.client._retry_wait = 1
+        self.feed = feed
+        self.cache_dir = cache_dir / f"alpaca-{feed}"
+
+    def bars(self, symbols: tuple[str, ...], today: date) -> pl.DataFrame:
+        """Long frame of daily bars up to yesterday's close for every symbol (cached)."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        frames = [self._symbol(symbol, today) for symbol in symbols]
+        return pl.concat(frames).sort("symbol", "date") if frames else pl.DataFrame()
+
+    def _symbol(self, symbol: str, today: date) -> pl.DataFrame:
+        path = self.cache_dir / f"{symbol}.parquet"
+        cached = None
+        if path.exists():
+            try:
+                cached = pl.read_parquet(path)
+            except Exception:  # noqa: BLE001 - a truncated cache is refetched, not trusted
+                cached = None
+        start = today - timedelta(days=HISTORY_DAYS)
+        if cached is not None and cached.height:
+            last = cached["date"].max()
+            fresh = self._fetch(symbol, last, today)
+            overlap = fresh.filter(pl.col("date") == last)
+            old = cached.filter(pl.col("date") == last)
+            same = overlap.height == 1 and abs(overlap["adj_close"][0] / old["adj_close"][0] - 1) < 1e-6
+            frame = pl.concat([cached.filter(pl.col("date") < last), fresh]) if same else self._fetch(symbol, start, today)
+        else:
+            frame = self._fetch(symbol, start, today)
+        frame = frame.unique(subset=["date"], keep="last").sort("date")
+        tmp = path.with_suffix(".parquet.tmp")
+        frame.write_parquet(tmp)
+        tmp.replace(path)
+        return frame
+
+    def _fetch(self, symbol: str, start: date, today: date) -> pl.DataFrame:
+        from alpaca.data.enums import Adjustment, DataFeed
+        from alpaca.data.requests import StockBarsRequest
+        from alpaca.data.timeframe import TimeFrame
+
+        from botctl.adapters.alpaca_broker import classify
+
+        request = StockBarsRequest(
+            symbol_or_symbols=[symbol], timeframe=TimeFrame.Day, adjustment=Adjustment.ALL,
+            feed=DataFeed.SIP if self.feed == "sip" else DataFeed.IEX,
+            start=datetime.combine(start, datetime.min.time(), tzinfo=timezone.utc),
+            end=datetime.combine(today, datetime.min.time(), tzinfo=timezone.utc),  # closed bars only
+        )
+        try:
+            result = self.client.get_stock_bars(request)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(str(classify(exc, f"fetch {symbol} bars"))) from None
+        rows = result.data.get(symbol, []) if hasattr(result, "data") else []
+        data = {
+            "symbol": [symbol] * len(rows),
+            # A daily bar is stamped at midnight New York time; its date is the session's.
+            "date": [b.timestamp.astimezone(NEW_YORK).date() for b in rows],
+            "open": [float(b.open) for b in rows], "high": [float(b.high) for b in rows],
+            "low": [float(b.low) for b in rows], "close": [float(b.close) for b in rows],
+            "adj_close": [float(b.close) for b in rows], "volume": [float(b.volume) for b in rows],
+        }
+        frame = pl.DataFrame(data, schema={"symbol": pl.Utf8, "date": pl.Date, "open": pl.Float64, "high": pl.Float64,
+                                           "low": pl.Float64, "close": pl.Float64, "adj_close": pl.Float64,
+                                           "volume": pl.Float64})
+        return frame.filter(pl.col("date") < today)

@@ -1,0 +1,249 @@
+"""`botctl run` (paper/live) and `botctl run --once`: the live clock, the schedule, and every
+account's cycle, through LiveAccount."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import msgspec
+
+from botctl.errors import BrokerError, DataError, UsageError
+from botctl.records import Control, Event, Run
+from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, cycle_time, load_market_data, make_broker
+from botctl.spec.plan import Plan
+
+HEARTBEAT_SECONDS = 30.0
+
+
+class LiveClock:
+    """Wall-clock time, or an accelerated clock for tests and drills: BOTCTL_CLOCK set to
+    `2024-03-01T14:00:00Z*600` starts at that instant and runs 600 times faster."""
+
+    def __init__(self, spec: str | None = None) -> None:
+        self.origin: datetime | None = None
+        self.speed = 1.0
+        if spec:
+            try:
+                start, speed = spec.split("*")
+                self.origin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+                self.speed = float(speed)
+            except ValueError:
+                raise UsageError(f"BOTCTL_CLOCK must look like 2024-03-01T14:00:00Z*600, got {spec!r}") from None
+        self.t0 = time.monotonic()
+
+    def now(self) -> datetime:
+        if self.origin is None:
+            return datetime.now(timezone.utc)
+        return self.origin + timedelta(seconds=(time.monotonic() - self.t0) * self.speed)
+
+    def real_seconds(self, market_seconds: float) -> float:
+        return market_seconds / self.speed
+
+
+def check_live_opt_in(plan: Plan, live_flag: bool) -> None:
+    live = [a.id for a in plan.accounts if a.mode == "live"]
+    if live and not live_flag:
+        raise UsageError(f"account(s) {', '.join(live)} have mode: live in accounts.yaml; trading real money also needs "
+                         "--live on the command line")
+    if live_flag and not live:
+        raise UsageError("--live was given but no account has mode: live in accounts.yaml")
+
+
+class Trader:
+    """Every account of the plan, run in one process."""
+
+    def __init__(self, plan: Plan, store, *, data_path: Path | None, cache_dir: Path, clock: LiveClock,
+                 kind: str, confirm_first_cycle: bool, echo: Callable[[str], None]) -> None:
+        self.plan = plan
+        self.store = store
+        self.data_path = data_path
+        self.cache_dir = cache_dir
+        self.clock = clock
+        self.confirm = confirm_first_cycle
+        self.echo = echo
+        now = clock.now()
+        self.run = Run(run_id=f"{kind}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", kind=kind, plan_id=plan.plan_id,
+                       started_at=datetime.now(timezone.utc), pid=os.getpid(), heartbeat_at=datetime.now(timezone.utc))
+        store.upsert_run(self.run)
+        self.accounts: dict[str, LiveAccount] = {}
+        self.cycled: set[str] = set()  # accounts that have had their first cycle in this run
+        self.stop = False
+
+    def event(self, type_: str, message: str, *, account: str | None = None, severity: str = "INFO") -> None:
+        self.store.insert(Event(ts_event=self.clock.now(), subsystem="runtime", type=type_, severity=severity,
+                                run_id=self.run.run_id, account=account, message=message))
+
+    def start(self) -> None:
+        """Startup is recovery: connect and reconcile every account before any trading."""
+        now = self.clock.now()
+        for account in self.plan.accounts:
+            try:
+                broker = make_broker(account, self.store)
+            except BrokerError as exc:
+                self.event("broker.unavailable", f"{exc}; this account will not trade", account=account.id, severity="ERROR")
+                continue
+            live = LiveAccount(account, broker, self.store, plan_id=self.plan.plan_id, run_id=self.run.run_id)
+            live.reconcile(now)
+            self.accounts[account.id] = live
+
+    def halted(self, account_id: str) -> Control | None:
+        control = self.store.controls().get(account_id)
+        return control if control is not None and control.halted else None
+
+    def trade(self, account_id: str, *, due: list[str] | None = None, check_open: bool = True) -> str:
+        """One cycle for one account; returns what happened, in a few words."""
+        live = self.accounts.get(account_id)
+        if live is None or not live.ready:
+            return "not trading: " + (live.problem if live else "broker unavailable")
+        control = self.halted(account_id)
+        if control is not None:
+            self._act_on_halt(live, control)
+            return f"halted ({control.reason}): reconciled, not trading"
+        now = self.clock.now()
+        account = live.account
+        try:
+            if check_open and account.broker == "alpaca" and not live.broker.market_open():
+                self.event("market.closed", "the broker reports the market closed: no rebalance", account=account_id)
+                return "market closed"
+            today = now.astimezone(NEW_YORK).date()
+            from botctl.engine.engine import account_signals
+            from botctl.strategy.bars import bars_from_frame
+
+            bars = bars_from_frame(load_market_data(account, self.data_path, self.cache_dir, today), account.symbols)
+            signals = account_signals(account, bars)
+            first = account_id not in self.cycled
+            limit = account.risk.max_first_cycle_turnover if first and not self.confirm else None
+            sent = live.cycle(bars, signals, due or [m.name for m in account.models], cycle_time(today, account), now,
+                              max_turnover=limit, announce=self._announce if first and account.mode == "live" else None)
+            self.cycled.add(account_id)
+            row = bars.index_of(today - timedelta(days=1))
+            closes = {s: float(bars.close[row, bars.symbols.index(s)]) for s in account.symbols}
+            live.mark(self.clock.now(), closes)
+            return f"{len(sent)} order(s) sent"
+        except FirstCycleTooLarge as exc:
+            reason = f"{exc}; check the plan and the account, then `botctl resume` and run with --yes"
+            self.store.set_control(Control(account=account_id, halted=True, reason=reason, since=now, who="first-cycle check"))
+            self.event("first_cycle.halted", reason, account=account_id, severity="CRITICAL")
+            return "halted: " + reason
+        except (BrokerError, DataError) as exc:
+            self.event("cycle.failed", f"{exc}; nothing more is sent this cycle", account=account_id, severity="ERROR")
+            return f"failed: {exc}"
+
+    def _announce(self, account_id: str, orders) -> None:
+        lines = [f"{o.side} {o.qty:g} {o.symbol} (~${o.qty * o.ref_price:,.0f})" for o in orders]
+        self.echo(f"LIVE {account_id}: first orders of this run: " + ("; ".join(lines) or "none"))
+        self.event("live.first_orders", "; ".join(lines) or "none", account=account_id, severity="WARN")
+
+    def _act_on_halt(self, live: LiveAccount, control: Control) -> None:
+        if control.acked_at is not None:
+            return
+        now = self.clock.now()
+        canceled = 0
+        for order in self.store.open_orders(live.account.id):
+            if live.broker.cancel(order.client_order_id, now) is not None:
+                canceled += 1
+        live.event("kill.orders_canceled", f"halt by {control.who}: {canceled} open order(s) canceled", severity="WARN", now=now)
+        if control.flatten:
+            closed = live.broker.close_all_positions() if hasattr(live.broker, "close_all_positions") else 0
+            live.event("kill.flatten", f"flatten: {closed} position(s) closed at market", severity="WARN", now=now)
+        self.store.set_control(msgspec.structs.replace(control, acked_at=datetime.now(timezone.utc)))
+
+    def heartbeat(self) -> None:
+        self.store.heartbeat(self.run.run_id, datetime.now(timezone.utc))
+
+    def finish(self, status: str) -> None:
+        ended = datetime.now(timezone.utc)
+        self.event(f"run.{status}", f"{len(self.accounts)} account(s)")
+        self.store.upsert_run(msgspec.structs.replace(self.run, status=status, ended_at=ended, heartbeat_at=ended))
+
+    # --- the schedule -------------------------------------------------------------------------
+
+    def forever(self) -> str:
+        """Sleep while the market is closed; rebalance at each account's scheduled time; mark
+        NAV after the close; heartbeat; act on halts within a second; stop cleanly on signal."""
+        from botctl.adapters.calendar import sessions
+        from botctl.strategy.schedule import rebalance_sessions
+
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while not self.stop:
+                now = self.clock.now()
+                today = now.astimezone(NEW_YORK).date()
+                calendar = sessions(today - timedelta(days=120), today + timedelta(days=30))
+                upcoming = [s for s in calendar if s.close + timedelta(minutes=5) > now]
+                if not upcoming:
+                    raise DataError("the exchange calendar has no upcoming session")
+                session = upcoming[0]
+                days = [s.day for s in calendar]
+                for account_id, live in self.accounts.items():
+                    due = [m.name for m in live.account.models if session.day in rebalance_sessions(days, m.schedule)]
+                    when = cycle_time(session.day, live.account)
+                    # A restart later on a rebalance day re-runs that day's cycle: its client ids
+                    # are the same, so it finishes what was started and duplicates nothing.
+                    if due and now <= session.close:
+                        if not self.sleep_until(when):
+                            return "stopped"
+                        self.echo(f"{session.day} {account_id}: " + self.trade(account_id, due=due))
+                if not self.sleep_until(session.close + timedelta(minutes=5)):
+                    return "stopped"
+                for account_id, live in self.accounts.items():
+                    if live.ready:
+                        try:
+                            live.mark(self.clock.now())
+                        except BrokerError as exc:
+                            self.event("mark.failed", str(exc), account=account_id, severity="ERROR")
+                self.heartbeat()
+            return "stopped"
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop = True
+
+    def sleep_until(self, when: datetime) -> bool:
+        """Sleep in short real-time slices, heartbeating and acting on halts; False if stopped."""
+        last_beat = 0.0
+        while not self.stop:
+            remaining = (when - self.clock.now()).total_seconds()
+            if remaining <= 0:
+                return True
+            time.sleep(min(self.clock.real_seconds(remaining), 0.5))
+            for account_id, live in self.accounts.items():
+                control = self.halted(account_id)
+                if control is not None and live.ready:
+                    self._act_on_halt(live, control)
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                self.heartbeat()
+                last_beat = time.monotonic()
+        return False
+
+
+def run_trading(plan: Plan, store, *, once: bool, data_path: Path | None, cache_dir: Path, confirm_first_cycle: bool,
+                echo: Callable[[str], None]) -> dict:
+    clock = LiveClock(os.environ.get("BOTCTL_CLOCK"))
+    kind = "live" if any(a.mode == "live" for a in plan.accounts) else "paper"
+    trader = Trader(plan, store, data_path=data_path, cache_dir=cache_dir, clock=clock, kind=kind,
+                    confirm_first_cycle=confirm_first_cycle, echo=echo)
+    status = "finished"
+    try:
+        trader.start()
+        if once:
+            outcome = {a.id: trader.trade(a.id) for a in plan.accounts}
+        else:
+            status = trader.forever()
+            outcome = {}
+    except BaseException:
+        trader.finish("failed")
+        raise
+    trader.finish(status)
+    return {"run_id": trader.run.run_id, "status": status, "accounts": outcome}
+
+
+__all__ = ["LiveClock", "Trader", "check_live_opt_in", "run_trading"]
