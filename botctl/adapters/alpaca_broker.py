@@ -194,6 +194,10 @@ class AlpacaBroker:
             pass
         return self.get_order(client_order_id)
 
+    def cancel_all(self) -> int:
+        result = self._call("cancel all orders", self.client.cancel_orders)
+        return len(result or [])
+
     def close_all_positions(self) -> int:
         result = self._call("close all positions", lambda: self.client.close_all_positions(cancel_orders=True))
         return len(result or [])

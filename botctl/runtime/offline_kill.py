@@ -15,18 +15,16 @@ from datetime import datetime, timezone
 import msgspec
 
 from botctl.adapters.sim_broker import SimBroker
-from botctl.errors import BotctlError
 from botctl.records import Event, NavSnapshot, Run
 from botctl.spec.plan import AccountPlan
 
 
 def kill_offline(store, account: AccountPlan, plan_id: str, *, flatten: bool, reason: str) -> dict:
-    if account.broker != "sim":
-        raise BotctlError(f"account {account.id}: kill with no bot running is not available for "
-                          f"{account.broker} accounts yet; start the bot or use the broker's own tools")
     now = datetime.now(timezone.utc)
     run = Run(run_id=f"manual-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", kind="manual", plan_id=plan_id,
               started_at=now, status="finished", pid=os.getpid(), ended_at=now, note=f"kill: {reason}")
+    if account.broker == "alpaca":
+        return _kill_at_alpaca(store, account, run, flatten=flatten, reason=reason, now=now)
     latest = store.latest_nav(account.id)
     broker = SimBroker(latest.cash if latest else account.starting_cash, msgspec.structs.replace(account.sim, fill="close"))
     for position in store.positions_at_latest(account.id) if latest else []:
@@ -78,3 +76,26 @@ def _positions(run_id: str, account: str, broker: SimBroker, now: datetime):
         price = broker.last_price.get(symbol, 0.0)
         yield Position(run_id=run_id, account=account, ts_event=now, symbol=symbol, qty=qty,
                        avg_price=broker.avg_price.get(symbol, 0.0), price=price, value=qty * price)
+
+
+def _kill_at_alpaca(store, account: AccountPlan, run: Run, *, flatten: bool, reason: str, now: datetime) -> dict:
+    """Cancel every open order at Alpaca (and close every position when asked), then bring the
+    journal's open orders up to date from the broker."""
+    from botctl.runtime.live import make_broker
+
+    broker = make_broker(account, store)
+    canceled = broker.cancel_all()
+    closed = broker.close_all_positions() if flatten else 0
+    store.upsert_run(run)
+    for order in store.open_orders(account.id):
+        found = broker.get_order(order.client_order_id, order)
+        store.upsert_order(found or msgspec.structs.replace(order, status="canceled", ts_event=now,
+                                                             reject_reason="canceled by kill; unknown at the broker"))
+    events = [Event(ts_event=now, subsystem="control", type="kill.orders_canceled", severity="WARN", run_id=run.run_id,
+                    account=account.id, message=f"no bot running: {canceled} open order(s) canceled at Alpaca",
+                    details={"reason": reason})]
+    if flatten:
+        events.append(Event(ts_event=now, subsystem="control", type="kill.flatten", severity="WARN", run_id=run.run_id,
+                            account=account.id, message=f"flatten: {closed} position(s) closed at Alpaca"))
+    store.insert_many(events)
+    return {"account": account.id, "canceled": canceled, "sold": closed, "run_id": run.run_id}
