@@ -92,13 +92,14 @@ def main_options(
 
 
 def _register() -> None:
-    from botctl.cli import backtest_cmd, config_cmds, control_cmds, ops_cmds, run_cmd
+    from botctl.cli import backtest_cmd, config_cmds, control_cmds, ops_cmds, run_cmd, service_cmd
 
     config_cmds.register(app)
     backtest_cmd.register(app)
     run_cmd.register(app)
     ops_cmds.register(app)
     control_cmds.register(app)
+    service_cmd.register(app)
 
 
 _register()
