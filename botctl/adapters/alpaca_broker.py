@@ -54,8 +54,9 @@ class _BoundedSession(requests.Session):
 class _Pacer:
     """At most `limit` calls in any 60 s window, shared by every call of one account."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, sleep: Callable[[float], None] = time.sleep) -> None:
         self.limit = limit
+        self.sleep = sleep
         self.calls: deque[float] = deque()
         self.lock = threading.Lock()
 
@@ -65,7 +66,7 @@ class _Pacer:
             while self.calls and now - self.calls[0] >= 60:
                 self.calls.popleft()
             if len(self.calls) >= self.limit:
-                time.sleep(60 - (now - self.calls[0]))
+                self.sleep(60 - (now - self.calls[0]))
             self.calls.append(time.monotonic())
 
 
@@ -87,9 +88,11 @@ def classify(exc: Exception, what: str) -> BrokerError:
         text = f"{what}: HTTP {status} {message}" + (f" (code {code})" if code else "")
         if status == 401 or (status == 403 and code is None):
             return BrokerAuth(text)
-        if status in (429, 500, 502, 503, 504) or status is None:
+        if status is None or status in (408, 429) or 500 <= status <= 599:
             return BrokerTransient(text)
         return BrokerRejected(text)
+    if isinstance(exc, requests.exceptions.InvalidHeader):  # e.g. a key with a stray newline
+        return BrokerAuth(f"{what}: the API key or secret is malformed (check the environment variables)")
     if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
         return BrokerTransient(f"{what}: {type(exc).__name__} (no answer from the broker)")
     if isinstance(exc, requests.RequestException):
@@ -113,7 +116,7 @@ class AlpacaBroker:
         self.retries = retries
         self.backoff = backoff
         self.sleep = sleep
-        self.pacer = _Pacer(RATE_LIMIT_PER_MINUTE)
+        self.pacer = _Pacer(RATE_LIMIT_PER_MINUTE, sleep)
         self._fills_seen: dict[str, tuple[float, float]] = {}  # client id -> (qty, notional) reported
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -181,8 +184,6 @@ class AlpacaBroker:
         return [self._to_order(o, None) for o in rows]
 
     def cancel(self, client_order_id: str, now: datetime) -> Order | None:
-        from alpaca.common.exceptions import APIError
-
         order = self.get_order(client_order_id)
         if order is None or order.broker_order_id is None:
             return order
@@ -190,8 +191,6 @@ class AlpacaBroker:
             self._call("cancel order", lambda: self.client.cancel_order_by_id(order.broker_order_id))
         except BrokerRejected:
             pass  # no longer cancelable (filled meanwhile): the lookup below says what it became
-        except APIError:
-            pass
         return self.get_order(client_order_id)
 
     def cancel_all(self) -> int:
