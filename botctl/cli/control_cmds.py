@@ -75,17 +75,28 @@ def register(app: typer.Typer) -> None:
                                "the halt stays recorded and applies when the bot reads it", err=True)
                     raise typer.Exit(EXIT_RUNTIME)
                 return
+            from botctl.errors import BotctlError
             from botctl.runtime.offline_kill import kill_offline
 
-            results = []
+            results, failed = [], []
             for acc in targets:
-                results.append(kill_offline(store, acc, plan.plan_id, flatten=flatten, reason=reason))
+                try:
+                    results.append(kill_offline(store, acc, plan.plan_id, flatten=flatten, reason=reason))
+                except BotctlError as exc:  # one unreachable broker must not spare the others
+                    failed.append({"account": acc.id, "error": str(exc)})
+                    store.insert(Event(ts_event=datetime.now(timezone.utc), subsystem="control", type="kill.failed",
+                                       severity="ERROR", account=acc.id,
+                                       message=f"halt recorded, but acting on the broker failed: {exc}"))
+                    continue
                 control = store.controls()[acc.id]
                 store.set_control(msgspec.structs.replace(control, acked_at=datetime.now(timezone.utc)))
-        body = {"running": False, "accounts": results, "flatten": flatten}
+        body = {"running": False, "accounts": results, "failed": failed, "flatten": flatten}
         _report(body, as_json, "no bot running; acted directly:\n" + "\n".join(
-            f"  {r['account']}: halted, {r['canceled']} open order(s) canceled"
-            + (f", {r['sold']} position(s) sold" if flatten else "") for r in results))
+            [f"  {r['account']}: halted, {r['canceled']} open order(s) canceled"
+             + (f", {r['sold']} position(s) sold" if flatten else "") for r in results]
+            + [f"  {f['account']}: halted, but the broker could not be reached: {f['error']}" for f in failed]))
+        if failed:
+            raise typer.Exit(EXIT_RUNTIME)
 
     @app.command()
     def resume(

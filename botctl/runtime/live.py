@@ -135,13 +135,15 @@ class LiveAccount:
         self.broker.remember_fills(order.client_order_id, sum(f.qty for f in fills), sum(f.qty * f.price for f in fills))
         found = self.broker.get_order(order.client_order_id, order)
         if found is None:
-            if order.status == "pending" and order.ts_init.date() < now.date():
+            if order.ts_init.astimezone(NEW_YORK).date() < now.astimezone(NEW_YORK).date():
                 gone = msgspec.structs.replace(order, status="canceled", ts_event=now,
-                                               reject_reason="never reached the broker (crash before sending)")
+                                               reject_reason="never reached the broker; its session is over")
                 self.store.upsert_order(gone)
                 self.event("reconcile.order_never_sent", f"{order.client_order_id} never reached the broker", now=now)
                 return gone
-            return order  # still ours to send: the cycle that made it will send it
+            # Journaled, never seen by the broker (a crash or a failed send before it arrived):
+            # still this session's to send, with the same client id, so it can land only once.
+            return msgspec.structs.replace(order, status="pending") if order.status == "unknown" else order
         found = msgspec.structs.replace(found, run_id=order.run_id, account=order.account, reason=order.reason,
                                         ts_init=order.ts_init, ref_price=order.ref_price)
         fills = self.broker.fills_for(found)
@@ -168,7 +170,15 @@ class LiveAccount:
 
     def cycle(self, bars: Bars, signals: Signals, due: list[str], when: datetime, now: datetime, *,
               max_turnover: float | None = None, announce=None) -> list[Order]:
-        """Decide on the last closed bar and send the orders. Returns the orders sent."""
+        """Decide on the last closed bar and send the orders. Returns the orders sent.
+
+        A cycle decides once. Its orders are committed together before any is sent; a re-run
+        of the same cycle (a restart, a second --once) only finishes those orders, because
+        deciding again on positions the first run already moved would trade the difference."""
+        prefix = cycle_prefix(self.plan_id, self.account.id, when)
+        journaled = self.store.orders_with_prefix(prefix + "-")
+        if journaled:
+            return self._finish(journaled, now)
         today = when.astimezone(NEW_YORK).date()
         row = bars.index_of(today - timedelta(days=1))
         if row < 0:
@@ -195,24 +205,26 @@ class LiveAccount:
         if announce is not None:
             announce(self.account.id, accepted)
         self.guard = guard.after_orders(self.guard, today, len(accepted))
-        prefix = cycle_prefix(self.plan_id, self.account.id, when)
-        sent = []
-        for command in accepted:
-            cid = client_order_id(prefix, command.symbol, command.side)
-            existing = self.store.get_order(cid)
-            if existing is not None:
-                # This cycle already made this order (a restart): finish it, never duplicate it.
-                if existing.status in OPEN_ORDER_STATUSES:
-                    resolved = self._resolve(existing, now)
-                    if resolved.status == "pending":
-                        sent.append(self._send(resolved, now))
-                continue
-            order = Order(client_order_id=cid, run_id=self.run_id, account=self.account.id, symbol=command.symbol,
-                          side=command.side, qty=command.qty, status="pending", ts_init=now, ts_event=now,
-                          reason=command.reason, ref_price=command.ref_price)
-            self.store.upsert_order(order)  # committed before the broker hears of it
-            sent.append(self._send(order, now))
+        orders = [Order(client_order_id=client_order_id(prefix, c.symbol, c.side), run_id=self.run_id,
+                        account=self.account.id, symbol=c.symbol, side=c.side, qty=c.qty, status="pending",
+                        ts_init=now, ts_event=now, reason=c.reason, ref_price=c.ref_price) for c in accepted]
+        with self.store.transaction():  # the whole cycle is committed before the broker hears of it
+            for order in orders:
+                self.store.upsert_order(order)
+            self.store.put_guard_state(GUARD_SCOPE, self.account.id, msgspec.json.encode(self.guard), now)
+        sent = [self._send(order, now) for order in orders]
         self.store.put_guard_state(GUARD_SCOPE, self.account.id, msgspec.json.encode(self.guard), now)
+        return sent
+
+    def _finish(self, journaled: list[Order], now: datetime) -> list[Order]:
+        """Complete a cycle decided before: look up its open orders, send those never sent."""
+        sent = []
+        for order in sorted(journaled, key=lambda o: o.side != "sell"):
+            if order.status not in OPEN_ORDER_STATUSES:
+                continue
+            resolved = self._resolve(order, now)
+            if resolved.status == "pending":
+                sent.append(self._send(resolved, now))
         return sent
 
     def _standing_decisions(self, bars: Bars, signals: Signals, due: list[str], today: date) -> dict:

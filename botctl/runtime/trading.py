@@ -125,7 +125,12 @@ class Trader:
             row = bars.index_of(today - timedelta(days=1))
             closes = {s: float(bars.close[row, bars.symbols.index(s)]) for s in account.symbols}
             live.mark(self.clock.now(), closes)
-            return f"{len(sent)} order(s) sent"
+            if not sent:
+                return "0 orders sent"
+            counts: dict[str, int] = {}
+            for order in sent:
+                counts[order.status] = counts.get(order.status, 0) + 1
+            return f"{len(sent)} order(s) sent: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         except FirstCycleTooLarge as exc:
             reason = f"{exc}; check the plan and the account, then `botctl resume` and run with --yes"
             self.store.set_control(Control(account=account_id, halted=True, reason=reason, since=now, who="first-cycle check"))

@@ -328,6 +328,13 @@ class Store:
         """Matching orders oldest first; `limit` keeps the newest `limit` of them."""
         return self._records("orders", limit, account=account, status=status, run_id=run_id)
 
+    def orders_with_prefix(self, prefix: str) -> list[Order]:
+        """Orders whose client id starts with `prefix` (one cycle's orders), oldest first; a
+        range scan of the unique client-id index."""
+        codec = self._codec("orders")
+        return [rec for _, rec in self._query(codec, ["client_order_id >= ?", "client_order_id < ?"],
+                                              [prefix, prefix + "\U0010ffff"], "ORDER BY id")]
+
     def open_orders(self, account: str | None = None) -> list[Order]:
         return self.orders(account, status=OPEN_ORDER_STATUSES)
 

@@ -1,0 +1,148 @@
+"""The dashboard's numbers, computed from plain series: period returns against the benchmark,
+drawdown, and trade statistics from fills. Pure (no store, no clock), so tests can pin them."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+
+from botctl.engine.metrics import compute_metrics, drawdown_series
+
+
+@dataclass(frozen=True)
+class PeriodReturn:
+    label: str
+    portfolio: float | None
+    benchmark: float | None
+
+    @property
+    def excess(self) -> float | None:
+        if self.portfolio is None or self.benchmark is None:
+            return None
+        return self.portfolio - self.benchmark
+
+
+@dataclass(frozen=True)
+class Performance:
+    periods: list[PeriodReturn]
+    alpha: float | None  # annualised CAPM alpha against the benchmark
+    beta: float | None
+    drawdown: float | None  # now, from the peak of the series (<= 0)
+    max_drawdown: float | None
+
+
+def _ret(end: float, base: float) -> float | None:
+    if base is None or not math.isfinite(base) or base <= 0 or not math.isfinite(end):
+        return None
+    return end / base - 1.0
+
+
+def _base_index(dates: list[date], key) -> int | None:
+    """Index of the last mark before the period that contains the newest date, or the first
+    mark when the series starts inside the period."""
+    current = key(dates[-1])
+    for i in range(len(dates) - 1, -1, -1):
+        if key(dates[i]) != current:
+            return i
+    return 0
+
+
+def performance(dates: list[date], nav: list[float], bench: list[float]) -> Performance:
+    """Day, month-to-date, year-to-date and total returns of `nav` and `bench` (aligned with
+    `dates`; NaN where the benchmark has no bar), the CAPM alpha and the drawdown now."""
+    if not nav:
+        return Performance([], None, None, None, None)
+    values = np.asarray(nav, dtype=np.float64)
+    b = np.asarray(bench, dtype=np.float64) if len(bench) == len(nav) else np.full(len(nav), np.nan)
+    bases = {
+        "Day": len(nav) - 2 if len(nav) > 1 else None,
+        "MTD": _base_index(dates, lambda d: (d.year, d.month)),
+        "YTD": _base_index(dates, lambda d: d.year),
+        "Total": 0,
+    }
+    periods = [PeriodReturn(label, _ret(values[-1], values[i]) if i is not None else None,
+                            _ret(b[-1], b[i]) if i is not None else None)
+               for label, i in bases.items()]
+    alpha = beta = None
+    usable = np.isfinite(b)
+    if usable.sum() >= 3:
+        metrics = compute_metrics([d for d, ok in zip(dates, usable) if ok], values[usable], benchmark_nav=b[usable])
+        alpha, beta = metrics.get("alpha"), metrics.get("beta")
+    dd = drawdown_series(values)
+    finite = dd[np.isfinite(dd)]
+    return Performance(periods, alpha, beta, float(dd[-1]) if math.isfinite(dd[-1]) else None,
+                       float(finite.min()) if finite.size else None)
+
+
+def rebased(values: list[float], to: float = 100.0) -> list[float]:
+    """The series scaled so its first finite value is `to` (NaN stays NaN)."""
+    first = next((v for v in values if math.isfinite(v) and v > 0), None)
+    if first is None:
+        return [math.nan] * len(values)
+    return [v / first * to if math.isfinite(v) else math.nan for v in values]
+
+
+@dataclass
+class TradeStats:
+    """Round trips closed so far: each fill that reduces a position is one trade, its P&L
+    against the FIFO cost of the lots it closes and its hold time their qty-weighted age."""
+
+    trades: int = 0
+    wins: int = 0
+    hold_days_total: float = 0.0
+    best: tuple[float, str, float] | None = None  # (pnl, symbol, return on cost)
+    worst: tuple[float, str, float] | None = None
+
+    @property
+    def win_rate(self) -> float | None:
+        return self.wins / self.trades if self.trades else None
+
+    @property
+    def avg_hold_days(self) -> float | None:
+        return self.hold_days_total / self.trades if self.trades else None
+
+
+@dataclass
+class TradeBook:
+    """Open lots per symbol (qty > 0 long, < 0 short), fed fills in journal order; keeps
+    running statistics so a refresh only has to read the fills it has not seen."""
+
+    last_id: int = 0
+    scope: tuple[str, ...] = ()  # the runs whose fills it has read (see data.Source)
+    lots: dict[str, deque] = field(default_factory=dict)
+    stats: TradeStats = field(default_factory=TradeStats)
+
+    def add(self, fill_id: int, symbol: str, side: str, qty: float, price: float, day: float) -> None:
+        """`day` is the fill time in days (any epoch, e.g. a Julian day)."""
+        self.last_id = max(self.last_id, fill_id)
+        signed = qty if side == "buy" else -qty
+        lots = self.lots.setdefault(symbol, deque())
+        pnl = cost = held = closed = 0.0
+        while lots and signed and (lots[0][0] > 0) != (signed > 0):
+            lot = lots[0]
+            take = min(abs(lot[0]), abs(signed))
+            direction = 1.0 if lot[0] > 0 else -1.0
+            pnl += (price - lot[1]) * take * direction
+            cost += lot[1] * take
+            held += (day - lot[2]) * take
+            closed += take
+            lot[0] -= take * direction
+            signed += take * direction
+            if abs(lot[0]) < 1e-9:
+                lots.popleft()
+        if abs(signed) > 1e-9:
+            lots.append([signed, price, day])
+        if closed > 0:
+            s = self.stats
+            s.trades += 1
+            s.wins += pnl > 0
+            s.hold_days_total += held / closed
+            trade = (pnl, symbol, pnl / cost if cost else 0.0)
+            if s.best is None or pnl > s.best[0]:
+                s.best = trade
+            if s.worst is None or pnl < s.worst[0]:
+                s.worst = trade

@@ -1,0 +1,388 @@
+"""The dashboard's panels. Each one draws itself from a `Snapshot` (botctl.tui.data) with
+`show(snap)`, on the UI thread, doing no I/O; an empty journal, a missing number or a halted
+account each have a plain sentence, never an exception."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+from rich.table import Table
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import Static, Tab, Tabs
+from textual_plotext import PlotextPlot
+
+from botctl.tui.data import Snapshot
+
+STATUS_STYLE = {"healthy": "bold black on green", "degraded": "bold black on yellow",
+                "halted": "bold white on red", "not running": "bold white on grey37"}
+SEVERITY_STYLE = {"WARN": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+def money(value: float | None, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    sign = ("+" if value >= 0 else "-") if signed else ("-" if value < 0 else "")
+    return f"{sign}${abs(value):,.2f}"
+
+
+def pct(value: float | None, signed: bool = True, digits: int = 2) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:+.{digits}%}" if signed else f"{value:.{digits}%}"
+
+
+def tone(value: float | None) -> str:
+    if value is None or not math.isfinite(value) or abs(value) < 1e-12:
+        return ""
+    return "green" if value > 0 else "red"
+
+
+def leverage_style(value: float | None) -> str:
+    """Green under 1.0x, yellow up to 1.2x, red above."""
+    if value is None:
+        return ""
+    return "green" if value < 1.0 else ("yellow" if value <= 1.2 else "bold red")
+
+
+def stamp(ts: datetime | None, short: bool = False) -> str:
+    if ts is None:
+        return "-"
+    ts = ts.astimezone(timezone.utc)
+    return f"{ts:%m-%d %H:%M}" if short else f"{ts:%Y-%m-%d %H:%M}Z"
+
+
+def qty(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.2f}"
+
+
+def _table(*columns: str, right: tuple[int, ...] = (), flex: int | None = None, header: bool = True) -> Table:
+    """A borderless table; every column keeps its natural width except `flex`, which takes
+    what is left and is cut with an ellipsis (so narrow panels lose detail, not columns)."""
+    table = Table(box=None, expand=True, pad_edge=False, padding=(0, 1), header_style="bold", show_header=header)
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="right" if i in right else "left", no_wrap=True, overflow="ellipsis",
+                         ratio=1 if i == flex else None, min_width=4 if i == flex else None)
+    return table
+
+
+def _kv() -> Table:
+    return _table("", "", right=(1,), header=False)
+
+
+def _note(text: str) -> Text:
+    return Text(text, style="dim italic")
+
+
+class AccountTabs(Tabs):
+    """The account selector. Tabs also announce activations made by the program (the first
+    tab added, syncing to the account shown), so user choices get a message of their own."""
+
+    class Chosen(Message):
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
+
+    async def _on_tab_clicked(self, event: Tab.Clicked) -> None:
+        await super()._on_tab_clicked(event)
+        self._chosen()
+
+    def action_next_tab(self) -> None:
+        super().action_next_tab()
+        self._chosen()
+
+    def action_previous_tab(self) -> None:
+        super().action_previous_tab()
+        self._chosen()
+
+    def _chosen(self) -> None:
+        if self.active.startswith("account-"):
+            self.post_message(self.Chosen(int(self.active.rsplit("-", 1)[1])))
+
+
+# --- panels --------------------------------------------------------------------------------
+
+class Panel(Static):
+    """A bordered panel with a title; subclasses turn a snapshot into a renderable."""
+
+    TITLE = ""
+    shown: object = None  # the last renderable drawn (tests read it back as text)
+
+    def on_mount(self) -> None:
+        self.border_title = self.TITLE
+        self.update(_note("loading..."))
+
+    def show(self, snap: Snapshot) -> None:
+        self.shown = self.render_snapshot(snap)
+        self.update(self.shown)
+
+    def render_snapshot(self, snap: Snapshot):
+        raise NotImplementedError
+
+
+class HeaderBar(Static):
+    """Status, account, NAV and day P&L; the market clock and the last heartbeat."""
+
+    shown: object = None
+
+    def show(self, snap: Snapshot) -> None:
+        line1 = Text()
+        line1.append(f" {snap.status.upper()} ", STATUS_STYLE.get(snap.status, "reverse"))
+        line1.append(f" {snap.account or 'no account'}", "bold")
+        if snap.mode:
+            line1.append(f" {snap.mode}/{snap.broker}", "dim")
+        view = snap.view
+        if view is not None and view.nav is not None:
+            line1.append("  NAV ", "dim")
+            line1.append(money(view.nav), "bold")
+            day = view.day_pnl
+            base = view.nav - day if day is not None else None
+            line1.append("  day ", "dim")
+            line1.append(f"{money(day, signed=True)} ({pct(day / base if base else None)})", tone(day))
+        line2 = Text()
+        if snap.market is not None:
+            line2.append(snap.market.describe(snap.as_of), "green" if snap.market.is_open else "")
+        else:
+            line2.append("market hours unknown", "dim")
+        beat = snap.run.heartbeat_at if snap.run else None
+        line2.append("  heartbeat ", "dim")
+        line2.append(stamp(beat))
+        reason = snap.status_reason
+        if reason:
+            line2.append(f"  {reason}", "red" if snap.status in ("halted", "degraded") else "dim")
+        if snap.health_note and snap.health_note != "health: bot not running":
+            line2.append(f"  {snap.health_note}", "yellow" if "unreachable" in snap.health_note else "dim")
+        self.shown = Text("\n").join([line1, line2])
+        self.update(self.shown)
+
+
+class PositionsPanel(Panel):
+    TITLE = "Positions"
+
+    def render_snapshot(self, snap: Snapshot):
+        view = snap.view
+        if snap.problem or view is None:
+            return _note(snap.problem or "no account in the journal yet")
+        lev = view.leverage
+        self.border_title = Text.assemble("Positions  ", ("leverage ", "dim"), (f"{lev:.2f}x" if lev is not None else "-",
+                                                                              leverage_style(lev)))
+        if view.nav is None:
+            return _note("no NAV recorded yet for this account")
+        if not view.positions:
+            return _note(f"no positions (all cash: {money(view.cash)})")
+        table = _table("Symbol", "Qty", "Price", "Value", "Weight", "Unreal. P&L", right=(1, 2, 3, 4, 5))
+        for p in sorted(view.positions, key=lambda p: -abs(p.value)):
+            table.add_row(p.symbol, qty(p.qty), f"{p.price:,.2f}", money(p.value), pct(p.weight, signed=False, digits=1),
+                          Text(money(p.unrealized_pnl, signed=True), tone(p.unrealized_pnl)))
+        gross = sum(abs(p.value) for p in view.positions)
+        unreal = sum(p.unrealized_pnl for p in view.positions)
+        table.add_row(Text("Total", "bold"), "", "", money(gross), Text(pct(lev, signed=False, digits=1), leverage_style(lev)),
+                      Text(money(unreal, signed=True), tone(unreal)))
+        return table
+
+
+class PerformancePanel(Panel):
+    TITLE = "Performance"
+
+    def render_snapshot(self, snap: Snapshot):
+        view = snap.view
+        if view is None or view.nav is None:
+            return _note("no NAV recorded yet")
+        top = Text.assemble(("NAV ", "dim"), (money(view.nav), "bold"), ("  cash ", "dim"), money(view.cash))
+        table = _table("", "Port.", snap.benchmark, "+/-", right=(1, 2, 3))
+        for p in snap.perf.periods if snap.perf else []:
+            table.add_row(p.label, Text(pct(p.portfolio), tone(p.portfolio)), Text(pct(p.benchmark), tone(p.benchmark)),
+                          Text(pct(p.excess), tone(p.excess)))
+        if snap.perf is not None:
+            beta = f"beta {snap.perf.beta:.2f}" if snap.perf.beta is not None else ""
+            table.add_row("Alpha", Text(pct(snap.perf.alpha, digits=1), tone(snap.perf.alpha)), beta, "")
+        from rich.console import Group
+
+        return Group(top, table)
+
+
+class RiskPanel(Panel):
+    TITLE = "Risk"
+
+    def render_snapshot(self, snap: Snapshot):
+        view = snap.view
+        if view is None:
+            return _note("no account")
+        table = _kv()
+        lev = view.leverage
+        table.add_row("Gross leverage", Text(f"{lev:.2f}x" if lev is not None else "-", leverage_style(lev)))
+        largest = max(view.positions, key=lambda p: abs(p.weight), default=None)
+        table.add_row("Largest position", f"{largest.symbol} {largest.weight:.1%}" if largest else "-")
+        perf = snap.perf
+        dd = perf.drawdown if perf else None
+        table.add_row("Drawdown now", Text(pct(dd), "red" if dd is not None and dd < -0.1 else tone(dd)))
+        table.add_row("Max drawdown", pct(perf.max_drawdown) if perf else "-")
+        table.add_row("Open orders", str(len(view.open_orders)))
+        if view.halted:
+            table.add_row(Text("HALTED", "bold white on red"), Text(stamp(view.halted_since), "red"))
+        else:
+            table.add_row("Trading", Text("allowed", "green"))
+        return table
+
+
+class TradesPanel(Panel):
+    TITLE = "Trade statistics"
+
+    def render_snapshot(self, snap: Snapshot):
+        t = snap.trades
+        if snap.view is None or not t.trades:
+            return _note("reading the fill history..." if snap.trades_partial else "no closed trades yet")
+        table = _kv()
+        table.add_row("Closed trades", f"{t.trades:,}" + (" ..." if snap.trades_partial else ""))
+        table.add_row("Win rate", pct(t.win_rate, signed=False, digits=0))
+        table.add_row("Avg hold", f"{t.avg_hold_days:.1f} days" if t.avg_hold_days is not None else "-")
+        for label, trade in (("Best", t.best), ("Worst", t.worst)):
+            if trade:
+                table.add_row(label, Text(f"{trade[1]} {money(trade[0], signed=True)}", tone(trade[0])))
+        return table
+
+
+class ModelsPanel(Panel):
+    TITLE = "Models"
+
+    def render_snapshot(self, snap: Snapshot):
+        if not snap.models:
+            return _note(snap.config_problem or ("loading..." if snap.account else "no models: no config"))
+        table = _table("Model", "Budget", "State", "Next rebalance", "Universe", right=(1,), flex=4)
+        for m in snap.models:
+            style = {"active": "green", "gated": "yellow", "empty": "dim"}.get(m.state, "red")
+            universe = f"{len(m.universe)}: {' '.join(m.universe)}"
+            table.add_row(m.name, pct(m.budget, signed=False, digits=0), Text(m.state, style),
+                          stamp(m.next_rebalance, short=True), universe)
+        gated = [m for m in snap.models if m.state != "active" and m.reason]
+        if not gated:
+            return table
+        from rich.console import Group
+
+        return Group(table, *[Text(f"{m.name}: {m.reason}", "dim") for m in gated])
+
+
+class OrdersPanel(Panel):
+    TITLE = "Pending orders"
+
+    def render_snapshot(self, snap: Snapshot):
+        orders = snap.view.open_orders if snap.view is not None else []
+        if not orders:
+            return _note("no open orders")
+        table = _table("Side", "Symbol", "Qty", "Status", "Filled", right=(2, 4), flex=3)
+        for o in orders[-20:]:
+            done = o.filled_qty / o.qty if o.qty else 0.0
+            bar = "#" * round(done * 5) + "." * (5 - round(done * 5))
+            table.add_row(Text(o.side, "green" if o.side == "buy" else "red"), o.symbol, qty(o.qty), o.status,
+                          f"{bar} {done:.0%}")
+        return table
+
+
+class ActivityPanel(Panel):
+    TITLE = "Recent activity"
+
+    def render_snapshot(self, snap: Snapshot):
+        if not snap.activity:
+            return _note("no orders or fills yet")
+        table = _table("Time", "Order [status] or fill @ price", flex=1)
+        for a in snap.activity:
+            table.add_row(stamp(a.ts, short=True), Text.assemble(
+                (f"{a.side:<4}", "green" if a.side == "buy" else "red"), f" {qty(a.qty)} ", (a.symbol, "bold"),
+                f" {a.text}" if a.kind == "fill" else (f" [{a.text}]", "dim")))
+        return table
+
+
+class RankingsPanel(Panel):
+    TITLE = "Universe momentum"
+
+    def render_snapshot(self, snap: Snapshot):
+        if not snap.rankings:
+            return _note(snap.market_note or ("no universe: no config" if snap.config_problem else "loading..."))
+        held = snap.held
+        first = snap.rankings[0]
+        self.border_title = f"Universe momentum{f' at {first.as_of}' if first.as_of else ''}"
+        others = snap.rankings[1:]
+        table = _table("#", "Symbol", f"{first.lookback}d", *[f"{r.lookback}d" for r in others], right=tuple(range(2, 3 + len(others))))
+        lookup = [dict(r.rows) for r in others]
+        for i, (symbol, mom) in enumerate(first.rows, 1):
+            style = "bold green" if symbol in held else ""
+            cells = [pct(mom, digits=1)] + [pct(m.get(symbol), digits=1) for m in lookup]
+            table.add_row(str(i), Text(("* " if symbol in held else "  ") + symbol, style), *[Text(c, style) for c in cells])
+        return table
+
+
+class ErrorsPanel(Panel):
+    TITLE = "Errors and warnings  (e: expand)"
+
+    def render_snapshot(self, snap: Snapshot):
+        if snap.problem:
+            return _note(snap.problem)
+        if not snap.events:
+            return _note("no warnings or errors")
+        table = _table("Time", "Sev", "What", flex=2)
+        for e in snap.events[:30]:
+            table.add_row(stamp(e.ts_event, short=True), Text(e.severity, SEVERITY_STYLE.get(e.severity, "")),
+                          f"{e.subsystem}/{e.type}: {e.message}")
+        return table
+
+
+# --- charts --------------------------------------------------------------------------------
+
+def _points(days, values):
+    pairs = [(d.isoformat(), v) for d, v in zip(days, values) if v is not None and math.isfinite(v)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+class ChartPanel(PlotextPlot):
+    """A line chart drawn in the terminal; `draw(snap)` plots it."""
+
+    TITLE = ""
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.border_title = self.TITLE
+        self.plt.date_form("Y-m-d")
+
+    def show(self, snap: Snapshot) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.date_form("Y-m-d")
+        self.draw(snap)
+        self.refresh()
+
+    def draw(self, snap: Snapshot) -> None:
+        raise NotImplementedError
+
+
+class NavChart(ChartPanel):
+    TITLE = "NAV vs benchmark (rebased to 100)"
+
+    def draw(self, snap: Snapshot) -> None:
+        from botctl.tui.figures import rebased
+
+        if len(snap.nav) < 2:
+            self.plt.title("no NAV history yet")
+            return
+        x, y = _points(snap.days, rebased(snap.nav))
+        self.plt.plot(x, y, label="NAV", color="cyan", marker="braille")
+        bx, by = _points(snap.days, rebased(snap.bench))
+        if by:
+            self.plt.plot(bx, by, label=snap.benchmark, color="orange", marker="braille")
+
+
+class DrawdownChart(ChartPanel):
+    TITLE = "Drawdown from peak (%)"
+
+    def draw(self, snap: Snapshot) -> None:
+        from botctl.engine.metrics import drawdown_series
+
+        if len(snap.nav) < 2:
+            self.plt.title("no NAV history yet")
+            return
+        dd = [float(v) * 100 for v in drawdown_series(snap.nav)]
+        x, y = _points(snap.days, dd)
+        self.plt.plot(x, y, color="red", marker="braille", fillx=True)
