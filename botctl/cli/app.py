@@ -92,7 +92,7 @@ def main_options(
 
 
 def _register() -> None:
-    from botctl.cli import backtest_cmd, config_cmds, control_cmds, ops_cmds, run_cmd, service_cmd
+    from botctl.cli import backtest_cmd, config_cmds, control_cmds, ops_cmds, run_cmd, service_cmd, tui_cmd
 
     config_cmds.register(app)
     backtest_cmd.register(app)
@@ -100,6 +100,7 @@ def _register() -> None:
     ops_cmds.register(app)
     control_cmds.register(app)
     service_cmd.register(app)
+    tui_cmd.register(app)
 
 
 _register()

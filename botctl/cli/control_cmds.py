@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import shlex
-import socket
-import sys
 import time
-from datetime import datetime, timezone
 
-import msgspec
 import typer
 
 from botctl.cli.common import globals_of, load_plan
 from botctl.errors import EXIT_RUNTIME, UsageError
-from botctl.records import Control, Event
-
-
-def _who() -> str:
-    """Who acted: user, host and the command line (which never carries a secret)."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in some containers
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}: botctl {shlex.join(sys.argv[1:])}"[:500]
 
 
 def _accounts(plan, wanted: list[str] | None):
@@ -48,22 +32,16 @@ def register(app: typer.Typer) -> None:
         """Emergency stop: halt trading (persisted), cancel open orders, and with --flatten close
         every position. A running bot acts within a second and acknowledges; with no bot running,
         botctl acts on each account's broker itself. The halt holds until `botctl resume`."""
+        from botctl.runtime.control import act_without_bot, request_halt, who_am_i
         from botctl.store import Store
         from botctl.store.overview import run_view
 
         g = globals_of(ctx)
         plan = load_plan(g)
         targets = _accounts(plan, account)
-        now = datetime.now(timezone.utc)
-        who = _who()
         with Store.open(g.db) as store:
             view = run_view(store)
-            with store.transaction():
-                for acc in targets:
-                    store.set_control(Control(account=acc.id, halted=True, reason=reason, since=now, who=who, flatten=flatten))
-                    store.insert(Event(ts_event=now, subsystem="control", type="kill.requested", severity="WARN",
-                                       account=acc.id, message=f"halt requested by {who}: {reason}",
-                                       details={"flatten": flatten}))
+            request_halt(store, [a.id for a in targets], flatten=flatten, reason=reason, who=who_am_i())
             if view.running and not view.stale:
                 outcome = _wait_for_ack(store, [a.id for a in targets], timeout)
                 body = {"running": True, "pid": view.run.pid, "acknowledged": outcome, "flatten": flatten}
@@ -75,21 +53,7 @@ def register(app: typer.Typer) -> None:
                                "the halt stays recorded and applies when the bot reads it", err=True)
                     raise typer.Exit(EXIT_RUNTIME)
                 return
-            from botctl.errors import BotctlError
-            from botctl.runtime.offline_kill import kill_offline
-
-            results, failed = [], []
-            for acc in targets:
-                try:
-                    results.append(kill_offline(store, acc, plan.plan_id, flatten=flatten, reason=reason))
-                except BotctlError as exc:  # one unreachable broker must not spare the others
-                    failed.append({"account": acc.id, "error": str(exc)})
-                    store.insert(Event(ts_event=datetime.now(timezone.utc), subsystem="control", type="kill.failed",
-                                       severity="ERROR", account=acc.id,
-                                       message=f"halt recorded, but acting on the broker failed: {exc}"))
-                    continue
-                control = store.controls()[acc.id]
-                store.set_control(msgspec.structs.replace(control, acked_at=datetime.now(timezone.utc)))
+            results, failed = act_without_bot(store, plan, targets, flatten=flatten, reason=reason)
         body = {"running": False, "accounts": results, "failed": failed, "flatten": flatten}
         _report(body, as_json, "no bot running; acted directly:\n" + "\n".join(
             [f"  {r['account']}: halted, {r['canceled']} open order(s) canceled"
@@ -105,25 +69,14 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
     ) -> None:
         """Clear the halt (from kill or a circuit breaker): trading resumes at the next cycle."""
+        from botctl.runtime.control import clear_halt, who_am_i
         from botctl.store import Store
 
         g = globals_of(ctx)
         plan = load_plan(g)
         targets = _accounts(plan, account)
-        now = datetime.now(timezone.utc)
-        who = _who()
-        resumed = []
-        with Store.open(g.db) as store, store.transaction():
-            controls = store.controls()
-            for acc in targets:
-                previous = controls.get(acc.id)
-                if previous is None or not previous.halted:
-                    continue
-                store.set_control(Control(account=acc.id, halted=False, reason=f"resumed (was: {previous.reason})",
-                                          since=now, who=who))
-                store.insert(Event(ts_event=now, subsystem="control", type="resume", account=acc.id,
-                                   message=f"halt cleared by {who} (was: {previous.reason})"))
-                resumed.append(acc.id)
+        with Store.open(g.db) as store:
+            resumed = clear_halt(store, [a.id for a in targets], who=who_am_i())
         _report({"resumed": resumed}, as_json,
                 f"resumed: {', '.join(resumed)}" if resumed else "nothing to resume: no account was halted")
 

@@ -76,9 +76,15 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
     positions: list[Position] = store.positions_at_latest(account, run_id) if latest else []
     day_pnl = total_pnl = None
     if latest is not None:
-        two = store.newest("nav", 2, account=account, run_id=run_id)
+        # The previous mark may belong to an earlier run (a kill with no bot running writes
+        # one mark under a 'manual' run): P&L is measured across that boundary.
+        two = store.newest("nav", 2, account=account)
         day_pnl = latest.nav - two[0][1].nav if len(two) == 2 else 0.0
-        first = store.rows_after("nav", 0, 1, account=account, run_id=run_id)
+        base_run = run_id
+        run = store.get_run(run_id)
+        if run is not None and run.kind == "manual" and len(two) == 2:
+            base_run = two[0][1].run_id
+        first = store.rows_after("nav", 0, 1, account=account, run_id=base_run)
         total_pnl = latest.nav - first[0][1].nav if first else None
     nav = latest.nav if latest else None
     views = [PositionView(p.symbol, p.qty, p.price, p.value, p.value / nav if nav else 0.0,

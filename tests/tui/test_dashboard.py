@@ -1,0 +1,355 @@
+"""The dashboard driven by Textual's pilot over a replayed journal: what the panels show
+against the journal itself, what each key does, and the clear states of an empty journal,
+a halted account and a health endpoint that does not answer."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import threading
+
+import pytest
+from tui_support import botctl, copy_journal, query, settle, text_of
+
+from botctl.tui import widgets as w
+from botctl.tui.screens import ConfirmScreen, ErrorsScreen, HelpScreen
+
+WIDE = (160, 48)
+
+
+def drive(app, steps, size=WIDE):
+    """Run `app` headless, settle, then `await steps(pilot)`."""
+
+    async def main():
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await steps(pilot)
+
+    asyncio.run(main())
+
+
+def money(value: float) -> str:
+    return f"{'-' if value < 0 else ''}${abs(value):,.2f}"
+
+
+def test_panels_show_the_journals_latest_positions_and_figures(db, make_app):
+    app = make_app(db)
+    (nav, cash, leverage) = query(db, "SELECT nav, cash, leverage FROM nav WHERE account = 'rotation-sim' ORDER BY id DESC LIMIT 1")[0]
+    (first,) = query(db, "SELECT nav FROM nav WHERE account = 'rotation-sim' ORDER BY id LIMIT 1")[0]
+    positions = query(db, "SELECT symbol, qty, price, value FROM positions WHERE account = 'rotation-sim' "
+                          "AND ts_event = (SELECT max(ts_event) FROM positions WHERE account = 'rotation-sim')")
+    assert positions
+
+    async def steps(pilot):
+        header = text_of(app.query_one(w.HeaderBar))
+        assert "NOT RUNNING" in header and "rotation-sim" in header and "paper/sim" in header
+        assert money(nav) in header
+        assert "market closed, opens in 17h 25m" in header  # 2021-03-31 20:05Z -> 04-01 13:30Z
+        assert "heartbeat 2021-03-31 20:00Z" in header
+        table = text_of(app.query_one(w.PositionsPanel))
+        for symbol, qty, price, value in positions:
+            row = next(line for line in table.splitlines() if line.split() and line.split()[0] == symbol)
+            assert money(value) in row and f"{price:,.2f}" in row and f"{value / nav:.1%}" in row
+        assert f"{leverage:.2f}x" in str(app.query_one(w.PositionsPanel).border_title)
+        perf = text_of(app.query_one(w.PerformancePanel))
+        assert money(nav) in perf and money(cash) in perf
+        total = next(line for line in perf.splitlines() if line.strip().startswith("Total"))
+        assert f"{nav / first - 1:+.2%}" in total
+        risk = text_of(app.query_one(w.RiskPanel))
+        assert f"{leverage:.2f}x" in risk and "allowed" in risk
+        assert app.snapshot.trades.trades > 0
+        assert "Win rate" in text_of(app.query_one(w.TradesPanel))
+        models = text_of(app.query_one(w.ModelsPanel))
+        for name in ("SectorRotationModel_v1", "SectorRotationBull_v1", "SectorRotationBear_v1"):
+            assert name in models
+        assert "gated" in models and "04-01 14:00" in models  # next month's first session, 30 min in
+        rankings = text_of(app.query_one(w.RankingsPanel))
+        for symbol, *_ in positions:
+            assert f"* {symbol}" in rankings  # held symbols are marked
+        activity = text_of(app.query_one(w.ActivityPanel))
+        (last_fill,) = query(db, "SELECT symbol FROM fills WHERE account = 'rotation-sim' ORDER BY id DESC LIMIT 1")[0]
+        assert last_fill in activity and "03-01 15:00" in activity
+        assert "no open orders" in text_of(app.query_one(w.OrdersPanel))
+        assert "no warnings or errors" in text_of(app.query_one(w.ErrorsPanel))
+        assert len(app.snapshot.nav) == len(app.snapshot.bench) == 61
+
+    drive(app, steps)
+
+
+def test_a_switches_to_the_next_account_and_back(db, make_app):
+    app = make_app(db)
+    (nav,) = query(db, "SELECT nav FROM nav WHERE account = 'adaptive-sim' ORDER BY id DESC LIMIT 1")[0]
+
+    async def steps(pilot):
+        assert app.account == "rotation-sim"
+        await pilot.press("a")
+        await settle(pilot)
+        assert app.account == "adaptive-sim"
+        assert money(nav) in text_of(app.query_one(w.HeaderBar))
+        assert "SectorRotationAdaptive_v3" in text_of(app.query_one(w.ModelsPanel))
+        assert app.query_one("Tabs").active == "account-1"
+        await pilot.press("a")
+        await settle(pilot)
+        assert app.account == "rotation-sim"
+
+    drive(app, steps)
+
+
+def test_the_account_selector_switches_accounts(db, make_app):
+    app = make_app(db)
+
+    async def steps(pilot):
+        tabs = app.query_one("Tabs")
+        assert tabs.display
+        await pilot.click("#account-1")
+        await settle(pilot)
+        assert app.account == "adaptive-sim"
+        assert "adaptive-sim" in text_of(app.query_one(w.HeaderBar))
+
+    drive(app, steps)
+
+
+def test_kill_after_confirming_writes_a_halt(db, make_app):
+    app = make_app(db)
+
+    async def steps(pilot):
+        await pilot.press("k")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("a", "k")  # the dialog holds the keys: no switch, no second dialog
+        await pilot.pause()
+        assert app.account == "rotation-sim" and len(app.screen_stack) == 2
+        await pilot.press("y")
+        await settle(pilot)
+        assert "HALTED" in text_of(app.query_one(w.HeaderBar))
+        assert "HALTED" in text_of(app.query_one(w.RiskPanel))
+
+    drive(app, steps)
+    rows = query(db, "SELECT account, halted, reason, flatten, acked_at IS NOT NULL, who FROM control")
+    assert len(rows) == 1
+    account, halted, reason, flatten, acked, who = rows[0]
+    assert (account, halted, flatten, acked) == ("rotation-sim", 1, 0, 1)
+    assert reason == "operator kill" and "botctl" in who
+    assert query(db, "SELECT count(*) FROM events WHERE type = 'kill.requested' AND account = 'rotation-sim'")[0][0] == 1
+
+
+def test_kill_and_flatten_writes_what_botctl_kill_writes(replayed, make_app, tmp_path):
+    ours = copy_journal(replayed, tmp_path / "tui.db")
+    theirs = copy_journal(replayed, tmp_path / "cli.db")
+    app = make_app(ours)
+
+    async def steps(pilot):
+        await pilot.press("K")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "no positions" in text_of(app.query_one(w.PositionsPanel))  # flattened
+
+    drive(app, steps)
+    assert botctl(theirs, "kill", "--account", "rotation-sim", "--flatten").exit_code == 0
+    columns = "account, halted, reason, flatten, acked_at IS NOT NULL"
+    assert query(ours, f"SELECT {columns} FROM control") == query(theirs, f"SELECT {columns} FROM control")
+    events = "SELECT type, severity, account FROM events WHERE subsystem = 'control' ORDER BY id"
+    assert query(ours, events) == query(theirs, events)
+    assert query(ours, "SELECT count(*) FROM orders WHERE reason = 'flatten' AND status = 'filled'")[0][0] == \
+        query(theirs, "SELECT count(*) FROM orders WHERE reason = 'flatten' AND status = 'filled'")[0][0] > 0
+
+
+def test_canceling_the_kill_writes_nothing(db, make_app):
+    app = make_app(db)
+
+    async def steps(pilot):
+        await pilot.press("k")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("K", "escape")
+        await settle(pilot)
+
+    drive(app, steps)
+    assert query(db, "SELECT count(*) FROM control")[0][0] == 0
+    assert query(db, "SELECT count(*) FROM events WHERE subsystem = 'control'")[0][0] == 0
+
+
+def test_resume_after_confirming_clears_the_halt(db, make_app):
+    assert botctl(db, "kill", "--account", "adaptive-sim").exit_code == 0
+    app = make_app(db, account="adaptive-sim")
+
+    async def steps(pilot):
+        assert "HALTED" in text_of(app.query_one(w.HeaderBar))
+        await pilot.press("u")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "HALTED" not in text_of(app.query_one(w.HeaderBar))
+
+    drive(app, steps)
+    assert query(db, "SELECT halted FROM control WHERE account = 'adaptive-sim'") == [(0,)]
+    assert query(db, "SELECT count(*) FROM events WHERE type = 'resume'")[0][0] == 1
+
+
+def test_a_halted_account_says_so(db, make_app):
+    assert botctl(db, "kill", "--account", "rotation-sim", "--reason", "testing the halt").exit_code == 0
+    app = make_app(db)
+
+    async def steps(pilot):
+        header = text_of(app.query_one(w.HeaderBar))
+        assert "HALTED" in header and "testing the halt" in header
+        assert "HALTED" in text_of(app.query_one(w.RiskPanel))
+        errors = text_of(app.query_one(w.ErrorsPanel))
+        assert "kill.requested" in errors  # the halt's WARN events are listed
+
+    drive(app, steps)
+
+
+def test_an_absent_journal_is_a_clear_state(tmp_path, make_app):
+    app = make_app(tmp_path / "nothing-here.db")
+
+    async def steps(pilot):
+        header = text_of(app.query_one(w.HeaderBar))
+        assert "NOT RUNNING" in header and "no database at" in header
+        assert "no database at" in text_of(app.query_one(w.PositionsPanel))
+        assert app.snapshot.accounts == ["rotation-sim", "adaptive-sim"]  # from the config
+        await pilot.press("k")  # nothing to write to: refused with a message, no dialog
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+
+    drive(app, steps)
+    assert not (tmp_path / "nothing-here.db").exists()  # read-only: never created
+
+
+def test_a_fresh_journal_without_runs_is_a_clear_state(tmp_path, make_app):
+    from botctl.store import Store
+
+    fresh = tmp_path / "fresh.db"
+    Store.open(fresh).close()
+    app = make_app(fresh)
+
+    async def steps(pilot):
+        header = text_of(app.query_one(w.HeaderBar))
+        assert "NOT RUNNING" in header and "no run recorded yet" in header
+        assert "no NAV recorded yet" in text_of(app.query_one(w.PositionsPanel))
+        assert "no orders or fills yet" in text_of(app.query_one(w.ActivityPanel))
+        assert "no closed trades yet" in text_of(app.query_one(w.TradesPanel))
+
+    drive(app, steps)
+
+
+def test_a_missing_health_endpoint_is_shown_not_raised(db, make_app):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = make_app(db, health_url=f"http://127.0.0.1:{port}")
+
+    async def steps(pilot):
+        header = text_of(app.query_one(w.HeaderBar))
+        assert "health: unreachable" in header
+        assert app.snapshot.view.nav is not None  # everything else still shows
+
+    drive(app, steps)
+
+
+def test_a_health_endpoint_that_answers_is_read(db, make_app):
+    from botctl.runtime.health import HealthServer, Telemetry
+
+    telemetry = Telemetry({"rotation-sim": {}})
+    with HealthServer(telemetry, "127.0.0.1", 0) as server:
+        app = make_app(db, health_url=server.address + "/health")
+
+        async def steps(pilot):
+            assert app.snapshot.health["status"] == "healthy"
+            assert "health: healthy" in text_of(app.query_one(w.HeaderBar))
+
+        drive(app, steps)
+
+
+def test_errors_are_listed_and_e_expands_them(db, make_app):
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO events (ts_event, subsystem, type, severity, account, message, details) VALUES "
+                     "('2021-03-31T19:00:00.000000Z', 'broker', 'order.rejected', 'ERROR', 'rotation-sim', "
+                     "'insufficient buying power for XLE', '{\"symbol\": \"XLE\"}')")
+        conn.execute("INSERT INTO events (ts_event, subsystem, type, severity, message, details) VALUES "
+                     "('2021-03-31T18:00:00.000000Z', 'data', 'data.stale', 'WARN', 'bars are 3 days old', '{}')")
+    app = make_app(db)
+
+    async def steps(pilot):
+        panel = text_of(app.query_one(w.ErrorsPanel))
+        assert "ERROR" in panel and "order.rejected" in panel and "data.stale" in panel
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, ErrorsScreen)
+        assert [e.type for e in app.screen.events] == ["order.rejected", "data.stale"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ErrorsScreen)
+
+    drive(app, steps)
+
+
+def test_help_and_quit(db, make_app):
+    app = make_app(db)
+
+    async def steps(pilot):
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+        assert app._exit
+
+    drive(app, steps)
+
+
+def test_r_refreshes_and_reading_happens_off_the_ui_thread(db, make_app):
+    app = make_app(db)
+    threads = []
+    snapshot = app.source.snapshot
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return snapshot(*args, **kwargs)
+
+    app.source.snapshot = recording
+
+    async def steps(pilot):
+        before = len(threads)
+        with sqlite3.connect(db) as conn:  # a new mark arrives
+            conn.execute("INSERT INTO nav (run_id, account, ts_event, nav, cash, gross_exposure, leverage) "
+                         "SELECT run_id, account, '2021-04-01T20:00:00.000000Z', 123456.78, cash, gross_exposure, leverage "
+                         "FROM nav WHERE account = 'rotation-sim' ORDER BY id DESC LIMIT 1")
+        await pilot.press("r")
+        await settle(pilot)
+        assert len(threads) == before + 1
+        assert "$123,456.78" in text_of(app.query_one(w.HeaderBar))
+
+    drive(app, steps)
+    assert threads and all(t is not threading.main_thread() for t in threads)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_the_key_figures_are_on_the_first_screen(db, make_app, size):
+    app = make_app(db)
+    width, height = size
+
+    async def steps(pilot):
+        header = app.query_one(w.HeaderBar)
+        assert header.region.y == 0 and header.region.height == 2
+        for panel_id in ("positions", "performance", "risk"):  # fully visible without scrolling
+            region = app.query_one(f"#{panel_id}").region
+            assert region.height >= 5 and region.bottom <= height - 1 and region.right <= width
+        for panel in app.query(".panel"):  # the rest is laid out, below the fold at 80x24
+            assert panel.virtual_region.height >= 3 and panel.virtual_region.width >= 30
+        body = app.query_one("#body")
+        if size == (160, 48):
+            assert body.max_scroll_y == 0  # everything fits on a large terminal
+        else:
+            assert body.max_scroll_y > 0
+
+    drive(app, steps, size=size)
