@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from botctl.adapters.sim_broker import SimBroker
 from botctl.records import Event, NavSnapshot, Run
 from botctl.spec.plan import AccountPlan
 
@@ -25,12 +24,10 @@ def kill_offline(store, account: AccountPlan, plan_id: str, *, flatten: bool, re
               started_at=now, status="finished", pid=os.getpid(), ended_at=now, note=f"kill: {reason}")
     if account.broker == "alpaca":
         return _kill_at_alpaca(store, account, run, flatten=flatten, reason=reason, now=now)
+    from botctl.runtime.live import journal_sim_broker
+
     latest = store.latest_nav(account.id)
-    broker = SimBroker(latest.cash if latest else account.starting_cash, msgspec.structs.replace(account.sim, fill="close"))
-    for position in store.positions_at_latest(account.id) if latest else []:
-        broker.qty[position.symbol] = position.qty
-        broker.avg_price[position.symbol] = position.avg_price
-        broker.last_price[position.symbol] = position.price
+    broker = journal_sim_broker(account, store)
     canceled = [msgspec.structs.replace(o, status="canceled", ts_event=now) for o in store.open_orders(account.id)]
     events = [Event(ts_event=now, subsystem="control", type="kill.orders_canceled", severity="WARN", run_id=run.run_id,
                     account=account.id, message=f"no bot running: {len(canceled)} open order(s) canceled in the journal",
@@ -69,7 +66,7 @@ def kill_offline(store, account: AccountPlan, plan_id: str, *, flatten: bool, re
     return {"account": account.id, "canceled": len(canceled), "sold": len(fills), "run_id": run.run_id}
 
 
-def _positions(run_id: str, account: str, broker: SimBroker, now: datetime):
+def _positions(run_id: str, account: str, broker, now: datetime):
     from botctl.records import Position
 
     for symbol, qty in sorted(broker.qty.items()):
