@@ -5,6 +5,8 @@ notices and the symbol is fetched whole again."""
 
 from __future__ import annotations
 
+import random
+import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -74,10 +76,17 @@ class AlpacaData:
             start=datetime.combine(start, datetime.min.time(), tzinfo=timezone.utc),
             end=datetime.combine(today, datetime.min.time(), tzinfo=timezone.utc),  # closed bars only
         )
-        try:
-            result = self.client.get_stock_bars(request)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(str(classify(exc, f"fetch {symbol} bars"))) from None
+        from botctl.errors import BrokerTransient
+
+        for attempt in range(4):
+            try:
+                result = self.client.get_stock_bars(request)
+                break
+            except Exception as exc:  # noqa: BLE001
+                error = classify(exc, f"fetch {symbol} bars")
+                if not isinstance(error, BrokerTransient) or attempt == 3:
+                    raise DataError(str(error)) from None
+                time.sleep(random.uniform(0, 0.5 * 2 ** attempt))  # backoff with jitter
         rows = result.data.get(symbol, []) if hasattr(result, "data") else []
         data = {
             "symbol": [symbol] * len(rows),

@@ -99,6 +99,8 @@ class Trader:
     def trade(self, account_id: str, *, due: list[str] | None = None, check_open: bool = True) -> str:
         """One cycle for one account; returns what happened, in a few words."""
         live = self.accounts.get(account_id)
+        if live is not None and not live.ready:
+            live.reconcile(self.clock.now())  # the broker may be back: reconcile before trading
         if live is None or not live.ready:
             return "not trading: " + (live.problem if live else "broker unavailable")
         control = self.halted(account_id)
@@ -108,8 +110,8 @@ class Trader:
         now = self.clock.now()
         account = live.account
         try:
-            if check_open and account.broker == "alpaca" and not live.broker.market_open():
-                self.event("market.closed", "the broker reports the market closed: no rebalance", account=account_id)
+            if check_open and not self._market_open(live, now):
+                self.event("market.closed", "the market is closed: no rebalance", account=account_id)
                 return "market closed"
             today = now.astimezone(NEW_YORK).date()
             from botctl.engine.engine import account_signals
@@ -140,6 +142,19 @@ class Trader:
             self.event("cycle.failed", f"{exc}; nothing more is sent this cycle", account=account_id, severity="ERROR")
             return f"failed: {exc}"
 
+    @staticmethod
+    def _market_open(live, now: datetime) -> bool:
+        """Alpaca's own clock for its accounts; the XNYS calendar for the simulator."""
+        if live.account.broker == "alpaca":
+            return live.broker.market_open()
+        from botctl.adapters.calendar import sessions
+
+        day = now.astimezone(NEW_YORK).date()
+        try:
+            return any(s.open <= now < s.close for s in sessions(day, day))
+        except DataError:  # outside the calendar's years: not knowably open
+            return False
+
     def _announce(self, account_id: str, orders) -> None:
         lines = [f"{o.side} {o.qty:g} {o.symbol} (~${o.qty * o.ref_price:,.0f})" for o in orders]
         self.echo(f"LIVE {account_id}: first orders of this run: " + ("; ".join(lines) or "none"))
@@ -151,8 +166,12 @@ class Trader:
         now = self.clock.now()
         canceled = 0
         for order in self.store.open_orders(live.account.id):
-            if live.broker.cancel(order.client_order_id, now) is not None:
+            result = live.broker.cancel(order.client_order_id, now)
+            if result is not None:
                 canceled += 1
+                self.store.upsert_order(msgspec.structs.replace(
+                    result, run_id=order.run_id, account=order.account, reason=order.reason,
+                    ts_init=order.ts_init, ref_price=order.ref_price))
         live.event("kill.orders_canceled", f"halt by {control.who}: {canceled} open order(s) canceled", severity="WARN", now=now)
         if control.flatten:
             closed = live.broker.close_all_positions() if hasattr(live.broker, "close_all_positions") else 0
@@ -200,6 +219,9 @@ class Trader:
                 for account_id, live in self.accounts.items():
                     if live.ready:
                         try:
+                            # Orders answered 'accepted' fill later: look them up before marking.
+                            for order in self.store.open_orders(account_id):
+                                live._resolve(order, self.clock.now())
                             live.mark(self.clock.now())
                         except BrokerError as exc:
                             self.event("mark.failed", str(exc), account=account_id, severity="ERROR")

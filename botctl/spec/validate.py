@@ -49,7 +49,7 @@ class _Rules:
     def parsed(source) -> bool:
         """A file that failed to parse says nothing about what it defines: checks that need
         its contents (emptiness, references into it) are skipped rather than cascading."""
-        return source.value is not None
+        return source.parsed
 
     def symbol(self, symbol: str, path: tuple) -> None:
         if self.known is not None and symbol not in self.known:

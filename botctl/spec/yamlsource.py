@@ -38,6 +38,7 @@ class YamlSource:
     def __init__(self, file: str, data: bytes | str) -> None:
         self.file = file
         self.value: Any = None
+        self.parsed = False  # True once the text parsed as YAML (a null document included)
         self.locations: Locations = {}
         self.problems: list[ConfigProblem] = []
         self._nodes = 0
@@ -79,6 +80,7 @@ class YamlSource:
         except RecursionError:
             self.problems.append(ConfigProblem(self.file, 1, 1, "", "invalid YAML: nested too deeply"))
             return
+        self.parsed = True
         if node is None:
             self.value = {}
             return
@@ -86,12 +88,12 @@ class YamlSource:
         try:
             self.value = self._build(node, (), constructor)
         except _TooManyNodes:
-            self.value = None
+            self.value, self.parsed = None, False
             self.problems.append(
                 ConfigProblem(self.file, 1, 1, "", f"document expands to more than {MAX_NODES} values")
             )
         except RecursionError:
-            self.value = None
+            self.value, self.parsed = None, False
             self.problems.append(ConfigProblem(self.file, 1, 1, "", "invalid YAML: nested too deeply"))
 
     def _mark(self, path: Path, node: yaml.Node) -> None:

@@ -103,5 +103,6 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
 
 def journal_accounts(store: Store) -> list[str]:
     """Accounts the journal knows, in the order they first appeared."""
-    rows = store.conn.execute("SELECT account FROM nav GROUP BY account ORDER BY MIN(id)").fetchall()
+    with store._guard():  # a damaged file is a one-line StoreError here too
+        rows = store.conn.execute("SELECT account FROM nav GROUP BY account ORDER BY MIN(id)").fetchall()
     return [r[0] for r in rows]

@@ -601,11 +601,13 @@ CLIENT_TIMEOUT = 0.8  # AlpacaBroker's per-call timeout in the faulted loop (10 
 
 
 def faulted_loop(root: Path, seed: int, *, sessions: int, rate: float, paths: tuple[str, ...],
-                 first: date = date(2024, 3, 4), **fake_kwargs) -> dict:
+                 first: date = date(2024, 3, 4), outage: int | None = None, **fake_kwargs) -> dict:
     """The real scheduled loop (in this process, on a SkipClock) over `sessions` faulted XNYS
     sessions and one clean one, then a restart (`run --once`, in this process) so that every
     order left open is looked up. Day orders expire at each close; exposures are checked at
-    each close. Returns what the checks need; the caller stops result["fake"]."""
+    each close. `outage`: the index of a session during which every request to `paths`
+    answers 500 (retries cannot help). Returns what the checks need; the caller stops
+    result["fake"]."""
     days = sessions_from(first, sessions + 1)
     clock = SkipClock(ny(days[0].day, 9, 0), days[-1].close + timedelta(minutes=30))
     # Slow answers outlast the client's timeout, so "timeout" faults are real client-side
@@ -616,6 +618,11 @@ def faulted_loop(root: Path, seed: int, *, sessions: int, rate: float, paths: tu
 
     def at_close(old, new):
         for index, session in enumerate(days):
+            if index == outage and old < ny(session.day, 9, 0) <= new:
+                for path in paths:
+                    fake.inject("500", method="*", path=path, count=None)
+            if index == outage and old < session.close <= new:
+                fake.clear_faults()
             if old < session.close <= new:
                 exposures.extend(f"{session.day}: {b}" for b in exposure_breach(fake, session.day))
                 fake.expire_day_orders()
@@ -632,7 +639,8 @@ def faulted_loop(root: Path, seed: int, *, sessions: int, rate: float, paths: tu
         injected = dict(fake.injected)
         restart = run_loop(ws, SkipClock(ny(days[-1].day, 15, 0), days[-1].close), once=True)
     return {"ws": ws, "fake": fake, "days": days, "loop": loop, "restart": restart, "injected": injected,
-            "exposures": exposures, "elapsed_s": time.monotonic() - started}
+            "exposures": exposures, "elapsed_s": time.monotonic() - started,
+            "outage": str(days[outage].day) if outage is not None else None}
 
 
 # --- signals while a replay writes the journal -----------------------------------------------------

@@ -141,11 +141,6 @@ def test_a_broker_that_never_answers_at_startup_does_not_trade_and_says_why_the_
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=True, reason=(
-    "botctl/runtime/trading.py Trader.start/trade: reconciliation is tried once, at startup; an "
-    "account whose broker was unreachable then never trades for the life of the process (live.ready "
-    "stays False, trade() returns 'not trading') even after the broker is back: it should be "
-    "reconciled again before its next cycle"))
 def test_an_account_whose_broker_was_down_at_startup_trades_once_the_broker_is_back(tmp_path, week):
     pair = Pair(tmp_path, loop_clock(week[:2]))
     try:
@@ -257,17 +252,12 @@ def test_run_once_when_the_market_is_shut_places_nothing_and_says_so(tmp_path, w
         assert outcome["accounts"] == {"good": "market closed", "bad": "market closed"}, outcome
         assert pair.good.orders() == [] and pair.bad.orders() == []
         closed = [e for e in pair.ws.events() if e[0] == "market.closed"]
-        assert {e[2] for e in closed} == {"the broker reports the market closed: no rebalance"}
-        assert len(closed) == 2
+        assert len(closed) == 2 and all("closed" in e[2] and "no rebalance" in e[2] for e in closed), closed
     finally:
         pair.close()
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "botctl/runtime/trading.py Trader.trade: the market-open check is made for broker: alpaca only; "
-    "a broker: sim account's `run --once` trades on a market holiday (and on weekends and after the "
-    "close) instead of recording market.closed; check the XNYS calendar for every account"))
 def test_run_once_on_a_holiday_does_not_trade_a_sim_account_either(tmp_path):
     when = ny(date(2024, 7, 4), 10, 30)
     ws = make_workspace(tmp_path)

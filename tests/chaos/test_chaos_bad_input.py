@@ -133,12 +133,6 @@ def test_fuzzed_configs_through_run_replay_backtest_and_status(folder, tmp_path_
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("document", [b"null\n", b"~\n", b"null\n...\n"], ids=["null", "tilde", "null-end"])
-@pytest.mark.xfail(strict=True, reason=(
-    "botctl/spec/validate.py:49 _Rules.parsed() takes a document whose value is null for one that "
-    "failed to parse, so the cross-file checks are skipped with no problem reported: `validate` says "
-    "'ok: 0 strategies, 2 accounts' (exit 0) and plan/backtest/run crash in spec/plan.py:102 "
-    "compile_plan (strategies.strategies[name]) with 'internal error: KeyError: <model>' (exit 1); "
-    "a null document should read as an empty mapping (yamlsource.YamlSource: value = {}) or be refused"))
 def test_a_strategies_file_holding_only_null_is_a_config_error(folder, tmp_path, document):
     config = with_files(folder, "strategies.yaml", document)
     base = ["--config-dir", str(config), "--db", str(tmp_path / "journal.db")]

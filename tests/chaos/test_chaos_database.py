@@ -299,10 +299,6 @@ def test_a_corrupt_journal_is_refused_with_one_line_by_run_status_and_tail(journ
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "botctl/store/overview.py:106 journal_accounts runs store.conn.execute outside Store._guard, so a "
-    "malformed page reached by `status` surfaces as 'internal error: DatabaseError: database disk image "
-    "is malformed' instead of the one-line StoreError every other read gives; wrap it in store._guard()"))
 def test_status_on_a_journal_with_zeroed_pages_gives_the_store_error_not_an_internal_error(journal):
     _corrupt(journal, "zeroed-tail")
     result = invoke(journal, "status", "--json")
