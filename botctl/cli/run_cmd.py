@@ -85,7 +85,8 @@ def register(app: typer.Typer) -> None:
 
         g = globals_of(ctx)
         if replay is None:
-            _run_trading(g, account, once=once, live=live, yes=yes, cache_dir=cache_dir, as_json=as_json)
+            _run_trading(g, account, once=once, live=live, yes=yes, cache_dir=cache_dir, as_json=as_json,
+                         health_port=health_port)
             return
         if once or live:
             raise UsageError("--once and --live are for trading, not for --replay")
@@ -118,17 +119,26 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"journal: {g.db}  (see: botctl status, botctl tail, botctl tui)")
 
 
-def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Path, as_json: bool) -> None:
+def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Path, as_json: bool,
+                 health_port: int | None) -> None:
     import json
+    from contextlib import nullcontext
 
+    from botctl.runtime.health import HealthServer, Telemetry
     from botctl.runtime.trading import check_live_opt_in, run_trading
     from botctl.store import Store
 
     plan = load_plan(g, accounts=account or None)
     check_live_opt_in(plan, live)
-    with Store.open(g.db) as store:
+    telemetry = Telemetry({a.id: {"broker": a.broker, "mode": a.mode, "models": [m.name for m in a.models]}
+                           for a in plan.accounts})
+    port = plan.health.port if health_port is None else health_port
+    server = HealthServer(telemetry, plan.health.host, port) if port and not once else nullcontext()
+    with Store.open(g.db) as store, server:
+        if port and not once:
+            err(f"health: {server.address}/health and /metrics")
         outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,
-                              echo=err)
+                              echo=err, telemetry=telemetry)
     if as_json:
         typer.echo(json.dumps(outcome))
         return

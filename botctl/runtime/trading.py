@@ -74,6 +74,7 @@ class Trader:
         self.accounts: dict[str, LiveAccount] = {}
         self.cycled: set[str] = set()  # accounts that have had their first cycle in this run
         self.stop = False
+        self.telemetry = None  # a runtime.health.Telemetry when the health endpoint is served
 
     def event(self, type_: str, message: str, *, account: str | None = None, severity: str = "INFO") -> None:
         self.store.insert(Event(ts_event=self.clock.now(), subsystem="runtime", type=type_, severity=severity,
@@ -98,6 +99,18 @@ class Trader:
 
     def trade(self, account_id: str, *, due: list[str] | None = None, check_open: bool = True) -> str:
         """One cycle for one account; returns what happened, in a few words."""
+        outcome = self._trade(account_id, due=due, check_open=check_open)
+        if self.telemetry is not None:
+            live = self.accounts.get(account_id)
+            self.telemetry.cycled(self.clock.now())
+            if account_id in self.telemetry.accounts:
+                self.telemetry.account_state(account_id, halted=self.halted(account_id) is not None,
+                                             broker_connected=bool(live and live.ready))
+            if outcome.startswith("failed") or outcome.startswith("not trading"):
+                self.telemetry.problem("runtime", "ERROR")
+        return outcome
+
+    def _trade(self, account_id: str, *, due: list[str] | None = None, check_open: bool = True) -> str:
         live = self.accounts.get(account_id)
         if live is not None and not live.ready:
             live.reconcile(self.clock.now())  # the broker may be back: reconcile before trading
@@ -253,11 +266,12 @@ class Trader:
 
 
 def run_trading(plan: Plan, store, *, once: bool, data_path: Path | None, cache_dir: Path, confirm_first_cycle: bool,
-                echo: Callable[[str], None]) -> dict:
+                echo: Callable[[str], None], telemetry=None) -> dict:
     clock = LiveClock(os.environ.get("BOTCTL_CLOCK"))
     kind = "live" if any(a.mode == "live" for a in plan.accounts) else "paper"
     trader = Trader(plan, store, data_path=data_path, cache_dir=cache_dir, clock=clock, kind=kind,
                     confirm_first_cycle=confirm_first_cycle, echo=echo)
+    trader.telemetry = telemetry
     status = "finished"
     try:
         trader.start()

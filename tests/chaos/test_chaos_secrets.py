@@ -172,10 +172,6 @@ def test_no_key_in_any_file_left_on_disk(everything):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "botctl/cli/run_cmd.py: _run_trading (paper/live `botctl run`) never starts the HealthServer; only "
-    "`run --replay` serves /health and /metrics, although README says `run` serves them on "
-    "health.port / --health-port"))
 def test_the_trading_loop_serves_its_health_endpoint(tmp_path):
     clock = {"now": ny(DAY, 10, 30)}
     with new_chaos_fake(now=lambda: clock["now"]) as fake:
