@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,10 +63,6 @@ def load_plan(g: Globals, *, models: list[str] | None = None, accounts: list[str
 
 def err(message: str) -> None:
     typer.echo(message, err=True)
-
-
-def is_tty() -> bool:
-    return sys.stdout.isatty()
 
 
 def parse_date(value: str | None, option: str):
