@@ -66,6 +66,11 @@ class DataError(BotctlError):
     """Market data is missing, unreadable or unusable."""
 
 
+class BadMarketData(DataError):
+    """Bars were read but must not be traded on (missing symbol, NaN or zero prices, a move
+    outside the price collar): the cycle is refused with a WARN and tried again later."""
+
+
 class StoreError(BotctlError):
     """The SQLite journal cannot be opened or written safely."""
 
@@ -88,3 +93,13 @@ class BrokerRejected(BrokerError):
 
 class BrokerAuth(BrokerError):
     """Credentials were refused: the account stops."""
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line on why a run ended with `exc`, for its journal row and event."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, BotctlError):
+        return text or type(exc).__name__
+    return f"internal error: {type(exc).__name__}: {text}".rstrip(": ")

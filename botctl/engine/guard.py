@@ -17,6 +17,7 @@ import math
 from datetime import date, datetime, timedelta
 
 import msgspec
+import numpy as np
 
 from botctl.records import SubmitOrder
 from botctl.spec.model import RiskSpec
@@ -57,6 +58,43 @@ class Portfolio(msgspec.Struct, frozen=True, kw_only=True):
     data_as_of: date | None
     today: date
     buying_power: float | None = None  # what the broker would let us buy; None when unknown
+
+
+# How far back `suspect_bars` looks for a symbol's previous close (a few missing days are
+# tolerated; a symbol silent for longer is treated as newly listed).
+LOOKBACK_ROWS = 10
+
+
+def suspect_bars(bars, row: int, symbols, collar_pct: float, columns=None) -> list[tuple[str, str]]:
+    """(symbol, why) for each bar of session `row` a cycle must not decide on: a symbol
+    that traded in the sessions before but has no usable bar now, a price that is not
+    positive, or a close more than the price collar away from the previous close. Bad data
+    moves rankings as well as prices, so one suspect bar stops the whole cycle."""
+    columns = columns if columns is not None else [bars.symbols.index(s) for s in symbols]
+    window = bars.close[max(0, row - LOOKBACK_ROWS): row + 1][:, columns]
+    now, before = window[-1], window[:-1]
+    previous = np.full(len(columns), np.nan)
+    for values in before[::-1]:  # the last finite close before `row`, per symbol
+        previous = np.where(np.isnan(previous), values, previous)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        move = now / previous - 1
+    bad = (np.isnan(now) & ~np.isnan(previous)) | ~(np.isnan(now) | np.isfinite(now)) | (now <= 0) \
+        | (np.abs(move) > collar_pct + EPSILON)
+    if not bad.any():
+        return []
+    day = bars.dates[row]
+    out = []
+    for i in np.flatnonzero(bad):
+        symbol, price, last = symbols[i], float(now[i]), float(previous[i])
+        if math.isnan(price):
+            why = f"{symbol} has no bar for {day} (it had one on an earlier session)"
+        elif not math.isfinite(price) or price <= 0:
+            why = f"{symbol} closed at {price:g} on {day}, which is not a price"
+        else:
+            why = (f"{symbol} closed at {price:.2f} on {day}, {move[i]:+.1%} from {last:.2f}, "
+                   f"outside the {collar_pct:.0%} price collar")
+        out.append((symbol, why))
+    return out
 
 
 def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, state: GuardState,

@@ -70,14 +70,20 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
     minutes = min(m.schedule.after_open_minutes for m in book.account.models)
     # The first session allocates every model; after that, only scheduled sessions trade.
     scheduled = set().union(*book.rebalance_days.values())
-    due_rows = [first] + [r for r in range(first + 1, last + 1) if bars.dates[r] in scheduled]
-    for i, row in enumerate(due_rows):
+    row = first
+    while row <= last:
         day = bars.dates[row]
         # Fills take the session's opening price but are stamped when the order was placed.
         placed = open_at(day, minutes)
         book.rebalance(row, book.due(day, force=row == first), placed)
         book.open(row, placed)
-        book.mark_span(row, due_rows[i + 1] - 1 if i + 1 < len(due_rows) else last)
+        # Holdings stay fixed until the next scheduled session, or the next session at all
+        # when a rebalance refused on suspect data is still owed.
+        following = row + 1
+        while following <= last and not book.owed and bars.dates[following] not in scheduled:
+            following += 1
+        book.mark_span(row, following - 1)
+        row = following
     return BookCurve(
         name=book.account.id, dates=[bars.dates[r] for r in book.mark_rows],
         nav=np.array(book.mark_nav), gross=np.array(book.mark_gross),

@@ -63,6 +63,7 @@ class Book:
             | {s for m in account.models for step in m.steps for s, where in step_symbols(step) if where[0] != "benchmark"}
         )
         self.blocks: dict[str, int] = {}
+        self.owed: set[str] = set()  # models whose rebalance was refused on suspect data
         # Set when the account is halted (a breaker tripped, or an operator's kill): no new
         # orders until it is cleared. `on_halt` lets the replay/live runtime persist the halt.
         self.halt: str | None = None
@@ -73,12 +74,29 @@ class Book:
         return {s: float(values[c]) for s, c in zip(self.account.symbols, self.columns) if not math.isnan(values[c])}
 
     def due(self, day: date, *, force: bool = False) -> list[str]:
-        return [m.name for m in self.account.models if force or day in self.rebalance_days[m.name]]
+        """Models to rebalance on `day`: the scheduled ones, and any whose rebalance was
+        refused on suspect data and is still owed."""
+        return [m.name for m in self.account.models
+                if force or day in self.rebalance_days[m.name] or m.name in self.owed]
 
     def rebalance(self, row: int, due: list[str], now: datetime) -> CycleResult | None:
-        """Decide on bar `row - 1` (the last closed bar) and submit the orders at `now`."""
+        """Decide on bar `row - 1` (the last closed bar) and submit the orders at `now`.
+        Returns None when nothing was decided (nothing due, halted, or suspect data)."""
         if row < 1 or not due or self.halt:
             return None
+        suspect = guard.suspect_bars(self.bars, row - 1, self.account.symbols, self.account.risk.price_collar_pct,
+                                     self.columns)
+        if suspect:
+            self.owed.update(due)  # tried again next session
+            self.events.append(Event(
+                ts_event=now, subsystem="guard", type="data.rejected", severity="WARN", run_id=self.run_id,
+                account=self.account.id, symbol=suspect[0][0],
+                message="; ".join(why for _, why in suspect) + "; no trade this session, retried at the next",
+                details={"rule": "price_collar", "symbols": [s for s, _ in suspect], "due": sorted(due)},
+            ))
+            self.blocks["suspect_data"] = self.blocks.get("suspect_data", 0) + 1
+            return None
+        self.owed.clear()
         closes = self.prices(self.bars.close, row - 1)
         self.broker.mark(closes)
         result = decide_cycle(self.account, self.signals, row - 1, due, self.decisions,
@@ -86,7 +104,8 @@ class Book:
         self.decisions = result.decisions
         today = self.bars.dates[row]
         portfolio = guard.Portfolio(
-            nav=self.broker.equity(), qty=dict(self.broker.qty), prices=closes, last_close=closes,
+            nav=self.broker.equity(), qty=dict(self.broker.qty), prices=closes,
+            last_close=self.prices(self.bars.close, row - 2) if row >= 2 else closes,
             universe=self.tradeable, data_as_of=self.bars.dates[row - 1], today=today,
             buying_power=self.broker.account().buying_power,
         )

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import msgspec
 
-from botctl.errors import DataError
+from botctl.errors import DataError, failure_text
 from botctl.records import Event, Run
 from botctl.runtime.book import Book
 from botctl.runtime.control import ControlDesk
@@ -147,50 +147,54 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
     clock = SimClock(sessions[0].open - timedelta(minutes=1), speed, on_idle=controls.poll)
     status = "finished"
     done = 0
-    with _StopFlag() as flag:
-        store.insert(Event(ts_event=clock.now(), subsystem="runtime", type="run.started", run_id=run_id,
-                           message=f"replay {sessions[0].day}..{sessions[-1].day} at speed {speed or 'max'}"))
-        controls.poll(clock.now())  # a bot started while halted reconciles but does not trade
-        for index, session in enumerate(sessions):
-            if flag.stop:
-                status = "stopped"
-                break
-            row = rows.get(session.day)
-            for book in books:
-                minutes = min(m.schedule.after_open_minutes for m in book.account.models)
-                clock.sleep_until(session.open + timedelta(minutes=minutes))
-                if row is None:
-                    store.insert(Event(ts_event=clock.now(), subsystem="data", type="data.missing_bar", severity="WARN",
-                                       run_id=run_id, account=book.account.id,
-                                       message=f"no bar for {session.day}; not trading this session"))
-                    continue
-                controls.poll(clock.now())
-                began = time.perf_counter()
-                with store.transaction():
-                    book.rebalance(row, book.due(session.day, force=index == 0), clock.now())
-                    book.open(row, clock.now())
-                    journal.flush(book)
-                if telemetry is not None:
-                    telemetry.cycle.labels(book.account.id).observe(time.perf_counter() - began)
-            clock.sleep_until(session.close)
-            with store.transaction():
+    try:
+        with _StopFlag() as flag:
+            store.insert(Event(ts_event=clock.now(), subsystem="runtime", type="run.started", run_id=run_id,
+                               message=f"replay {sessions[0].day}..{sessions[-1].day} at speed {speed or 'max'}"))
+            controls.poll(clock.now())  # a bot started while halted reconciles but does not trade
+            for index, session in enumerate(sessions):
+                if flag.stop:
+                    status = "stopped"
+                    break
+                row = rows.get(session.day)
                 for book in books:
-                    if row is not None:
-                        mark = book.close(row, session.close)
-                        store.insert(mark)
-                        if telemetry is not None:
-                            telemetry.nav.labels(mark.account).set(mark.nav)
-                            telemetry.cash.labels(mark.account).set(mark.cash)
-                            telemetry.leverage.labels(mark.account).set(mark.leverage)
-                        store.insert_many(book.positions(session.close))
-                        store.put_guard_state(run_id, book.account.id, msgspec.json.encode(book.guard), session.close)
-                    journal.flush(book)
-                store.heartbeat(run_id, datetime.now(timezone.utc))
-            if telemetry is not None:
-                telemetry.cycled(session.close)
-            done += 1
-            if progress:
-                progress(done, len(sessions), session.day, {b.account.id: b.broker.equity() for b in books})
+                    minutes = min(m.schedule.after_open_minutes for m in book.account.models)
+                    clock.sleep_until(session.open + timedelta(minutes=minutes))
+                    if row is None:
+                        store.insert(Event(ts_event=clock.now(), subsystem="data", type="data.missing_bar", severity="WARN",
+                                           run_id=run_id, account=book.account.id,
+                                           message=f"no bar for {session.day}; not trading this session"))
+                        continue
+                    controls.poll(clock.now())
+                    began = time.perf_counter()
+                    with store.transaction():
+                        book.rebalance(row, book.due(session.day, force=index == 0), clock.now())
+                        book.open(row, clock.now())
+                        journal.flush(book)
+                    if telemetry is not None:
+                        telemetry.cycle.labels(book.account.id).observe(time.perf_counter() - began)
+                clock.sleep_until(session.close)
+                with store.transaction():
+                    for book in books:
+                        if row is not None:
+                            mark = book.close(row, session.close)
+                            store.insert(mark)
+                            if telemetry is not None:
+                                telemetry.nav.labels(mark.account).set(mark.nav)
+                                telemetry.cash.labels(mark.account).set(mark.cash)
+                                telemetry.leverage.labels(mark.account).set(mark.leverage)
+                            store.insert_many(book.positions(session.close))
+                            store.put_guard_state(run_id, book.account.id, msgspec.json.encode(book.guard), session.close)
+                        journal.flush(book)
+                    store.heartbeat(run_id, datetime.now(timezone.utc))
+                if telemetry is not None:
+                    telemetry.cycled(session.close)
+                done += 1
+                if progress:
+                    progress(done, len(sessions), session.day, {b.account.id: b.broker.equity() for b in books})
+    except BaseException as exc:
+        store.end_run(run, "failed", failure_text(exc), datetime.now(timezone.utc))
+        raise
     ended = datetime.now(timezone.utc)
     store.insert(Event(ts_event=clock.now(), subsystem="runtime", type=f"run.{status}", run_id=run_id,
                        message=f"{done} of {len(sessions)} sessions replayed"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from botctl.errors import BrokerError, DataError, UsageError
+from botctl.errors import BadMarketData, BrokerError, DataError, UsageError, failure_text
 from botctl.records import Control, Event, Run
 from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, cycle_time, load_market_data, make_broker
 from botctl.spec.plan import Plan
@@ -194,10 +194,8 @@ class Trader:
     def heartbeat(self) -> None:
         self.store.heartbeat(self.run.run_id, datetime.now(timezone.utc))
 
-    def finish(self, status: str) -> None:
-        ended = datetime.now(timezone.utc)
-        self.event(f"run.{status}", f"{len(self.accounts)} account(s)")
-        self.store.upsert_run(msgspec.structs.replace(self.run, status=status, ended_at=ended, heartbeat_at=ended))
+    def finish(self, status: str, why: str | None = None) -> None:
+        self.store.end_run(self.run, status, why or f"{len(self.accounts)} account(s)", datetime.now(timezone.utc))
 
     # --- the schedule -------------------------------------------------------------------------
 
@@ -280,8 +278,8 @@ def run_trading(plan: Plan, store, *, once: bool, data_path: Path | None, cache_
         else:
             status = trader.forever()
             outcome = {}
-    except BaseException:
-        trader.finish("failed")
+    except BaseException as exc:
+        trader.finish("failed", failure_text(exc))
         raise
     trader.finish(status)
     return {"run_id": trader.run.run_id, "status": status, "accounts": outcome}

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from botctl.errors import StoreError, UsageError
 from botctl.records import (
     OPEN_ORDER_STATUSES,
@@ -92,7 +94,64 @@ class Store:
         conn = open_database(
             path, create=create, readonly=readonly, durable=durable, migrations=migrations
         )
-        return cls(conn, str(path), readonly=readonly)
+        store = cls(conn, str(path), readonly=readonly)
+        if not readonly:
+            store._import_unrecorded_end()
+        return store
+
+    # --- a run's end, even when the journal itself is what failed -----------------------------
+
+    def _end_note_path(self) -> str:
+        return self.path + ".run-end.json"
+
+    def end_run(self, run: Run, status: str, message: str, at: datetime) -> None:
+        """Record how a run ended: its row and a `run.<status>` event, together. When the
+        journal cannot take them (locked, full, read-only), they are written to a small JSON
+        file beside it instead: `status` reads that file, and the next process that opens the
+        journal for writing moves it in. Never raises: this runs while failing already."""
+        ended = msgspec.structs.replace(run, status=status, ended_at=at, heartbeat_at=at, note=message[:500])
+        event = Event(ts_event=at, subsystem="runtime", type=f"run.{status}", severity="ERROR" if status == "failed" else "INFO",
+                      run_id=run.run_id, message=message[:500])
+        try:
+            with self.transaction():
+                self.upsert_run(ended)
+                self.insert(event)
+            return
+        except StoreError:
+            pass
+        note = {"run": msgspec.to_builtins(ended), "event": msgspec.to_builtins(event)}
+        try:
+            tmp = self._end_note_path() + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(msgspec.json.encode(note))
+            os.replace(tmp, self._end_note_path())
+        except OSError:
+            pass  # the disk refuses even this: stderr has said what happened
+
+    def unrecorded_end(self) -> Run | None:
+        """The end of a run that could not be written into the journal, if one is waiting."""
+        try:
+            with open(self._end_note_path(), "rb") as f:
+                note = msgspec.json.decode(f.read())
+            return msgspec.convert(note["run"], Run)
+        except (OSError, ValueError, KeyError, TypeError, msgspec.ValidationError):
+            return None
+
+    def _import_unrecorded_end(self) -> None:
+        run = self.unrecorded_end()
+        if run is None:
+            return
+        try:
+            with open(self._end_note_path(), "rb") as f:
+                event = msgspec.convert(msgspec.json.decode(f.read())["event"], Event)
+            with self.transaction():
+                current = self.get_run(run.run_id)
+                if current is not None and current.status == "running":
+                    self.upsert_run(run)
+                    self.insert(event)
+            os.remove(self._end_note_path())
+        except (OSError, ValueError, KeyError, TypeError, msgspec.ValidationError, StoreError):
+            pass  # left for status to read; tried again on the next open
 
     def close(self) -> None:
         self._conn.close()

@@ -57,11 +57,16 @@ def run_view(store: Store, now: datetime | None = None) -> RunView:
     if run is None:
         return RunView(None, False, False, False, "no run recorded yet")
     if run.status != "running":
-        return RunView(run, False, False, False, f"last run {run.status}")
+        said = f": {run.note}" if run.status == "failed" and run.note else ""
+        return RunView(run, False, False, False, f"last run {run.status}{said}")
     alive = is_botctl_process(run.pid, run.started_at)
     beat = run.heartbeat_at or run.started_at
     age = (now - beat).total_seconds()
     if not alive:
+        ended = store.unrecorded_end()  # its end could not be written into the journal
+        if ended is not None and ended.run_id == run.run_id:
+            return RunView(ended, False, True, True, f"last run {ended.status}: {ended.note} "
+                                                      f"(written beside the journal; moved in on the next run)")
         return RunView(run, False, True, True, f"pid {run.pid} is not running (crashed or killed without a clean stop)")
     if age > HEARTBEAT_STALE_SECONDS:
         return RunView(run, True, True, True, f"heartbeat is {age:.0f}s old (stale after {HEARTBEAT_STALE_SECONDS}s)")
