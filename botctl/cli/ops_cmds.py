@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         open orders, models, halts, last and next cycle, last error.
 
         Exit 0 when healthy, 1 when the bot should be running but is not (dead pid or stale
-        heartbeat), so scripts and container health checks can rely on it.
+        heartbeat) or the last run failed, so scripts and container health checks can rely on it.
         """
         from botctl.store.overview import account_view, journal_accounts, run_view
 

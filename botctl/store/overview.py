@@ -58,7 +58,8 @@ def run_view(store: Store, now: datetime | None = None) -> RunView:
         return RunView(None, False, False, False, "no run recorded yet")
     if run.status != "running":
         said = f": {run.note}" if run.status == "failed" and run.note else ""
-        return RunView(run, False, False, False, f"last run {run.status}{said}")
+        # A failed run is unhealthy: whatever it was doing has stopped for a reason to read.
+        return RunView(run, False, False, run.status == "failed", f"last run {run.status}{said}")
     alive = is_botctl_process(run.pid, run.started_at)
     beat = run.heartbeat_at or run.started_at
     age = (now - beat).total_seconds()

@@ -228,7 +228,7 @@ def test_a_full_disk_mid_replay_halts_with_a_clear_message_and_keeps_what_was_co
         for table, ids in snap.items():
             assert ids <= after[table], f"committed {table} rows lost"
     code, body = _status(journal)
-    assert code == 1 and "not running" in body["state"], body["state"]
+    assert code == 1 and body["state"].startswith("last run failed") and "disk" in body["state"], body["state"]
     again = botctl(journal, "run", "--replay", "2024-01-02:2024-01-31")  # space is back
     assert again.returncode == 0, again.stderr
     assert integrity(journal) == "ok" and consistency(journal) == []
