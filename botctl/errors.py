@@ -70,6 +70,10 @@ class BadMarketData(DataError):
     """Bars were read but must not be traded on (missing symbol, NaN or zero prices, a move
     outside the price collar): the cycle is refused with a WARN and tried again later."""
 
+    def __init__(self, message: str, *, symbols: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.symbols = symbols or []
+
 
 class StoreError(BotctlError):
     """The SQLite journal cannot be opened or written safely."""

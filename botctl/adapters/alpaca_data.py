@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from botctl.errors import DataError
+from botctl.errors import BadMarketData, DataError
 
 NEW_YORK = ZoneInfo("America/New_York")
 HISTORY_DAYS = 420  # enough sessions for a 200-day average and a 126-day lookback, with slack
@@ -32,9 +32,12 @@ class AlpacaData:
         self.client._retry_wait = 1
         self.feed = feed
         self.cache_dir = cache_dir / f"alpaca-{feed}"
+        self.warnings: list[tuple[str, str]] = []  # (symbol, what went wrong) worth an event
 
     def bars(self, symbols: tuple[str, ...], today: date) -> pl.DataFrame:
-        """Long frame of daily bars up to yesterday's close for every symbol (cached)."""
+        """Long frame of daily bars up to yesterday's close for every symbol (cached).
+        Raises BadMarketData, and caches nothing for that symbol, when Alpaca's answer for a
+        symbol is empty or holds a price that is missing, NaN, zero or negative."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         frames = [self._symbol(symbol, today) for symbol in symbols]
         return pl.concat(frames).sort("symbol", "date") if frames else pl.DataFrame()
@@ -44,8 +47,10 @@ class AlpacaData:
         cached = None
         if path.exists():
             try:
-                cached = pl.read_parquet(path)
-            except Exception:  # noqa: BLE001 - a truncated cache is refetched, not trusted
+                cached = _checked(pl.read_parquet(path), symbol, "the cache")
+            except Exception as exc:  # noqa: BLE001 - a damaged cache is refetched, never trusted
+                self.warnings.append((symbol, f"the cached bars for {symbol} ({path.name}) are unreadable "
+                                              f"({str(exc).splitlines()[0][:120]}); fetched again from Alpaca"))
                 cached = None
         start = today - timedelta(days=HISTORY_DAYS)
         if cached is not None and cached.height:
@@ -57,7 +62,7 @@ class AlpacaData:
             frame = pl.concat([cached.filter(pl.col("date") < last), fresh]) if same else self._fetch(symbol, start, today)
         else:
             frame = self._fetch(symbol, start, today)
-        frame = frame.unique(subset=["date"], keep="last").sort("date")
+        frame = _checked(frame.unique(subset=["date"], keep="last").sort("date"), symbol, "Alpaca's answer")
         tmp = path.with_suffix(".parquet.tmp")
         frame.write_parquet(tmp)
         tmp.replace(path)
@@ -100,3 +105,18 @@ class AlpacaData:
                                            "low": pl.Float64, "close": pl.Float64, "adj_close": pl.Float64,
                                            "volume": pl.Float64})
         return frame.filter(pl.col("date") < today)
+
+
+PRICES = ("open", "high", "low", "close", "adj_close")
+
+
+def _checked(frame: pl.DataFrame, symbol: str, source: str) -> pl.DataFrame:
+    """The frame, if every bar has usable prices; BadMarketData naming the first bad bar if not."""
+    if frame.is_empty():
+        raise BadMarketData(f"{source} has no daily bars for {symbol}", symbols=[symbol])
+    bad = frame.filter(pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | (pl.col(c) <= 0) for c in PRICES]))
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise BadMarketData(f"{source} has {bad.height} bar(s) of {symbol} with a missing, NaN, zero or negative price "
+                            f"(first: {row['date']}, close {row['close']})", symbols=[symbol])
+    return frame

@@ -21,7 +21,7 @@ import msgspec
 from botctl.engine import guard
 from botctl.engine.engine import decide_cycle
 from botctl.engine.ids import client_order_id, cycle_prefix
-from botctl.errors import BotctlError, BrokerAuth, BrokerError, DataError
+from botctl.errors import BadMarketData, BotctlError, BrokerAuth, BrokerError, DataError
 from botctl.records import OPEN_ORDER_STATUSES, Event, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
 from botctl.spec.validate import step_symbols
@@ -66,7 +66,10 @@ def journal_sim_broker(account: AccountPlan, store):
     return broker
 
 
-def load_market_data(account: AccountPlan, data_path: Path | None, cache_dir: Path, today: date, environ=os.environ):
+def load_market_data(account: AccountPlan, data_path: Path | None, cache_dir: Path, today: date, environ=os.environ,
+                     warn=None):
+    """The account's bars: its --data files, or Alpaca's (cached). `warn(symbol, message)`
+    hears of problems that were worked around (a damaged cache file fetched again)."""
     from botctl.adapters.file_data import load_bars
 
     if account.data != "alpaca":
@@ -78,7 +81,11 @@ def load_market_data(account: AccountPlan, data_path: Path | None, cache_dir: Pa
         raise BrokerAuth(f"account {account.id}: Alpaca data needs the keys in ${account.api_key_env or 'ALPACA_API_KEY'} "
                          f"and ${account.secret_key_env or 'ALPACA_SECRET_KEY'}")
     data = AlpacaData(key, secret, data_url=account.data_url or account.base_url, feed=account.feed, cache_dir=cache_dir)
-    return data.bars(account.symbols, today)
+    try:
+        return data.bars(account.symbols, today)
+    finally:
+        for symbol, message in data.warnings if warn is not None else ():
+            warn(symbol, message)
 
 
 class LiveAccount:
@@ -183,14 +190,19 @@ class LiveAccount:
         row = bars.index_of(today - timedelta(days=1))
         if row < 0:
             raise DataError(f"account {self.account.id}: no bar before {today}")
+        suspect = guard.suspect_bars(bars, row, self.account.symbols, self.account.risk.price_collar_pct)
+        if suspect:
+            raise BadMarketData("; ".join(why for _, why in suspect), symbols=[s for s, _ in suspect])
         closes = {s: float(bars.close[row, bars.symbols.index(s)]) for s in self.account.symbols
                   if not math.isnan(bars.close[row, bars.symbols.index(s)])}
+        previous = {s: float(bars.close[row - 1, bars.symbols.index(s)]) for s in self.account.symbols
+                    if row >= 1 and not math.isnan(bars.close[row - 1, bars.symbols.index(s)])}
         state = self.broker.account()
         positions = {s: p.qty for s, p in self.broker.positions().items()}
         self.broker.mark(closes)
         result = decide_cycle(self.account, signals, row, due, self._standing_decisions(bars, signals, due, today),
                               positions, state.cash, closes, fractional=self.broker.fractional)
-        portfolio = guard.Portfolio(nav=state.equity, qty=positions, prices=closes, last_close=closes,
+        portfolio = guard.Portfolio(nav=state.equity, qty=positions, prices=closes, last_close=previous or closes,
                                     universe=self.tradeable, data_as_of=bars.dates[row], today=today,
                                     buying_power=state.buying_power)
         accepted, blocked = guard.check_orders(result.orders, self.account.risk, portfolio, self.guard, now)

@@ -76,9 +76,11 @@ class Trader:
         self.stop = False
         self.telemetry = None  # a runtime.health.Telemetry when the health endpoint is served
 
-    def event(self, type_: str, message: str, *, account: str | None = None, severity: str = "INFO") -> None:
+    def event(self, type_: str, message: str, *, account: str | None = None, severity: str = "INFO",
+              symbol: str | None = None, details: dict | None = None) -> None:
         self.store.insert(Event(ts_event=self.clock.now(), subsystem="runtime", type=type_, severity=severity,
-                                run_id=self.run.run_id, account=account, message=message))
+                                run_id=self.run.run_id, account=account, symbol=symbol, message=message,
+                                details=details or {}))
 
     def start(self) -> None:
         """Startup is recovery: connect and reconcile every account before any trading."""
@@ -130,7 +132,11 @@ class Trader:
             from botctl.engine.engine import account_signals
             from botctl.strategy.bars import bars_from_frame
 
-            bars = bars_from_frame(load_market_data(account, self.data_path, self.cache_dir, today), account.symbols)
+            def cache_warning(symbol: str, message: str) -> None:
+                self.event("data.cache_damaged", message, account=account_id, severity="WARN", symbol=symbol)
+
+            frame = load_market_data(account, self.data_path, self.cache_dir, today, warn=cache_warning)
+            bars = bars_from_frame(frame, account.symbols)
             signals = account_signals(account, bars)
             first = account_id not in self.cycled
             limit = account.risk.max_first_cycle_turnover if first and not self.confirm else None
@@ -151,6 +157,11 @@ class Trader:
             self.store.set_control(Control(account=account_id, halted=True, reason=reason, since=now, who="first-cycle check"))
             self.event("first_cycle.halted", reason, account=account_id, severity="CRITICAL")
             return "halted: " + reason
+        except BadMarketData as exc:
+            self.event("data.rejected", f"{exc}; no trade on this data, tried again later", account=account_id,
+                       severity="WARN", symbol=exc.symbols[0] if exc.symbols else None,
+                       details={"symbols": exc.symbols})
+            return f"failed: {exc}"
         except (BrokerError, DataError) as exc:
             self.event("cycle.failed", f"{exc}; nothing more is sent this cycle", account=account_id, severity="ERROR")
             return f"failed: {exc}"
