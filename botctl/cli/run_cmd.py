@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from botctl.cli.common import err, globals_of, load_plan, parse_date
-from botctl.errors import UsageError
+from botctl.errors import EXIT_RUNTIME, UsageError
 
 
 def parse_replay(value: str, data_end: date) -> tuple[date, date]:
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         speed: str = typer.Option("max", "--speed", help="Simulated seconds per real second, or 'max'."),
         account: list[str] = typer.Option(None, "--account", help="Only these accounts (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the closing summary as JSON."),
-        once: bool = typer.Option(False, "--once", help="Reconcile, rebalance every account now if the market is open, mark NAV, exit."),
+        once: bool = typer.Option(False, "--once", help="Reconcile, rebalance every account now if the market is open, mark NAV, exit (1 if an account could not trade)."),
         live: bool = typer.Option(False, "--live", help="Required, with mode: live in accounts.yaml, to trade real money."),
         yes: bool = typer.Option(False, "--yes", help="Skip the first-cycle turnover check (max_first_cycle_turnover)."),
         cache_dir: Path = typer.Option(Path("data-cache"), "--cache-dir", envvar="BOTCTL_CACHE_DIR",
@@ -141,7 +141,12 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
                               echo=err, telemetry=telemetry)
     if as_json:
         typer.echo(json.dumps(outcome))
-        return
-    typer.echo(f"run {outcome['run_id']} {outcome['status']}")
-    for acc, what in outcome["accounts"].items():
-        typer.echo(f"  {acc}: {what}")
+    else:
+        typer.echo(f"run {outcome['run_id']} {outcome['status']}")
+        for acc, what in outcome["accounts"].items():
+            typer.echo(f"  {acc}: {what}")
+    failed = [acc for acc, what in outcome["accounts"].items() if what.startswith(("failed", "not trading"))]
+    if failed:  # --once is often run by a scheduler: an account that could not trade must not look fine
+        err(f"error: {len(failed)} of {len(outcome['accounts'])} account(s) could not trade: {', '.join(failed)} "
+            "(see botctl status, or botctl tail --severity WARN)")
+        raise typer.Exit(EXIT_RUNTIME)

@@ -19,6 +19,7 @@ from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, cycle
 from botctl.spec.plan import Plan
 
 HEARTBEAT_SECONDS = 30.0
+RETRY = timedelta(minutes=15)  # between attempts of a cycle that failed (data or broker trouble)
 
 
 class LiveClock:
@@ -74,6 +75,8 @@ class Trader:
         self.accounts: dict[str, LiveAccount] = {}
         self.cycled: set[str] = set()  # accounts that have had their first cycle in this run
         self.stop = False
+        self.owed: dict[str, list[str]] = {}  # account -> models whose rebalance failed last session
+        self._clock_seen: datetime | None = None
         self.telemetry = None  # a runtime.health.Telemetry when the health endpoint is served
 
     def event(self, type_: str, message: str, *, account: str | None = None, severity: str = "INFO",
@@ -214,12 +217,12 @@ class Trader:
         """Sleep while the market is closed; rebalance at each account's scheduled time; mark
         NAV after the close; heartbeat; act on halts within a second; stop cleanly on signal."""
         from botctl.adapters.calendar import sessions
-        from botctl.strategy.schedule import rebalance_sessions
 
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             while not self.stop:
                 now = self.clock.now()
+                self._watch_clock(now)
                 today = now.astimezone(NEW_YORK).date()
                 calendar = sessions(today - timedelta(days=120), today + timedelta(days=30))
                 upcoming = [s for s in calendar if s.close + timedelta(minutes=5) > now]
@@ -227,15 +230,8 @@ class Trader:
                     raise DataError("the exchange calendar has no upcoming session")
                 session = upcoming[0]
                 days = [s.day for s in calendar]
-                for account_id, live in self.accounts.items():
-                    due = [m.name for m in live.account.models if session.day in rebalance_sessions(days, m.schedule)]
-                    when = cycle_time(session.day, live.account)
-                    # A restart later on a rebalance day re-runs that day's cycle: its client ids
-                    # are the same, so it finishes what was started and duplicates nothing.
-                    if due and now <= session.close:
-                        if not self.sleep_until(when):
-                            return "stopped"
-                        self.echo(f"{session.day} {account_id}: " + self.trade(account_id, due=due))
+                if not self._trade_session(session, days, now):
+                    return "stopped"
                 if not self.sleep_until(session.close + timedelta(minutes=5)):
                     return "stopped"
                 for account_id, live in self.accounts.items():
@@ -253,6 +249,53 @@ class Trader:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def _trade_session(self, session, days, now: datetime) -> bool:
+        """Run each account's cycle due in `session` at its scheduled time. A cycle that fails
+        (bad data, broker down) is tried again every RETRY_MINUTES until near the close, then
+        owed to the next session. False when the bot was stopped meanwhile."""
+        from botctl.strategy.schedule import rebalance_sessions
+
+        queue: dict[str, tuple[datetime, list[str]]] = {}
+        for account_id, live in self.accounts.items():
+            due = [m.name for m in live.account.models if session.day in rebalance_sessions(days, m.schedule)]
+            due += [name for name in self.owed.get(account_id, ()) if name not in due]
+            # A restart later on a rebalance day re-runs that day's cycle: its client ids are
+            # the same, so it finishes what was started and duplicates nothing.
+            if due and now <= session.close:
+                queue[account_id] = (cycle_time(session.day, live.account), due)
+        while queue:
+            account_id = min(queue, key=lambda a: queue[a][0])
+            when, due = queue.pop(account_id)
+            if not self.sleep_until(when):
+                return False
+            outcome = self.trade(account_id, due=due)
+            self.echo(f"{session.day} {account_id}: {outcome}")
+            if not outcome.startswith(("failed", "not trading")):
+                self.owed.pop(account_id, None)
+                continue
+            retry = self.clock.now() + RETRY
+            if retry < session.close - RETRY:
+                queue[account_id] = (retry, due)
+            else:
+                self.owed[account_id] = due
+                self.event("cycle.owed", f"the rebalance of {', '.join(due)} failed all session; it is tried again at the "
+                           "next session", account=account_id, severity="WARN")
+        return True
+
+    def _watch_clock(self, now: datetime, expected: datetime | None = None) -> None:
+        """Record a clock that jumps (a suspend, an NTP step, a changed system time). The
+        schedule copes by itself, since cycles have fixed identities and sessions passed
+        are not traded late, but the operator should know why a session was skipped."""
+        tolerance = timedelta(seconds=max(120.0, 2.0 * getattr(self.clock, "speed", 1.0)))
+        seen, self._clock_seen = self._clock_seen, now
+        if seen is not None and now < seen - tolerance:
+            self.event("clock.jumped", f"the clock went back {seen - now} (from {seen:%Y-%m-%d %H:%M} to "
+                       f"{now:%Y-%m-%d %H:%M} UTC); cycles already run are not run again", severity="WARN")
+        elif expected is not None and now > expected + tolerance:
+            self.event("clock.jumped", f"the clock jumped {now - expected} forward (woke at {now:%Y-%m-%d %H:%M} UTC "
+                       f"instead of {expected:%Y-%m-%d %H:%M}: a suspend or a clock step); sessions passed meanwhile "
+                       "are not traded late", severity="WARN")
+
     def _on_signal(self, signum, frame) -> None:
         self.stop = True
 
@@ -260,10 +303,18 @@ class Trader:
         """Sleep in short real-time slices, heartbeating and acting on halts; False if stopped."""
         last_beat = 0.0
         while not self.stop:
-            remaining = (when - self.clock.now()).total_seconds()
+            before = self.clock.now()
+            self._watch_clock(before)
+            remaining = (when - before).total_seconds()
             if remaining <= 0:
                 return True
-            time.sleep(min(self.clock.real_seconds(remaining), 0.5))
+            asked = self.clock.real_seconds(remaining)
+            started = time.monotonic()
+            time.sleep(min(asked, 0.5))
+            # How far the clock may honestly have moved: the real time slept at its speed (a
+            # clock that moves itself when asked how long to sleep answers 0: all of it).
+            slept = (time.monotonic() - started) * getattr(self.clock, "speed", 1.0) if asked > 0 else remaining
+            self._watch_clock(self.clock.now(), before + timedelta(seconds=slept))
             for account_id, live in self.accounts.items():
                 control = self.halted(account_id)
                 if control is not None and live.ready:
