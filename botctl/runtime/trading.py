@@ -19,7 +19,7 @@ from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, cycle
 from botctl.spec.plan import Plan
 
 HEARTBEAT_SECONDS = 30.0
-RETRY = timedelta(minutes=15)  # between attempts of a cycle that failed (data or broker trouble)
+RETRY = timedelta(minutes=15)  # first wait before a failed cycle (data or broker trouble) is tried again
 
 
 class LiveClock:
@@ -251,21 +251,21 @@ class Trader:
 
     def _trade_session(self, session, days, now: datetime) -> bool:
         """Run each account's cycle due in `session` at its scheduled time. A cycle that fails
-        (bad data, broker down) is tried again every RETRY_MINUTES until near the close, then
-        owed to the next session. False when the bot was stopped meanwhile."""
+        (bad data, broker down) is tried again after 15, 30, 60... minutes until near the close,
+        then owed to the next session. False when the bot was stopped meanwhile."""
         from botctl.strategy.schedule import rebalance_sessions
 
-        queue: dict[str, tuple[datetime, list[str]]] = {}
+        queue: dict[str, tuple[datetime, list[str], int]] = {}
         for account_id, live in self.accounts.items():
             due = [m.name for m in live.account.models if session.day in rebalance_sessions(days, m.schedule)]
             due += [name for name in self.owed.get(account_id, ()) if name not in due]
             # A restart later on a rebalance day re-runs that day's cycle: its client ids are
             # the same, so it finishes what was started and duplicates nothing.
             if due and now <= session.close:
-                queue[account_id] = (cycle_time(session.day, live.account), due)
+                queue[account_id] = (cycle_time(session.day, live.account), due, 0)
         while queue:
             account_id = min(queue, key=lambda a: queue[a][0])
-            when, due = queue.pop(account_id)
+            when, due, attempt = queue.pop(account_id)
             if not self.sleep_until(when):
                 return False
             outcome = self.trade(account_id, due=due)
@@ -273,9 +273,9 @@ class Trader:
             if not outcome.startswith(("failed", "not trading")):
                 self.owed.pop(account_id, None)
                 continue
-            retry = self.clock.now() + RETRY
+            retry = self.clock.now() + RETRY * 2 ** attempt  # 15, 30, 60... minutes: a dead broker costs little
             if retry < session.close - RETRY:
-                queue[account_id] = (retry, due)
+                queue[account_id] = (retry, due, attempt + 1)
             else:
                 self.owed[account_id] = due
                 self.event("cycle.owed", f"the rebalance of {', '.join(due)} failed all session; it is tried again at the "

@@ -266,3 +266,36 @@ def test_a_bar_far_outside_the_collar_is_not_traded_on_and_is_reported(tmp_path,
     assert ws.journal_orders() == []  # a suspect bar moves the rankings too: nothing is traded
     rejected = [e for e in ws.events("paper-sim") if e[0] == "data.rejected"]
     assert rejected and rejected[0][1] == "WARN" and "XLE" in rejected[0][2] and "price collar" in rejected[0][2], ws.events()
+
+
+# --- the scheduled loop tries a failed cycle again ------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_the_loop_retries_a_cycle_refused_on_bad_data_and_trades_once_the_data_is_good(tmp_path):
+    good = bundled_bars()
+    desk = Desk(tmp_path, BAD_ALPACA_DATA["zero-close"](good))
+    day = DAYS[0]
+    clock = SkipClock(ny(day.day, 9, 0), day.close + timedelta(minutes=30))
+    corrected = ny(day.day, 10, 10)  # fixed between the first try (10:00) and the second (10:15)
+
+    def provider_fixes(old, new):
+        desk.clock["now"] = new
+        if old < corrected <= new:
+            desk.serve(good)
+
+    clock.hooks.append(provider_fixes)
+    try:
+        with environ(ALPACA_API_KEY=KEY, ALPACA_SECRET_KEY=SECRET), quick_broker():
+            loop = run_loop(desk.ws, clock)
+        assert loop["status"] == "stopped", loop
+        tries = [line for line in loop["echo"] if line.startswith(f"{day.day} alp:")]
+        assert len(tries) == 2 and "failed" in tries[0] and "XLK" in tries[0] and "order(s) sent" in tries[1], tries
+        rejected = [e for e in desk.problems() if e[0] == "data.rejected"]
+        assert len(rejected) == 1 and rejected[0][1] == "WARN", desk.problems()
+        placed = desk.orders_on(day.day)
+        assert placed and min(o["created_at"] for o in placed) >= corrected.isoformat()[:19], placed
+        assert target_error(desk.fake, day.day) == []
+        assert ledger(desk.ws, desk.fake, "alp").ok()
+    finally:
+        desk.close()
