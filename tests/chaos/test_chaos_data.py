@@ -236,8 +236,8 @@ def test_bad_data_files_stop_the_cycle_with_an_error_event_then_good_files_trade
         assert len(first.output.strip().splitlines()) == 1
         assert not ws.db.exists()
     else:
-        # readable, then refused by the account's cycle: an ERROR event each time, no order
-        assert first.exit_code == 0, first.output
+        # readable, then refused by the account's cycle: an ERROR event each time, no order, exit 1
+        assert first.exit_code == 1 and "1 of 1 account(s) could not trade: paper-sim" in first.output, first.output
         assert ws.journal_orders() == []
         failed = [e for e in ws.events("paper-sim") if e[0] == "cycle.failed"]
         assert len(failed) == 2 and all(e[1] == "ERROR" and message in e[2] for e in failed), ws.events()
