@@ -17,6 +17,9 @@ Sections (each can be skipped with --skip NAME):
   replay   `botctl run --replay` SIGKILLed / SIGTERMed mid-write M times.
   hang     (not in --quick) a broker that never answers, with botctl's real 10 s timeouts: how
            long until the account is given up, and the other account trades meanwhile.
+  scenarios (not in --quick) the other tests/chaos files (accounts and clocks, data faults,
+           database faults, bad input, secrets) in a pytest subprocess, the Hypothesis
+           properties with --fuzz-scale times their CI examples; prints the counts.
 """
 
 from __future__ import annotations
@@ -194,6 +197,51 @@ def run_hang() -> dict:
     return {"failures": int(not traded or not events or proc.returncode not in (0, 1)), "seconds": took}
 
 
+SCENARIOS = {  # the rest of tests/chaos, run whole: (what it covers, file)
+    "accounts": ("revoked keys, a hung broker, clock jumps, holiday, half day", "test_chaos_accounts.py"),
+    "data": ("missing symbol, NaN/zero prices, collar, stale/truncated cache", "test_chaos_data.py"),
+    "database": ("locked, read-only, full disk, max_page_count, corrupt", "test_chaos_database.py"),
+    "bad input": ("fuzzed configs, malformed command lines, signals", "test_chaos_bad_input.py"),
+    "secrets": ("keys looked for in every output, file and the dump", "test_chaos_secrets.py"),
+}
+
+
+def run_scenarios(scale: float, seed: int) -> dict:
+    """The scenario tests of tests/chaos in a pytest subprocess, the Hypothesis properties
+    with `scale` times their CI examples; counts read from its JUnit report and statistics."""
+    import os
+    import re
+    import subprocess
+    import xml.etree.ElementTree as ET
+
+    section(f"scenarios: the other tests/chaos files, Hypothesis examples x{scale:g}")
+    with tempfile.TemporaryDirectory(prefix="chaos-scenarios-") as tmp:
+        report = Path(tmp) / "junit.xml"
+        env = {**os.environ, "BOTCTL_CHAOS_FUZZ_SCALE": str(scale), "BOTCTL_CHAOS_SEED": str(seed)}
+        files = [str(ROOT / "tests" / "chaos" / f) for _, f in SCENARIOS.values()]
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={report}",
+                               "--hypothesis-show-statistics", *files], cwd=ROOT, env=env, capture_output=True, text=True)
+        cases = ET.parse(report).getroot().iter("testcase") if report.exists() else []
+        counts = {name: Counter() for name in SCENARIOS}
+        for case in cases:
+            name = next(n for n, (_, f) in SCENARIOS.items() if case.get("classname", "").endswith(f[:-3]))
+            outcome = "failed" if case.find("failure") is not None or case.find("error") is not None else (
+                "skipped" if case.find("skipped") is not None else "passed")
+            counts[name][outcome] += 1
+    examples = sum(int(n) for n in re.findall(r"(\d+) passing examples", proc.stdout))
+    failing = sum(int(n) for n in re.findall(r"(\d+) failing examples", proc.stdout))
+    rows = [(name, f"{c['passed']}/{sum(c.values())}", f"passed ({c['failed']} failed, {c['skipped']} skipped): "
+             + SCENARIOS[name][0]) for name, c in counts.items()]
+    rows.append(("Hypothesis examples (bad input)", examples, f"passing; {failing} failing (must be 0)"))
+    show(rows)
+    failed = sum(c["failed"] for c in counts.values())
+    if proc.returncode and not failed:  # pytest failed outside any test (collection, report)
+        print(proc.stdout[-2000:] + proc.stderr[-2000:])
+        failed = 1
+    return {"failures": failed + failing, "examples": examples,
+            "scenarios": {name: dict(c) for name, c in counts.items()}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=200, help="SIGKILL rounds (default 200)")
@@ -203,14 +251,16 @@ def main() -> int:
     parser.add_argument("--data-sessions", type=int, default=10, help="sessions with market-data faults (default 10)")
     parser.add_argument("--data-rate", type=float, default=0.05, help="fault probability per data request")
     parser.add_argument("--replays", type=int, default=20, help="replays signalled mid-write (default 20)")
+    parser.add_argument("--fuzz-scale", type=float, default=3.0,
+                        help="Hypothesis examples of the bad-input properties, times CI's (default 3)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run under a minute")
-    parser.add_argument("--skip", action="append", default=[], choices=["crash", "faults", "data", "replay", "hang"])
+    parser.add_argument("--skip", action="append", default=[], choices=["crash", "faults", "data", "replay", "hang", "scenarios"])
     parser.add_argument("--verbose", action="store_true", help="print every crash round")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.fault_sessions, args.data_sessions, args.replays = 3, 3, 2, 2
-        args.skip.append("hang")
+        args.skip += ["hang", "scenarios"]
     started = time.monotonic()
     figures = {}
     if "crash" not in args.skip:
@@ -223,6 +273,8 @@ def main() -> int:
         figures["replay"] = run_replay_kills(args.replays, args.seed)
     if "hang" not in args.skip:
         figures["hang"] = run_hang()
+    if "scenarios" not in args.skip:
+        figures["scenarios"] = run_scenarios(args.fuzz_scale, args.seed)
     failures = sum(f["failures"] for f in figures.values())
     section("summary")
     show([(name, f["failures"], "failures (must be 0)") for name, f in figures.items()]

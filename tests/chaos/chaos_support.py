@@ -58,6 +58,8 @@ from live.live_support import (  # noqa: E402
 
 UTC = timezone.utc
 NY = ZoneInfo("America/New_York")
+# Hypothesis examples (and their time limits) of the bad-input properties are multiplied by this.
+FUZZ_SCALE = float(os.environ.get("BOTCTL_CHAOS_FUZZ_SCALE", "1"))
 JOURNAL_OPEN = ("pending", "accepted", "partially_filled", "unknown")
 SECRETS = (KEY, SECRET, WRONG_KEY, WRONG_SECRET)
 

@@ -9,6 +9,7 @@ Knobs (environment):
   BOTCTL_CHAOS_CRASH_ROUNDS    SIGKILL rounds of test_chaos_crash (default 5)
   BOTCTL_CHAOS_FAULT_SESSIONS  sessions of the faulted scheduled loop (default 6)
   BOTCTL_CHAOS_FAULT_RATE      probability of a fault per broker request (default 0.25)
+  BOTCTL_CHAOS_FUZZ_SCALE      multiplies the Hypothesis examples of the bad-input properties (default 1)
 """
 
 from __future__ import annotations

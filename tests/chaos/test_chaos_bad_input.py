@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chaos_support import REPO, clean_env, consistency, integrity, no_traceback
+from chaos_support import FUZZ_SCALE, REPO, clean_env, consistency, integrity, no_traceback
 from cli.test_cli_validate_fuzz import HOSTILE, PARSED, SHIPPED, YAML_TEXT, mutated_yaml
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
@@ -87,12 +87,12 @@ def with_files(folder: Path, which: str, data: bytes) -> Path:
     return folder
 
 
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FUZZ = settings(max_examples=int(100 * FUZZ_SCALE), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture],
                 derandomize=True)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 * FUZZ_SCALE)
 @FUZZ
 @given(data=st.data(), which=st.sampled_from(FILES))
 def test_fuzzed_configs_through_plan_are_answered_the_same_way_twice(folder, data, which):
@@ -107,8 +107,8 @@ def test_fuzzed_configs_through_plan_are_answered_the_same_way_twice(folder, dat
         assert json.loads(first.stdout)["plan_id"]
 
 
-@pytest.mark.timeout(180)
-@settings(max_examples=40, deadline=None, derandomize=True,
+@pytest.mark.timeout(180 * FUZZ_SCALE)
+@settings(max_examples=int(40 * FUZZ_SCALE), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data(), which=st.sampled_from(FILES))
 def test_fuzzed_configs_through_run_replay_backtest_and_status(folder, tmp_path_factory, data, which):
@@ -244,8 +244,8 @@ def command_lines(draw) -> list[str]:
     return argv
 
 
-@pytest.mark.timeout(150)
-@settings(max_examples=200, deadline=None, derandomize=True,
+@pytest.mark.timeout(150 * FUZZ_SCALE)
+@settings(max_examples=int(200 * FUZZ_SCALE), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(argv=command_lines())
 def test_random_command_lines_get_a_documented_exit_code_and_no_traceback(journal, tmp_path_factory, argv):
