@@ -19,6 +19,7 @@ from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, cycle
 from botctl.spec.plan import Plan
 
 HEARTBEAT_SECONDS = 30.0
+OWED_SCOPE = "owed"  # guard_state rows holding rebalances owed to the next session
 RETRY = timedelta(minutes=15)  # first wait before a failed cycle (data or broker trouble) is tried again
 
 
@@ -75,7 +76,13 @@ class Trader:
         self.accounts: dict[str, LiveAccount] = {}
         self.cycled: set[str] = set()  # accounts that have had their first cycle in this run
         self.stop = False
-        self.owed: dict[str, list[str]] = {}  # account -> models whose rebalance failed last session
+        # account -> models whose rebalance failed all of its session: kept in the journal's
+        # guard_state table (scope "owed"), so a restart between sessions still owes them
+        self.owed: dict[str, list[str]] = {}
+        for account in plan.accounts:
+            raw = store.guard_state(OWED_SCOPE, account.id)
+            if raw and (models := msgspec.json.decode(raw)):
+                self.owed[account.id] = [m for m in models if m in {x.name for x in account.models}]
         self._clock_seen: datetime | None = None
         self.telemetry = None  # a runtime.health.Telemetry when the health endpoint is served
 
@@ -271,13 +278,15 @@ class Trader:
             outcome = self.trade(account_id, due=due)
             self.echo(f"{session.day} {account_id}: {outcome}")
             if not outcome.startswith(("failed", "not trading")):
-                self.owed.pop(account_id, None)
+                if self.owed.pop(account_id, None):
+                    self.store.put_guard_state(OWED_SCOPE, account_id, b"[]", self.clock.now())
                 continue
             retry = self.clock.now() + RETRY * 2 ** attempt  # 15, 30, 60... minutes: a dead broker costs little
             if retry < session.close - RETRY:
                 queue[account_id] = (retry, due, attempt + 1)
             else:
                 self.owed[account_id] = due
+                self.store.put_guard_state(OWED_SCOPE, account_id, msgspec.json.encode(due), self.clock.now())
                 self.event("cycle.owed", f"the rebalance of {', '.join(due)} failed all session; it is tried again at the "
                            "next session", account=account_id, severity="WARN")
         return True

@@ -299,3 +299,37 @@ def test_the_loop_retries_a_cycle_refused_on_bad_data_and_trades_once_the_data_i
         assert ledger(desk.ws, desk.fake, "alp").ok()
     finally:
         desk.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_monthly_rebalance_that_failed_all_session_is_owed_to_the_next_session_across_a_restart(tmp_path):
+    first, second = sessions_from(date(2024, 3, 1), 2)  # Fri 1 March: the monthly rebalance; Mon 4 March
+    now = {"t": ny(first.day, 9, 0)}
+    fake = new_chaos_fake(now=lambda: now["t"], bars=bundled_bars())
+    ws = make_workspace(tmp_path)  # the shipped, monthly strategies
+    ws.write_accounts(alpaca_account("alp", fake.url))
+
+    def loop_over(session):
+        clock = SkipClock(ny(session.day, 9, 0), session.close + timedelta(minutes=30))
+        clock.hooks.append(lambda old, new: now.__setitem__("t", new))
+        with environ(ALPACA_API_KEY=KEY, ALPACA_SECRET_KEY=SECRET), quick_broker():
+            return run_loop(ws, clock)  # a new process each session, as after a restart
+
+    try:
+        fake.inject("500", method="GET", path="/v2/stocks/bars", count=None)  # data down all of 1 March
+        down = loop_over(first)
+        tries = [line for line in down["echo"] if line.startswith(f"{first.day} alp:")]
+        assert len(tries) >= 3 and all(": failed: " in t for t in tries), tries
+        owed = [e for e in ws.events("alp") if e[0] == "cycle.owed"]
+        assert len(owed) == 1 and owed[0][1] == "WARN" and "SectorRotationModel_v1" in owed[0][2], ws.events("alp")
+        assert fake.orders() == []
+        fake.clear_faults()
+        back = loop_over(second)  # 4 March is not a scheduled rebalance: it trades only what is owed
+        cycles = [line for line in back["echo"] if " alp: " in line]
+        assert len(cycles) == 1 and cycles[0].startswith(f"{second.day} alp: ") and "order(s) sent" in cycles[0], cycles
+        assert {o["created_at"][:10] for o in fake.orders()} == {str(second.day)}
+        assert target_error(fake, second.day) == []
+        assert ledger(ws, fake, "alp").ok()
+        assert ws.query("SELECT state FROM guard_state WHERE scope = 'owed'") == [("[]",)]
+    finally:
+        fake.stop()
