@@ -271,7 +271,8 @@ class Trader:
             if due and now <= session.close:
                 queue[account_id] = (cycle_time(session.day, live.account), due, 0)
         while queue:
-            account_id = min(queue, key=lambda a: queue[a][0])
+            # Accounts whose broker answers go first: one that hangs delays only those after it.
+            account_id = min(queue, key=lambda a: (queue[a][0], not self.accounts[a].ready))
             when, due, attempt = queue.pop(account_id)
             if not self.sleep_until(when):
                 return False
@@ -345,7 +346,9 @@ def run_trading(plan: Plan, store, *, once: bool, data_path: Path | None, cache_
     try:
         trader.start()
         if once:
-            outcome = {a.id: trader.trade(a.id) for a in plan.accounts}
+            ready_first = sorted(plan.accounts, key=lambda a: not (a.id in trader.accounts and trader.accounts[a.id].ready))
+            done = {a.id: trader.trade(a.id) for a in ready_first}
+            outcome = {a.id: done[a.id] for a in plan.accounts}
         else:
             status = trader.forever()
             outcome = {}
