@@ -111,6 +111,7 @@ def register(app: typer.Typer) -> None:
                 "last_cycle_at": view.last_cycle_at.isoformat() if view.last_cycle_at else None,
                 "next_cycle_at": next_cycle,
                 "last_error": view.last_error,
+                "last_warning": view.last_warning,
             }
         if as_json:
             typer.echo(json.dumps(body))
@@ -215,6 +216,8 @@ def _print_status(body: dict) -> None:
         typer.echo(f"  last cycle {a['last_cycle_at'] or '-'}; next cycle {a['next_cycle_at'] or '-'}")
         if a["last_error"]:
             typer.echo(f"  last error: {a['last_error']}")
+        if a.get("last_warning"):
+            typer.echo(f"  last warning: {a['last_warning']}")
 
 
 _COLORS = {"WARN": "yellow", "ERROR": "red", "CRITICAL": "bright_red", "buy": "green", "sell": "red"}

@@ -39,6 +39,7 @@ class AccountView(msgspec.Struct):
     last_cycle_at: datetime | None
     marked_at: datetime | None
     last_error: str | None
+    last_warning: str | None = None  # the newest WARN, when newer than the last error: why a cycle did not trade
 
 
 class RunView(msgspec.Struct):
@@ -97,6 +98,8 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
                           (p.price - p.avg_price) * p.qty) for p in positions]
     last_order = store.newest("orders", 1, account=account)
     errors = store.events(account=account, severity_at_least="ERROR", limit=1)
+    warnings = store.events(account=account, severity_at_least="WARN", limit=1)
+    warning = warnings[0] if warnings and warnings[0].severity == "WARN" else None
     return AccountView(
         account=account, run_id=run_id, halted=halted, halt_reason=halt.reason if halted else None,
         halted_since=halt.since if halted else None, nav=nav, cash=latest.cash if latest else None,
@@ -104,6 +107,7 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
         open_orders=store.open_orders(account), last_cycle_at=last_order[0][1].ts_init if last_order else None,
         marked_at=latest.ts_event if latest else None,
         last_error=(errors[0].message or errors[0].type) if errors else None,
+        last_warning=f"{warning.ts_event:%Y-%m-%d %H:%M} {warning.type}: {warning.message}" if warning else None,
     )
 
 

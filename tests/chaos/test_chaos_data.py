@@ -174,6 +174,8 @@ def test_bad_alpaca_bars_are_not_traded_on_and_are_reported(tmp_path, case):
         assert traded == [], f"traded on bad data: {traded}; events: {desk.problems()}"
         symbol = "XLE" if case == "outside-collar" else "XLK"
         assert any(e[0] == "data.rejected" and e[1] == "WARN" and symbol in e[2] for e in desk.problems()), desk.problems()
+        said = desk.ws.status()["accounts"]["alp"]["last_warning"]  # status says why it did not trade
+        assert "data.rejected" in said and symbol in said, said
         desk.serve(good)
         assert "order(s) sent" in desk.once(DAYS[1].day)
         assert target_error(desk.fake, DAYS[1].day) == []
