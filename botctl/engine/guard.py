@@ -71,15 +71,16 @@ def suspect_bars(bars, row: int, symbols, collar_pct: float, columns=None) -> li
     positive, or a close more than the price collar away from the previous close. Bad data
     moves rankings as well as prices, so one suspect bar stops the whole cycle."""
     columns = columns if columns is not None else [bars.symbols.index(s) for s in symbols]
-    window = bars.close[max(0, row - LOOKBACK_ROWS): row + 1][:, columns]
-    now, before = window[-1], window[:-1]
-    previous = np.full(len(columns), np.nan)
-    for values in before[::-1]:  # the last finite close before `row`, per symbol
-        previous = np.where(np.isnan(previous), values, previous)
+    now = bars.close[row, columns]
+    previous = bars.close[row - 1, columns] if row >= 1 else np.full(len(columns), np.nan)
+    if row >= 1 and np.isnan(previous).any():  # a gap, or a symbol not listed yet: the last close in the lookback
+        window = bars.close[max(0, row - LOOKBACK_ROWS): row][:, columns]
+        last = np.where(np.isnan(window), -1, np.arange(len(window))[:, None]).max(axis=0)
+        previous = np.where(last >= 0, window[np.maximum(last, 0), np.arange(len(columns))], np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         move = now / previous - 1
-    bad = (np.isnan(now) & ~np.isnan(previous)) | ~(np.isnan(now) | np.isfinite(now)) | (now <= 0) \
-        | (np.abs(move) > collar_pct + EPSILON)
+    # `now > 0` is False for NaN too; a symbol with no close now or before is simply not listed yet.
+    bad = (~(now > 0) | (np.abs(move) > collar_pct + EPSILON)) & ~(np.isnan(now) & np.isnan(previous))
     if not bad.any():
         return []
     day = bars.dates[row]

@@ -49,6 +49,11 @@ def test_a_symbol_not_listed_yet_is_not_suspect():
     assert suspect_bars(bars, 2, ("AAA", "NEW"), COLLAR) == []
 
 
+def test_the_first_session_has_nothing_to_compare_with():
+    assert suspect_bars(bars_of(AAA=[100.0, 101.0]), 0, ("AAA",), COLLAR) == []
+    assert [s for s, _ in suspect_bars(bars_of(AAA=[0.0, 101.0]), 0, ("AAA",), COLLAR)] == ["AAA"]
+
+
 def test_a_gap_of_a_few_sessions_compares_with_the_last_close_before_it():
     bars = bars_of(AAA=[100, math.nan, math.nan, 104])
     assert suspect_bars(bars, 3, ("AAA",), COLLAR) == []
