@@ -98,6 +98,28 @@ def suspect_bars(bars, row: int, symbols, collar_pct: float, columns=None) -> li
     return out
 
 
+def maybe_suspect_rows(closes: np.ndarray, columns: list[int], collar_pct: float, start: int = 0) -> np.ndarray:
+    """For sessions `start` onward of a [session, symbol] matrix at once: True where
+    `suspect_bars` might find something in `columns`. A superset (every session after a gap
+    in a listed symbol is included), so a False is certain and only True rows need the exact
+    check. Sessions before `start` are left False: they are not screened."""
+    out = np.zeros(len(closes), dtype=bool)
+    lo = max(start - 1, 0)
+    window = closes[lo:, columns]
+    if not len(window):
+        return out
+    missing = np.isnan(window)
+    before = ~np.isnan(closes[:lo, columns]).all(axis=0) if lo else np.zeros(len(columns), dtype=bool)
+    was_listed = np.logical_or.accumulate(np.vstack([before, ~missing]), axis=0)[:-1]  # traded before this session
+    previous = np.vstack([closes[lo - 1, columns] if lo else np.full(len(columns), np.nan), window[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        move = np.abs(window / previous - 1)
+    bad = (was_listed & (missing | np.isnan(previous))) | (window <= 0) | ~(move <= collar_pct + EPSILON)
+    bad &= ~(missing & ~was_listed)  # not listed yet
+    out[lo:] = bad.any(axis=1)
+    return out
+
+
 def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, state: GuardState,
                  now: datetime) -> tuple[list[SubmitOrder], list[Block]]:
     accepted: list[SubmitOrder] = []

@@ -6,6 +6,7 @@ budget, so its figures can be compared with the account's. Only accounts are jou
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 import uuid
@@ -70,6 +71,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
     minutes = min(m.schedule.after_open_minutes for m in book.account.models)
     # The first session allocates every model; after that, only scheduled sessions trade.
     scheduled = set().union(*book.rebalance_days.values())
+    scheduled_rows = [r for r in range(first + 1, last + 1) if bars.dates[r] in scheduled]
     row = first
     while row <= last:
         day = bars.dates[row]
@@ -79,9 +81,8 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
         book.open(row, placed)
         # Holdings stay fixed until the next scheduled session, or the next session at all
         # when a rebalance refused on suspect data is still owed.
-        following = row + 1
-        while following <= last and not book.owed and bars.dates[following] not in scheduled:
-            following += 1
+        later = bisect.bisect_right(scheduled_rows, row)
+        following = row + 1 if book.owed else (scheduled_rows[later] if later < len(scheduled_rows) else last + 1)
         book.mark_span(row, following - 1)
         row = following
     return BookCurve(

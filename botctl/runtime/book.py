@@ -22,7 +22,7 @@ from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
 from botctl.spec.validate import step_symbols
-from botctl.strategy.bars import Bars
+from botctl.strategy.bars import Bars, forward_fill
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
 from botctl.runtime.session_times import close_at
@@ -64,6 +64,10 @@ class Book:
         )
         self.blocks: dict[str, int] = {}
         self.owed: set[str] = set()  # models whose rebalance was refused on suspect data
+        # Sessions that may hold a suspect bar, screened at once from the first rebalance on;
+        # the exact check (and its messages) runs only on those.
+        self.maybe_suspect: np.ndarray | None = None
+        self.screened_from = 0
         # Set when the account is halted (a breaker tripped, or an operator's kill): no new
         # orders until it is cleared. `on_halt` lets the replay/live runtime persist the halt.
         self.halt: str | None = None
@@ -72,6 +76,12 @@ class Book:
     def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
         values = matrix[row]
         return {s: float(values[c]) for s, c in zip(self.account.symbols, self.columns) if not math.isnan(values[c])}
+
+    def _previous_closes(self, row: int, symbols: set[str]) -> dict[str, float]:
+        """Closes at `row` of just these symbols (what the collar compares orders with)."""
+        values = self.bars.close[row]
+        out = {s: float(values[self.signals.columns[s]]) for s in symbols}
+        return {s: v for s, v in out.items() if not math.isnan(v)}
 
     def due(self, day: date, *, force: bool = False) -> list[str]:
         """Models to rebalance on `day`: the scheduled ones, and any whose rebalance was
@@ -84,8 +94,12 @@ class Book:
         Returns None when nothing was decided (nothing due, halted, or suspect data)."""
         if row < 1 or not due or self.halt:
             return None
-        suspect = guard.suspect_bars(self.bars, row - 1, self.account.symbols, self.account.risk.price_collar_pct,
-                                     self.columns)
+        collar = self.account.risk.price_collar_pct
+        if self.maybe_suspect is None or row - 1 < self.screened_from:
+            self.maybe_suspect = guard.maybe_suspect_rows(self.bars.close, self.columns, collar, start=row - 1)
+            self.screened_from = row - 1
+        suspect = guard.suspect_bars(self.bars, row - 1, self.account.symbols, collar, self.columns) \
+            if self.maybe_suspect[row - 1] else []
         if suspect:
             self.owed.update(due)  # tried again next session
             self.events.append(Event(
@@ -105,7 +119,7 @@ class Book:
         today = self.bars.dates[row]
         portfolio = guard.Portfolio(
             nav=self.broker.equity(), qty=dict(self.broker.qty), prices=closes,
-            last_close=self.prices(self.bars.close, row - 2) if row >= 2 else closes,
+            last_close=self._previous_closes(row - 2, {o.symbol for o in result.orders}) if row >= 2 else closes,
             universe=self.tradeable, data_as_of=self.bars.dates[row - 1], today=today,
             buying_power=self.broker.account().buying_power,
         )
@@ -148,7 +162,7 @@ class Book:
         closes = self.bars.close[first: last + 1][:, columns]
         if np.isnan(closes).any():  # a missing bar keeps the last known price
             seed = np.array([self.broker.last_price.get(s, np.nan) for s in symbols])
-            closes = _forward_fill(closes, seed)
+            closes = forward_fill(closes, seed)
         qty = np.array([self.broker.qty[s] for s in symbols])
         values = closes * qty if symbols else np.zeros((last - first + 1, 0))
         gross = np.abs(values).sum(axis=1)
@@ -246,11 +260,3 @@ class Book:
             self.guard, breach = guard.after_reject(self.guard, self.account.risk, order.ts_event)
             if breach is not None and not self.halt:
                 self.trip(*breach, order.ts_event)
-
-
-def _forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """Fill NaNs down each column with the last value above, starting from `seed`."""
-    stacked = np.vstack([seed, values])
-    rows = np.where(np.isnan(stacked), 0, np.arange(len(stacked))[:, None])
-    np.maximum.accumulate(rows, axis=0, out=rows)
-    return stacked[rows, np.arange(stacked.shape[1])][1:]

@@ -51,3 +51,11 @@ def bars_from_frame(frame: pl.DataFrame, symbols: tuple[str, ...], *, basis: Pri
             [wide[s].to_numpy().astype(np.float64) if s in wide.columns else np.full(len(dates), np.nan) for s in symbols]
         ) if symbols else np.empty((len(dates), 0))
     return Bars(tuple(dates.to_list()), tuple(symbols), out["open"], out["close"])
+
+
+def forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Fill NaNs down each column with the last value above, starting from `seed`."""
+    stacked = np.vstack([seed, values])
+    rows = np.where(np.isnan(stacked), 0, np.arange(len(stacked))[:, None])
+    np.maximum.accumulate(rows, axis=0, out=rows)
+    return stacked[rows, np.arange(stacked.shape[1])][1:]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from engine_factories import make_bars
 
-from botctl.engine.guard import suspect_bars
+from botctl.engine.guard import maybe_suspect_rows, suspect_bars
 from botctl.runtime.backtest import run_backtest
 
 COLLAR = 0.10
@@ -80,3 +80,20 @@ def test_a_backtest_refuses_a_suspect_bar_and_rebalances_at_the_next_clean_sessi
     for curve in result.accounts.values():
         assert curve.blocked == {"suspect_data": 2}
         assert np.isfinite(curve.nav).all()
+
+
+def test_the_whole_history_screen_never_misses_a_session_the_exact_check_flags():
+    rng = np.random.default_rng(3)
+    close = 100 * np.cumprod(1 + rng.normal(0, 0.04, size=(400, 6)), axis=0)
+    close[rng.random(close.shape) < 0.05] = np.nan  # gaps
+    close[:30, 5] = np.nan  # listed late
+    close[rng.random(close.shape) < 0.01] = 0.0
+    close[rng.random(close.shape) < 0.01] *= 3
+    bars = make_bars({f"S{i}": close[:, i] for i in range(6)})
+    symbols = bars.symbols
+    exact = [bool(suspect_bars(bars, row, symbols, COLLAR)) for row in range(len(bars.dates))]
+    assert sum(exact) > 10
+    for start in (0, 1, 57, 200):
+        screen = maybe_suspect_rows(bars.close, list(range(6)), COLLAR, start=start)
+        assert all(screen[row] for row in range(start, len(exact)) if exact[row]), start
+        assert not screen[:max(start - 1, 0)].any()
