@@ -149,7 +149,10 @@ class Trader:
             bars = bars_from_frame(frame, account.symbols)
             signals = account_signals(account, bars)
             first = account_id not in self.cycled
-            limit = account.risk.max_first_cycle_turnover if first and not self.confirm else None
+            # The turnover check guards a plan's first trades on an account (a wrong account, a
+            # stale journal), not every restart: a daily rotation may legitimately trade more.
+            unproven = first and not self.confirm and not self.store.has_traded(account_id, self.plan.plan_id)
+            limit = account.risk.max_first_cycle_turnover if unproven else None
             sent = live.cycle(bars, signals, due or [m.name for m in account.models], cycle_time(today, account), now,
                               max_turnover=limit, announce=self._announce if first and account.mode == "live" else None)
             self.cycled.add(account_id)

@@ -72,8 +72,9 @@ class RiskSpec(Spec):
     max_daily_loss: float = 0.08
     max_rejects: int = 5
     reject_window_minutes: int = 60
-    # The first cycle after a start halts for confirmation when it would trade more than this
-    # share of NAV (a wrong account, a stale journal); `run --yes` skips the check.
+    # A plan's first cycle on an account (no paper/live order of this plan in the journal yet)
+    # halts for confirmation when it would trade more than this share of NAV (a wrong
+    # account, a stale journal); `run --yes` skips the check.
     max_first_cycle_turnover: float = 1.5
 
 

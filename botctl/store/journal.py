@@ -394,6 +394,16 @@ class Store:
         return [rec for _, rec in self._query(codec, ["client_order_id >= ?", "client_order_id < ?"],
                                               [prefix, prefix + "\U0010ffff"], "ORDER BY id")]
 
+    def has_traded(self, account: str, plan_id: str) -> bool:
+        """Has a paper or live run of this plan placed an order for `account`?"""
+        with self._guard():
+            row = self._conn.execute(
+                "SELECT 1 FROM orders o JOIN runs r ON r.run_id = o.run_id "
+                "WHERE o.account = ? AND r.plan_id = ? AND r.kind IN ('paper', 'live') LIMIT 1",
+                (account, plan_id),
+            ).fetchone()
+        return row is not None
+
     def open_orders(self, account: str | None = None) -> list[Order]:
         return self.orders(account, status=OPEN_ORDER_STATUSES)
 

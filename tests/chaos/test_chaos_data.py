@@ -335,3 +335,28 @@ def test_a_monthly_rebalance_that_failed_all_session_is_owed_to_the_next_session
         assert ws.query("SELECT state FROM guard_state WHERE scope = 'owed'") == [("[]",)]
     finally:
         fake.stop()
+
+
+@pytest.mark.timeout(90)
+def test_the_first_cycle_check_guards_a_plans_first_trades_not_every_restart(tmp_path):
+    desk = Desk(tmp_path)
+    desk.ws.write_accounts(alpaca_account("alp", desk.fake.url, extra="risk: {max_first_cycle_turnover: 0.0001}"))
+
+    def once(day, *, confirm):
+        at = ny(day, 10, 30)
+        desk.clock["now"] = at
+        with environ(ALPACA_API_KEY=KEY, ALPACA_SECRET_KEY=SECRET), quick_broker():
+            return run_loop(desk.ws, SkipClock(at, at + timedelta(hours=1)), once=True, confirm=confirm)["accounts"]["alp"]
+
+    try:
+        assert once(DAYS[0].day, confirm=False).startswith("halted: the first cycle would trade")
+        assert desk.fake.orders() == []
+        assert desk.ws.botctl("resume").returncode == 0
+        assert "order(s) sent" in once(DAYS[0].day, confirm=True)  # the operator confirmed with --yes
+        # later runs of the same plan on this account (restarts, a daily --once) are not held again
+        assert "order(s) sent" in once(DAYS[1].day, confirm=False)
+        assert "order(s) sent" in once(DAYS[2].day, confirm=False)
+        assert len([e for e in desk.ws.events("alp") if e[0] == "first_cycle.halted"]) == 1
+        assert ledger(desk.ws, desk.fake, "alp").ok()
+    finally:
+        desk.close()
