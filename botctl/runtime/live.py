@@ -102,6 +102,7 @@ class LiveAccount:
             account=account.id, high_water_mark=0.0, last_close_nav=0.0)
         self.ready = False
         self.problem: str | None = None
+        self.failed_at: datetime | None = None  # when reconciliation last failed
         self.tradeable = frozenset({s for m in account.models for s in m.universe}
                                    | {s for m in account.models for st in m.steps for s, w in step_symbols(st) if w[0] != "benchmark"})
 
@@ -120,6 +121,7 @@ class LiveAccount:
             self._reconcile(now)
         except BrokerError as exc:
             self.problem = f"reconciliation failed: {exc}"
+            self.failed_at = now
             self.event("reconcile.failed", f"{self.problem}; this account will not trade", severity="ERROR", now=now)
             return
         self.ready = True

@@ -124,8 +124,8 @@ class Trader:
 
     def _trade(self, account_id: str, *, due: list[str] | None = None, check_open: bool = True) -> str:
         live = self.accounts.get(account_id)
-        if live is not None and not live.ready:
-            live.reconcile(self.clock.now())  # the broker may be back: reconcile before trading
+        if live is not None and not live.ready and (live.failed_at is None or self.clock.now() - live.failed_at >= RETRY):
+            live.reconcile(self.clock.now())  # the broker may be back (not asked again right after it failed)
         if live is None or not live.ready:
             return "not trading: " + (live.problem if live else "broker unavailable")
         control = self.halted(account_id)
