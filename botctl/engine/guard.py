@@ -71,12 +71,19 @@ def suspect_bars(bars, row: int, symbols, collar_pct: float, columns=None) -> li
     positive, or a close more than the price collar away from the previous close. Bad data
     moves rankings as well as prices, so one suspect bar stops the whole cycle."""
     columns = columns if columns is not None else [bars.symbols.index(s) for s in symbols]
-    now = bars.close[row, columns]
-    previous = bars.close[row - 1, columns] if row >= 1 else np.full(len(columns), np.nan)
-    if row >= 1 and np.isnan(previous).any():  # a gap, or a symbol not listed yet: the last close in the lookback
-        window = bars.close[max(0, row - LOOKBACK_ROWS): row][:, columns]
-        last = np.where(np.isnan(window), -1, np.arange(len(window))[:, None]).max(axis=0)
-        previous = np.where(last >= 0, window[np.maximum(last, 0), np.arange(len(columns))], np.nan)
+    if row >= 1:  # the common case, cheaply: every close finite, positive and within the collar
+        previous, now = bars.close[row - 1: row + 1, columns]
+        if (np.isfinite(now).all() and previous.min() > 0 and now.min() > 0
+                and (now <= previous * (1 + collar_pct + EPSILON)).all()
+                and (now >= previous * (1 - collar_pct - EPSILON)).all()):
+            return []
+        previous = previous.copy()
+    else:
+        now, previous = bars.close[row, columns], np.full(len(columns), np.nan)
+    for i in np.flatnonzero(np.isnan(previous)):  # a gap, or not listed yet: the last close in the lookback
+        before = bars.close[max(0, row - LOOKBACK_ROWS): row, columns[i]]
+        seen = before[~np.isnan(before)]
+        previous[i] = seen[-1] if seen.size else np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         move = now / previous - 1
     # `now > 0` is False for NaN too; a symbol with no close now or before is simply not listed yet.
@@ -95,28 +102,6 @@ def suspect_bars(bars, row: int, symbols, collar_pct: float, columns=None) -> li
             why = (f"{symbol} closed at {price:.2f} on {day}, {move[i]:+.1%} from {last:.2f}, "
                    f"outside the {collar_pct:.0%} price collar")
         out.append((symbol, why))
-    return out
-
-
-def maybe_suspect_rows(closes: np.ndarray, columns: list[int], collar_pct: float, start: int = 0) -> np.ndarray:
-    """For sessions `start` onward of a [session, symbol] matrix at once: True where
-    `suspect_bars` might find something in `columns`. A superset (every session after a gap
-    in a listed symbol is included), so a False is certain and only True rows need the exact
-    check. Sessions before `start` are left False: they are not screened."""
-    out = np.zeros(len(closes), dtype=bool)
-    lo = max(start - 1, 0)
-    window = closes[lo:, columns]
-    if not len(window):
-        return out
-    missing = np.isnan(window)
-    before = ~np.isnan(closes[:lo, columns]).all(axis=0) if lo else np.zeros(len(columns), dtype=bool)
-    was_listed = np.logical_or.accumulate(np.vstack([before, ~missing]), axis=0)[:-1]  # traded before this session
-    previous = np.vstack([closes[lo - 1, columns] if lo else np.full(len(columns), np.nan), window[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        move = np.abs(window / previous - 1)
-    bad = (was_listed & (missing | np.isnan(previous))) | (window <= 0) | ~(move <= collar_pct + EPSILON)
-    bad &= ~(missing & ~was_listed)  # not listed yet
-    out[lo:] = bad.any(axis=1)
     return out
 
 

@@ -64,10 +64,6 @@ class Book:
         )
         self.blocks: dict[str, int] = {}
         self.owed: set[str] = set()  # models whose rebalance was refused on suspect data
-        # Sessions that may hold a suspect bar, screened at once from the first rebalance on;
-        # the exact check (and its messages) runs only on those.
-        self.maybe_suspect: np.ndarray | None = None
-        self.screened_from = 0
         # Set when the account is halted (a breaker tripped, or an operator's kill): no new
         # orders until it is cleared. `on_halt` lets the replay/live runtime persist the halt.
         self.halt: str | None = None
@@ -94,12 +90,8 @@ class Book:
         Returns None when nothing was decided (nothing due, halted, or suspect data)."""
         if row < 1 or not due or self.halt:
             return None
-        collar = self.account.risk.price_collar_pct
-        if self.maybe_suspect is None or row - 1 < self.screened_from:
-            self.maybe_suspect = guard.maybe_suspect_rows(self.bars.close, self.columns, collar, start=row - 1)
-            self.screened_from = row - 1
-        suspect = guard.suspect_bars(self.bars, row - 1, self.account.symbols, collar, self.columns) \
-            if self.maybe_suspect[row - 1] else []
+        suspect = guard.suspect_bars(self.bars, row - 1, self.account.symbols, self.account.risk.price_collar_pct,
+                                     self.columns)
         if suspect:
             self.owed.update(due)  # tried again next session
             self.events.append(Event(
