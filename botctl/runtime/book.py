@@ -98,7 +98,7 @@ class Book:
                 ts_event=now, subsystem="guard", type="data.rejected", severity="WARN", run_id=self.run_id,
                 account=self.account.id, symbol=suspect[0][0],
                 message="; ".join(why for _, why in suspect) + "; no trade this session, retried at the next",
-                details={"rule": "price_collar", "symbols": [s for s, _ in suspect], "due": sorted(due)},
+                details={"rule": "suspect_data", "symbols": [s for s, _ in suspect], "due": sorted(due)},
             ))
             self.blocks["suspect_data"] = self.blocks.get("suspect_data", 0) + 1
             return None
