@@ -128,29 +128,32 @@ class Store:
         except OSError:
             pass  # the disk refuses even this: stderr has said what happened
 
-    def unrecorded_end(self) -> Run | None:
-        """The end of a run that could not be written into the journal, if one is waiting."""
+    def _read_end_note(self) -> tuple[Run, Event] | None:
         try:
             with open(self._end_note_path(), "rb") as f:
                 note = msgspec.json.decode(f.read())
-            return msgspec.convert(note["run"], Run)
+            return msgspec.convert(note["run"], Run), msgspec.convert(note["event"], Event)
         except (OSError, ValueError, KeyError, TypeError, msgspec.ValidationError):
             return None
 
+    def unrecorded_end(self) -> Run | None:
+        """The end of a run that could not be written into the journal, if one is waiting."""
+        note = self._read_end_note()
+        return note[0] if note else None
+
     def _import_unrecorded_end(self) -> None:
-        run = self.unrecorded_end()
-        if run is None:
+        note = self._read_end_note()
+        if note is None:
             return
+        run, event = note
         try:
-            with open(self._end_note_path(), "rb") as f:
-                event = msgspec.convert(msgspec.json.decode(f.read())["event"], Event)
             with self.transaction():
                 current = self.get_run(run.run_id)
                 if current is not None and current.status == "running":
                     self.upsert_run(run)
                     self.insert(event)
             os.remove(self._end_note_path())
-        except (OSError, ValueError, KeyError, TypeError, msgspec.ValidationError, StoreError):
+        except (OSError, StoreError):
             pass  # left for status to read; tried again on the next open
 
     def close(self) -> None:
