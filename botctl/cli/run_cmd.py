@@ -125,7 +125,7 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
     from contextlib import nullcontext
 
     from botctl.runtime.health import HealthServer, Telemetry
-    from botctl.runtime.trading import check_live_opt_in, run_trading
+    from botctl.runtime.trading import check_live_opt_in, could_not_trade, run_trading
     from botctl.store import Store
 
     plan = load_plan(g, accounts=account or None)
@@ -145,7 +145,7 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
         typer.echo(f"run {outcome['run_id']} {outcome['status']}")
         for acc, what in outcome["accounts"].items():
             typer.echo(f"  {acc}: {what}")
-    failed = [acc for acc, what in outcome["accounts"].items() if what.startswith(("failed", "not trading"))]
+    failed = [acc for acc, what in outcome["accounts"].items() if could_not_trade(what)]
     if failed:  # --once is often run by a scheduler: an account that could not trade must not look fine
         err(f"error: {len(failed)} of {len(outcome['accounts'])} account(s) could not trade: {', '.join(failed)} "
             "(see botctl status, or botctl tail --severity WARN)")

@@ -23,6 +23,12 @@ OWED_SCOPE = "owed"  # guard_state rows holding rebalances owed to the next sess
 RETRY = timedelta(minutes=15)  # first wait before a failed cycle (data or broker trouble) is tried again
 
 
+def could_not_trade(outcome: str) -> bool:
+    """Did `Trader.trade`'s answer say the cycle failed or the account could not trade? (A halt
+    or a closed market is not a failure: nothing was meant to trade.)"""
+    return outcome.startswith(("failed", "not trading"))
+
+
 class LiveClock:
     """Wall-clock time, or an accelerated clock for tests and drills: BOTCTL_CLOCK set to
     `2024-03-01T14:00:00Z*600` starts at that instant and runs 600 times faster."""
@@ -82,7 +88,8 @@ class Trader:
         for account in plan.accounts:
             raw = store.guard_state(OWED_SCOPE, account.id)
             if raw and (models := msgspec.json.decode(raw)):
-                self.owed[account.id] = [m for m in models if m in {x.name for x in account.models}]
+                names = {m.name for m in account.models}
+                self.owed[account.id] = [m for m in models if m in names]  # models since removed are not owed
         self._clock_seen: datetime | None = None
         self.telemetry = None  # a runtime.health.Telemetry when the health endpoint is served
 
@@ -118,7 +125,7 @@ class Trader:
             if account_id in self.telemetry.accounts:
                 self.telemetry.account_state(account_id, halted=self.halted(account_id) is not None,
                                              broker_connected=bool(live and live.ready))
-            if outcome.startswith("failed") or outcome.startswith("not trading"):
+            if could_not_trade(outcome):
                 self.telemetry.problem("runtime", "ERROR")
         return outcome
 
@@ -281,7 +288,7 @@ class Trader:
                 return False
             outcome = self.trade(account_id, due=due)
             self.echo(f"{session.day} {account_id}: {outcome}")
-            if not outcome.startswith(("failed", "not trading")):
+            if not could_not_trade(outcome):
                 if self.owed.pop(account_id, None):
                     self.store.put_guard_state(OWED_SCOPE, account_id, b"[]", self.clock.now())
                 continue
@@ -362,4 +369,4 @@ def run_trading(plan: Plan, store, *, once: bool, data_path: Path | None, cache_
     return {"run_id": trader.run.run_id, "status": status, "accounts": outcome}
 
 
-__all__ = ["LiveClock", "Trader", "check_live_opt_in", "run_trading"]
+__all__ = ["LiveClock", "Trader", "check_live_opt_in", "could_not_trade", "run_trading"]
