@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from botctl.adapters.file_data import unusable_price
 from botctl.errors import BadMarketData, DataError
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -107,14 +108,11 @@ class AlpacaData:
         return frame.filter(pl.col("date") < today)
 
 
-PRICES = ("open", "high", "low", "close", "adj_close")
-
-
 def _checked(frame: pl.DataFrame, symbol: str, source: str) -> pl.DataFrame:
     """The frame, if every bar has usable prices; BadMarketData naming the first bad bar if not."""
     if frame.is_empty():
         raise BadMarketData(f"{source} has no daily bars for {symbol}", symbols=[symbol])
-    bad = frame.filter(pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | (pl.col(c) <= 0) for c in PRICES]))
+    bad = frame.filter(unusable_price())
     if bad.height:
         row = bad.row(0, named=True)
         raise BadMarketData(f"{source} has {bad.height} bar(s) of {symbol} with a missing, NaN, zero or negative price "

@@ -52,6 +52,11 @@ def _read_one(file: Path) -> pl.DataFrame:
     return frame
 
 
+def unusable_price() -> pl.Expr:
+    """True for a bar with a missing, NaN, zero or negative price (any data source)."""
+    return pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | (pl.col(c) <= 0) for c in PRICE_COLUMNS])
+
+
 def load_bars(path: Path | None = None) -> pl.DataFrame:
     """Long frame (symbol, date, open, high, low, close, adj_close, volume), sorted, validated."""
     frames = [_read_one(f) for f in _files(path or bundled_data_path())]
@@ -73,7 +78,7 @@ def load_bars(path: Path | None = None) -> pl.DataFrame:
     if frame.is_empty():
         raise DataError("market data holds no rows")
     bad = frame.filter(
-        pl.any_horizontal([pl.col(c).is_null() | pl.col(c).is_nan() | (pl.col(c) <= 0) for c in PRICE_COLUMNS])
+        unusable_price()
         | pl.col("date").is_null()
         | pl.col("symbol").is_null()
     )
