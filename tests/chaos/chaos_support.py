@@ -40,6 +40,7 @@ for _p in (TESTS,):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from botctl.records import OPEN_ORDER_STATUSES  # noqa: E402
 from fakes.fake_alpaca import OPEN_STATUSES as FAKE_OPEN_STATUSES  # noqa: E402
 from fakes.fake_alpaca import FakeAlpaca  # noqa: E402
 from live.live_support import (  # noqa: E402
@@ -60,7 +61,6 @@ UTC = timezone.utc
 NY = ZoneInfo("America/New_York")
 # Hypothesis examples (and their time limits) of the bad-input properties are multiplied by this.
 FUZZ_SCALE = float(os.environ.get("BOTCTL_CHAOS_FUZZ_SCALE", "1"))
-JOURNAL_OPEN = ("pending", "accepted", "partially_filled", "unknown")
 SECRETS = (KEY, SECRET, WRONG_KEY, WRONG_SECRET)
 
 # The kinds of broker fault drawn at a rate (what FakeAlpaca can do, minus auth/forbidden,
@@ -368,7 +368,7 @@ def ledger(ws: Workspace, fake: FakeAlpaca, account: str) -> Ledger:
     journal = {o["client_order_id"]: o for o in ws.journal_orders(account)} if ws.db.exists() else {}
     broker_ids = set(ids)
     missing = sorted(broker_ids - set(journal))
-    unresolved = sorted(c for c, o in journal.items() if o["status"] in JOURNAL_OPEN)
+    unresolved = sorted(c for c, o in journal.items() if o["status"] in OPEN_ORDER_STATUSES)
     out.lost = len(missing) + len(unresolved)
     if missing:
         out.problems.append(f"at the broker, not in the journal: {missing}")
@@ -563,8 +563,8 @@ def crash_rounds(ws: Workspace, fake: ChaosAlpaca, clock: dict, *, rounds: int, 
             with contextlib.suppress(sqlite3.Error):
                 figures.left_open += ws.query(
                     "SELECT COUNT(*) FROM orders WHERE account = ? AND client_order_id LIKE ? AND status IN "
-                    "('pending', 'accepted', 'partially_filled', 'unknown')", account,
-                    f"%-{account}-{session.day:%Y%m%d}T%")[0][0]
+                    f"({', '.join('?' * len(OPEN_ORDER_STATUSES))})", account,
+                    f"%-{account}-{session.day:%Y%m%d}T%", *OPEN_ORDER_STATUSES)[0][0]
         restart = ws.run_once(timeout=180)
         figures.rounds += 1
         figures.loop_rounds += program == "loop"

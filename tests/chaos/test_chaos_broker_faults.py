@@ -21,7 +21,6 @@ from datetime import date, timedelta
 import pytest
 from chaos_support import (
     DATA_PATHS,
-    JOURNAL_OPEN,
     KEY,
     SECRET,
     TRADING_PATHS,
@@ -40,6 +39,8 @@ from chaos_support import (
     sessions_from,
     target_error,
 )
+
+from botctl.records import OPEN_ORDER_STATUSES
 
 SESSIONS = int(os.environ.get("BOTCTL_CHAOS_FAULT_SESSIONS", "6"))
 RATE = float(os.environ.get("BOTCTL_CHAOS_FAULT_RATE", "0.25"))
@@ -163,7 +164,7 @@ def test_a_kill_in_the_loop_journals_the_orders_it_cancels(tmp_path):
         canceled_msgs = [e[2] for e in ws.events("alp") if e[0] == "kill.orders_canceled"]
         assert canceled_msgs and "1 open order(s) canceled" in canceled_msgs[0], canceled_msgs
         assert [o["status"] for o in fake.orders()].count("canceled") == 1
-        still_open = [o for o in ws.journal_orders("alp") if o["status"] in JOURNAL_OPEN]
+        still_open = [o for o in ws.journal_orders("alp") if o["status"] in OPEN_ORDER_STATUSES]
         assert still_open == [], still_open
     finally:
         fake.stop()

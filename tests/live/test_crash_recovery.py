@@ -21,9 +21,10 @@ from live_support import (
     new_fake,
 )
 
+from botctl.records import OPEN_ORDER_STATUSES
+
 ROUNDS = int(os.environ.get("BOTCTL_CRASH_ROUNDS", "6"))
 SEED = int(os.environ.get("BOTCTL_CRASH_SEED", "20240301"))
-OPEN_STATUSES = ("pending", "accepted", "partially_filled", "unknown")
 
 
 def _faults(rng: random.Random, fake) -> str:
@@ -85,7 +86,7 @@ def test_sigkill_at_random_moments_then_recover(tmp_path):
             fills = ws.query("SELECT SUM(qty) FROM fills WHERE client_order_id = ?", order["client_order_id"])[0][0] or 0.0
             assert fills == pytest.approx(float(order["filled_qty"]), rel=1e-9, abs=1e-9), (row, order, context)
 
-        still_open = [o for o in journal.values() if o["status"] in OPEN_STATUSES]
+        still_open = [o for o in journal.values() if o["status"] in OPEN_ORDER_STATUSES]
         assert not still_open, f"unresolved in the journal: {still_open}\n{context}"
 
         positions = fake.positions()
@@ -141,6 +142,6 @@ def test_an_ambiguous_send_is_journaled_and_looked_up_not_resent_blindly(never_r
 
 def test_the_next_run_resolves_an_order_that_never_reached_the_broker(never_reached):
     ws, fake = never_reached["ws"], never_reached["fake"]
-    still_open = [o for o in ws.journal_orders("alp") if o["status"] in OPEN_STATUSES]
+    still_open = [o for o in ws.journal_orders("alp") if o["status"] in OPEN_ORDER_STATUSES]
     assert not still_open, still_open
     assert_weights_match(fake, expected_weights())
