@@ -76,14 +76,6 @@ def assert_placed_once(fake: FakeAlpaca, order, placed, fills) -> None:
 # --- ambiguous sends are resolved by lookup, never by a blind resend ---------------------------
 
 
-def test_504_after_accept_is_found_by_lookup(fake, broker):
-    fake.inject("504_after_accept")
-    order = buy()
-    placed, fills = broker.submit(order, order.ts_init)
-    assert_placed_once(fake, order, placed, fills)
-    assert posts(fake) == 1  # the order was there: nothing was resent
-
-
 def test_timeout_before_the_order_is_created_resends_once(fake, broker):
     fake.inject("timeout", seconds=3)
     order = buy()
@@ -94,37 +86,26 @@ def test_timeout_before_the_order_is_created_resends_once(fake, broker):
     assert posts(fake) == 2
 
 
-def test_timeout_after_accept_is_found_by_lookup(fake, broker):
-    fake.inject("timeout_after_accept", seconds=3)
+# (fault, its parameters, POSTs expected): an order the broker already has is found by lookup
+# and never resent (1 POST); a send that never reached it is resent once per fault.
+ONE_FAULT_ON_SEND = {
+    "504-after-accept": ("504_after_accept", {}, 1),
+    "timeout-after-accept": ("timeout_after_accept", {"seconds": 3}, 1),
+    "dropped-connection": ("drop", {}, 2),
+    "500-then-success": ("500", {}, 2),
+    "429-once": ("429", {"count": 1}, 2),
+    "429-twice": ("429", {"count": 2}, 3),
+}
+
+
+@pytest.mark.parametrize("case", list(ONE_FAULT_ON_SEND))
+def test_a_fault_on_send_places_the_order_exactly_once(fake, broker, case):
+    kind, params, expected_posts = ONE_FAULT_ON_SEND[case]
+    fake.inject(kind, **params)
     order = buy()
     placed, fills = broker.submit(order, order.ts_init)
     assert_placed_once(fake, order, placed, fills)
-    assert posts(fake) == 1
-
-
-def test_dropped_connection_is_resolved(fake, broker):
-    fake.inject("drop")
-    order = buy()
-    placed, fills = broker.submit(order, order.ts_init)
-    assert_placed_once(fake, order, placed, fills)
-    assert posts(fake) == 2
-
-
-def test_500_then_success_places_one_order(fake, broker):
-    fake.inject("500")
-    order = buy()
-    placed, fills = broker.submit(order, order.ts_init)
-    assert_placed_once(fake, order, placed, fills)
-    assert posts(fake) == 2
-
-
-@pytest.mark.parametrize("count", [1, 2])
-def test_429_is_retried(fake, broker, count):
-    fake.inject("429", count=count)
-    order = buy()
-    placed, fills = broker.submit(order, order.ts_init)
-    assert_placed_once(fake, order, placed, fills)
-    assert posts(fake) == count + 1
+    assert posts(fake) == expected_posts
 
 
 def test_a_failing_lookup_after_an_ambiguous_send_is_retried(fake, broker):
