@@ -14,7 +14,7 @@ from typer.exceptions import TyperException
 
 from botctl import __version__
 from botctl.cli.common import Globals, err
-from botctl.errors import EXIT_RUNTIME, BotctlError, ConfigError
+from botctl.errors import EXIT_RUNTIME, BotctlError, ConfigError, failure_text
 
 
 # typer raises its own exceptions (and its bundled click's) for usage errors and exits; they
@@ -50,8 +50,7 @@ class BotctlGroup(TyperGroup):
         except Exception as exc:
             if os.environ.get("BOTCTL_DEBUG"):
                 raise
-            err(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                "(set BOTCTL_DEBUG=1 for a traceback)")
+            err(f"{failure_text(exc)} (set BOTCTL_DEBUG=1 for a traceback)")
             raise typer.Exit(EXIT_RUNTIME) from None
 
 
