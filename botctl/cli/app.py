@@ -92,6 +92,7 @@ def main_options(
 
 def _register() -> None:
     from botctl.cli import backtest_cmd, config_cmds, control_cmds, ops_cmds, run_cmd, service_cmd, tui_cmd
+    from botctl.cli import data_cmds, export_cmd, init_cmd, runs_cmd
 
     config_cmds.register(app)
     backtest_cmd.register(app)
@@ -100,6 +101,10 @@ def _register() -> None:
     control_cmds.register(app)
     service_cmd.register(app)
     tui_cmd.register(app)
+    init_cmd.register(app)
+    data_cmds.register(app)
+    runs_cmd.register(app)
+    export_cmd.register(app)
 
 
 _register()

@@ -12,6 +12,7 @@ import msgspec
 import typer
 
 from botctl.cli.common import err, globals_of
+from botctl.cli.runs_cmd import require_run
 from botctl.errors import EXIT_RUNTIME, UsageError
 from botctl.records import SEVERITIES as SEVERITY_LEVELS
 
@@ -129,6 +130,7 @@ def register(app: typer.Typer) -> None:
         account: str = typer.Option(None, "--account", help="Only this account."),
         severity: str = typer.Option(None, "--severity", help="Events at or above INFO, WARN, ERROR or CRITICAL."),
         symbol: str = typer.Option(None, "--symbol", help="Only this symbol."),
+        run: str = typer.Option(None, "--run", help="Only this run's rows (ids from `botctl runs`)."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
         interval: float = typer.Option(0.5, "--interval", min=0.05, help="Seconds between polls with -f."),
     ) -> None:
@@ -152,6 +154,8 @@ def register(app: typer.Typer) -> None:
         color = sys.stdout.isatty() and not as_json
         g = globals_of(ctx)
         with _open_readonly(g) as store:
+            if run:
+                filters["run_id"] = require_run(store, run).run_id
             last_id = 0
             for row_id, record in store.newest(KINDS[kind], n, **filters) if n else []:
                 _print_record(kind, record, as_json, color)
