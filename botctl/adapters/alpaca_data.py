@@ -69,7 +69,7 @@ class AlpacaData:
         tmp.replace(path)
         return frame
 
-    def _fetch(self, symbol: str, start: date, today: date) -> pl.DataFrame:
+    def _fetch(self, symbol: str, start: date, today: date, adjustment: str = "all") -> pl.DataFrame:
         from alpaca.data.enums import Adjustment, DataFeed
         from alpaca.data.requests import StockBarsRequest
         from alpaca.data.timeframe import TimeFrame
@@ -77,7 +77,7 @@ class AlpacaData:
         from botctl.adapters.alpaca_broker import classify
 
         request = StockBarsRequest(
-            symbol_or_symbols=[symbol], timeframe=TimeFrame.Day, adjustment=Adjustment.ALL,
+            symbol_or_symbols=[symbol], timeframe=TimeFrame.Day, adjustment=Adjustment(adjustment),
             feed=DataFeed.SIP if self.feed == "sip" else DataFeed.IEX,
             start=datetime.combine(start, datetime.min.time(), tzinfo=timezone.utc),
             end=datetime.combine(today, datetime.min.time(), tzinfo=timezone.utc),  # closed bars only
