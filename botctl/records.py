@@ -95,9 +95,23 @@ class Fill(Record):
     symbol: str
     side: Side
     qty: float
-    price: float
+    price: float  # the price returns are computed from: total-return adjusted in backtests and replays
     commission: float
     ts_event: datetime
+    # What the exchange printed for this fill: shown to people. Equal to `price` for a real
+    # broker's fills; None where unknown (fills journaled before it was recorded).
+    as_traded_price: float | None = None
+
+
+def fill_price_text(fill: Fill, digits: int = 4) -> str:
+    """A fill's price as people should read it: what traded, saying so, with the adjusted price
+    used for returns beside it when that differs."""
+    if fill.as_traded_price is None:
+        return f"{fill.price:,.{digits}f} (as journaled; as-traded price not recorded)"
+    text = f"{fill.as_traded_price:,.{digits}f} as traded"
+    if abs(fill.as_traded_price - fill.price) > 1e-9 * max(1.0, abs(fill.price)):
+        text += f" (adjusted {fill.price:,.{digits}f})"
+    return text
 
 
 class Position(Record):

@@ -266,9 +266,10 @@ class AlpacaBroker:
         qty = order.filled_qty - seen_qty
         notional = order.filled_qty * order.avg_fill_price
         self._fills_seen[order.client_order_id] = (order.filled_qty, notional)
+        price = (notional - seen_notional) / qty
         fill = Fill(fill_id=f"{order.client_order_id}-{order.filled_qty:.9g}", client_order_id=order.client_order_id,
                     run_id=order.run_id, account=order.account, symbol=order.symbol, side=order.side, qty=qty,
-                    price=(notional - seen_notional) / qty, commission=0.0, ts_event=order.ts_event)
+                    price=price, commission=0.0, ts_event=order.ts_event, as_traded_price=price)  # a real print
         return order, [fill]
 
     def remember_fills(self, client_order_id: str, filled_qty: float, notional: float) -> None:

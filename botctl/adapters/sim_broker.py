@@ -31,6 +31,10 @@ class SimBroker:
         self._pending: list[str] = []
         self._pending_qty: dict[str, float] = {}  # signed shares of pending orders, per symbol
         self._fill_seq = 0
+        # Per symbol, what turns this broker's prices into the prices that traded (close /
+        # adj_close of the bar being filled, set by the caller with the prices): each fill
+        # records its as-traded price for people; returns keep using `price`.
+        self.as_traded: dict[str, float] = {}
         # (equity, gross exposure once every pending order fills) at the marked prices, kept
         # up to date order by order: recomputing it per order is quadratic in a big book.
         self._exposure: tuple[float, float] | None = None
@@ -222,6 +226,7 @@ class SimBroker:
             fill_id=f"{order.client_order_id}-f{self._fill_seq}", client_order_id=order.client_order_id,
             run_id=order.run_id, account=order.account, symbol=order.symbol, side=order.side,
             qty=order.qty, price=fill_price, commission=commission, ts_event=now,
+            as_traded_price=fill_price * factor if (factor := self.as_traded.get(order.symbol)) else None,
         )
         filled = self._set(order, status="filled", ts_event=now, filled_qty=order.qty, avg_fill_price=fill_price)
         return filled, [fill]

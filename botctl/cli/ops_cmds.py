@@ -15,6 +15,7 @@ from botctl.cli.common import err, globals_of
 from botctl.cli.runs_cmd import require_run
 from botctl.errors import EXIT_RUNTIME, UsageError
 from botctl.records import SEVERITIES as SEVERITY_LEVELS
+from botctl.records import fill_price_text
 
 KINDS = {"orders": "orders", "fills": "fills", "nav": "nav", "events": "events"}
 
@@ -105,6 +106,9 @@ def register(app: typer.Typer) -> None:
                 "nav": view.nav, "cash": view.cash, "leverage": view.leverage,
                 "day_pnl": view.day_pnl, "total_pnl": view.total_pnl,
                 "positions": msgspec.to_builtins(view.positions),
+                # Simulated books mark at total-return adjusted closes (returns stay right across
+                # dividends and splits); a real broker marks at the prices that trade.
+                "price_basis": _price_basis(acc_plan.broker if acc_plan else None),
                 "open_orders": msgspec.to_builtins(view.open_orders),
                 "models": models,
                 "run_id": view.run_id,
@@ -182,6 +186,17 @@ def _is_model_book(account: str, plan) -> bool:
     return bool(plan) and any(account == m.name for a in plan.accounts for m in a.models)
 
 
+def _price_basis(broker: str | None) -> str:
+    return {"sim": "adjusted", "alpaca": "as traded"}.get(broker or "", "as journaled")
+
+
+_BASIS_TEXT = {
+    "adjusted": "marked at total-return adjusted closes (`botctl tail --kind fills` shows what traded)",
+    "as traded": "marked at the broker's (as-traded) prices",
+    "as journaled": "marked at the prices journaled",
+}
+
+
 def _money(value) -> str:
     return "-" if value is None else f"${value:,.2f}"
 
@@ -208,6 +223,8 @@ def _print_status(body: dict) -> None:
         else:
             typer.echo(f"  NAV {_money(a['nav'])}  cash {_money(a['cash'])}  leverage {a['leverage']:.2f}x  "
                        f"day P&L {_money(a['day_pnl'])}  total P&L {_money(a['total_pnl'])}  (marked {a['marked_at']})")
+        if a["positions"]:
+            typer.echo(f"  positions, {_BASIS_TEXT[a['price_basis']]}:")
         for p in a["positions"]:
             typer.echo(f"  {p['symbol']:<6} {p['qty']:>12.4f} @ {p['price']:>10.2f} = {_money(p['value']):>14} "
                        f"{p['weight']:>7.1%}  unrealised {_money(p['unrealized_pnl'])}")
@@ -237,7 +254,7 @@ def _print_record(kind: str, record, as_json: bool, color: bool) -> None:
         key = record.side
     elif kind == "fills":
         line = (f"{record.ts_event:%Y-%m-%d %H:%M:%S} {record.account} {record.side:<4} {record.qty:.4f} {record.symbol} "
-                f"@ {record.price:.4f} commission {record.commission:.2f}")
+                f"@ {fill_price_text(record)} commission {record.commission:.2f}")
         key = record.side
     elif kind == "nav":
         line = (f"{record.ts_event:%Y-%m-%d %H:%M:%S} {record.account} NAV {record.nav:,.2f} cash {record.cash:,.2f} "

@@ -120,6 +120,7 @@ class Book:
             self._blocked(block, now)
         self.guard = guard.after_orders(self.guard, today, len(accepted))
         prefix = cycle_prefix(self.namespace, self.account.id, now)
+        self._price_session(row - 1)  # `fill: close` fills at these closes
         for i, command in enumerate(accepted):
             if self.halt:  # a reject earlier in this cycle tripped a breaker: send nothing more
                 for rest in accepted[i:]:
@@ -137,7 +138,13 @@ class Book:
             self._record(*self.broker.submit(order, now))
         return result
 
+    def _price_session(self, row: int) -> None:
+        """Tell the broker which session's prices it fills at, so fills carry as-traded prices."""
+        if self.bars.as_traded is not None:
+            self.broker.as_traded = self.prices(self.bars.as_traded, row)
+
     def open(self, row: int, now: datetime) -> None:
+        self._price_session(row)
         for order, fills in self.broker.on_open(self.prices(self.bars.open, row), now):
             self._record(order, fills)
 

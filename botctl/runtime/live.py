@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from botctl.adapters.sim_broker import SimBroker
 from botctl.engine import guard
 from botctl.engine.engine import decide_cycle
 from botctl.engine.ids import client_order_id, cycle_prefix
@@ -202,6 +203,8 @@ class LiveAccount:
         state = self.broker.account()
         positions = {s: p.qty for s, p in self.broker.positions().items()}
         self.broker.mark(closes)
+        if isinstance(self.broker, SimBroker) and bars.as_traded is not None:  # it fills at these closes
+            self.broker.as_traded = {s: float(bars.as_traded[row, bars.symbols.index(s)]) for s in closes}
         result = decide_cycle(self.account, signals, row, due, self._standing_decisions(bars, signals, due, today),
                               positions, state.cash, closes, fractional=self.broker.fractional)
         portfolio = guard.Portfolio(nav=state.equity, qty=positions, prices=closes, last_close=previous or closes,

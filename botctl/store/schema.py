@@ -194,10 +194,17 @@ def m002_guard_state(db: Database) -> None:
     )
 
 
+def m005_fill_as_traded_price(db: Database) -> None:
+    # Fill.price is total-return adjusted in backtests and replays (XLK "@ 37.05" when it
+    # traded near $80): what traded is recorded beside it, for people to read. Old rows: NULL.
+    db.execute("ALTER TABLE fills ADD COLUMN as_traded_price REAL")
+
+
 # The released migrations, in order: (name, function). Append only.
 STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("m001_initial", m001_initial),
     ("m002_guard_state", m002_guard_state),
+    ("m005_fill_as_traded_price", m005_fill_as_traded_price),
 )
 # Their names, known without importing sqlite_utils.
 MIGRATION_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)

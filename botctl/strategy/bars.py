@@ -21,6 +21,9 @@ class Bars(msgspec.Struct, frozen=True):
     symbols: tuple[str, ...]
     open: np.ndarray  # float64 [session, symbol]; NaN where a symbol has no bar
     close: np.ndarray
+    # close/adj_close per [session, symbol]: times an adjusted price of that session gives the
+    # price that traded (None when unknown, e.g. bars built by hand).
+    as_traded: np.ndarray | None = None
 
     def index_of(self, day: date) -> int:
         """Row of `day`, or of the last session before it (-1 when `day` precedes the data)."""
@@ -33,24 +36,27 @@ class Bars(msgspec.Struct, frozen=True):
 
     def until(self, row: int) -> Bars:
         """Only the bars up to and including `row`: what live trading would have known."""
-        return Bars(self.dates[: row + 1], self.symbols, self.open[: row + 1], self.close[: row + 1])
+        return Bars(self.dates[: row + 1], self.symbols, self.open[: row + 1], self.close[: row + 1],
+                    None if self.as_traded is None else self.as_traded[: row + 1])
 
 
 def bars_from_frame(frame: pl.DataFrame, symbols: tuple[str, ...], *, basis: PriceBasis = "adjusted") -> Bars:
     """Pivot a long (symbol, date, open, close, adj_close) frame into aligned matrices."""
     frame = frame.filter(pl.col("symbol").is_in(list(symbols)))
+    frame = frame.with_columns((pl.col("close") / pl.col("adj_close") if basis == "adjusted" else pl.lit(1.0))
+                               .alias("as_traded"))
     if basis == "adjusted":
         factor = pl.col("adj_close") / pl.col("close")
         frame = frame.with_columns((pl.col("open") * factor).alias("open"), pl.col("adj_close").alias("close"))
     dates = frame.select(pl.col("date").unique().sort())["date"]
     out = {}
-    for field in ("open", "close"):
+    for field in ("open", "close", "as_traded"):
         wide = frame.pivot(on="symbol", index="date", values=field).sort("date")
         wide = pl.DataFrame({"date": dates}).join(wide, on="date", how="left")
         out[field] = np.column_stack(
             [wide[s].to_numpy().astype(np.float64) if s in wide.columns else np.full(len(dates), np.nan) for s in symbols]
         ) if symbols else np.empty((len(dates), 0))
-    return Bars(tuple(dates.to_list()), tuple(symbols), out["open"], out["close"])
+    return Bars(tuple(dates.to_list()), tuple(symbols), out["open"], out["close"], out["as_traded"])
 
 
 def forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:

@@ -329,7 +329,9 @@ def _activity(store, account: str) -> list[Activity]:
         note = f" ({o.reject_reason})" if o.reject_reason else ""
         items.append(Activity(o.ts_init, "order", o.side, o.symbol, o.qty, f"{o.status}{note}"))
     for f in store.fills(account=account, limit=ACTIVITY_ROWS):
-        items.append(Activity(f.ts_event, "fill", f.side, f.symbol, f.qty, f"@ {f.price:,.2f}"))
+        # People read what traded; an old row without it says its price is the journal's.
+        shown = f"@ {f.as_traded_price:,.2f}" if f.as_traded_price is not None else f"@ {f.price:,.2f} (journal)"
+        items.append(Activity(f.ts_event, "fill", f.side, f.symbol, f.qty, shown))
     items.sort(key=lambda a: (a.ts, a.kind == "fill"), reverse=True)
     return items[:ACTIVITY_ROWS]
 

@@ -287,7 +287,7 @@ class ActivityPanel(Panel):
     def render_snapshot(self, snap: Snapshot):
         if not snap.activity:
             return _note("no orders or fills yet")
-        table = _table("Time", "Order [status] or fill @ price", flex=1)
+        table = _table("Time", "Order/fill @ as traded", flex=1)
         for a in snap.activity:
             table.add_row(stamp(a.ts, short=True), Text.assemble(
                 (f"{a.side:<4}", "green" if a.side == "buy" else "red"), f" {qty(a.qty)} ", (a.symbol, "bold"),

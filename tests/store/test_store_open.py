@@ -49,7 +49,7 @@ def test_pending_migrations_are_applied_on_open(db_path):
         db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
 
     newer = build_migrations(("m099_add_notes", m099_add_notes))
-    with pytest.raises(StoreError, match=r"older botctl schema \(m002_guard_state\)"):
+    with pytest.raises(StoreError, match=rf"older botctl schema \({MIGRATION_NAMES[-1]}\)"):
         Store.open(db_path, readonly=True, migrations=newer)
     with Store.open(db_path, migrations=newer) as s:
         assert s.applied_migrations() == [*MIGRATION_NAMES, "m099_add_notes"]
