@@ -103,10 +103,11 @@ def register(app: typer.Typer) -> None:
         folder: Path = typer.Argument(Path("."), help="The folder to create or fill.", show_default="current directory"),
         force: bool = typer.Option(False, "--force", help="Replace starter files that already exist."),
     ) -> None:
-        """Create a starter config folder: strategies.yaml with one momentum model, accounts.yaml
-        with a simulated account (and a commented Alpaca paper example), and a README with the
-        next steps. It validates and backtests as written. Existing files are never replaced
-        without --force."""
+        """Create a starter config folder that validates and backtests as written.
+
+        DIR gets strategies.yaml with one momentum model, accounts.yaml with a simulated account
+        (and a commented Alpaca paper example), and a README with the next steps. Existing files
+        are never replaced without --force."""
         written = write_starter(folder, force=force)
         typer.echo(f"wrote {', '.join(p.name for p in written)} in {folder}")
         where = "" if folder == Path(".") else f"--config-dir {folder} "

@@ -68,9 +68,11 @@ def register(app: typer.Typer) -> None:
         n: int = typer.Option(20, "-n", "--lines", min=1, help="How many of the newest runs to list."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object per run, newest first."),
     ) -> None:
-        """List the journal's runs, newest first: id, mode, status, started and ended (UTC), the
-        market period of a backtest or replay, the note, and how many orders, fills, NAV marks and
-        events each recorded. A run id goes to `tail --run`, `export --run` and `backtest` reports."""
+        """List the journal's runs, newest first, with what each recorded.
+
+        Per run: id, mode, status, started and ended (UTC), the market period of a backtest or
+        replay, the note, and how many orders, fills, NAV marks and events it journaled. A run
+        id is what `tail --run` and `export --run` take."""
         from botctl.store import Store
 
         if mode is not None and mode not in MODES:
