@@ -88,6 +88,11 @@ def test_run_once_client_ids_are_deterministic_and_journaled(traded):
         assert notional == pytest.approx(float(o["filled_qty"]) * float(o["filled_avg_price"]), rel=1e-6)
 
 
+def test_run_once_journals_alpaca_fills_at_the_brokers_own_price_as_traded(traded):
+    rows = traded["ws"].query("SELECT price, as_traded_price FROM fills")
+    assert rows and all(traded_price == price for price, traded_price in rows)
+
+
 def test_run_once_marks_nav_and_positions_like_the_broker(traded):
     ws, fake = traded["ws"], traded["fake"]
     nav_rows = ws.query("SELECT nav, cash, gross_exposure FROM nav WHERE account = 'alp' ORDER BY id")
