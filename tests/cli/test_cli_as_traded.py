@@ -4,40 +4,24 @@ read (tail, status) is the traded one, labelled."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner
+from cli_support import backtest_journal, invoke
 
 from botctl.adapters.file_data import bundled_data_path
-from botctl.cli.app import app
 from botctl.records import Order
 from botctl.store import Store
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SLIPPAGE = 2e-4  # the shipped accounts' slippage_bps: 2
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, list(args))
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 @pytest.fixture(scope="module")
 def backtest(tmp_path_factory):
     folder = tmp_path_factory.mktemp("astraded")
-    for name in ("strategies.yaml", "accounts.yaml"):
-        shutil.copy(REPO_ROOT / name, folder / name)
-    db = folder / "botctl.db"
-    result = invoke("--config-dir", str(folder), "--db", str(db), "backtest", "--start", "2020-03-01",
-                    "--end", "2020-04-30", "--json")
-    assert result.exit_code == 0, result.output
+    db = backtest_journal(folder, "2020-03-01", "2020-04-30")
     with Store.open(db, readonly=True, create=False) as store:
         fills = store.fills()
     return folder, db, fills

@@ -8,19 +8,11 @@ from datetime import date
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner
+from cli_support import invoke
 
 from botctl.adapters.file_data import bundled_data_path, load_bars
-from botctl.cli.app import app
 
 SYMBOLS = ["SPY", "XLK"]
-
-
-def invoke(*args, env=None):
-    result = CliRunner().invoke(app, list(args), env=env)
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 @pytest.fixture(scope="module")

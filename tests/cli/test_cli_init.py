@@ -3,16 +3,7 @@ user's files without --force."""
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
-
-from botctl.cli.app import app
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, list(args))
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+from cli_support import invoke
 
 
 def test_the_starter_folder_validates_and_backtests(tmp_path):

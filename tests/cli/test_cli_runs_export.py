@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timezone
-from pathlib import Path
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner
+from cli_support import backtest_journal, invoke
 
-from botctl.cli.app import app
 from botctl.records import Event, Run
 from botctl.store import Store
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, list(args))
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
 
 @pytest.fixture(scope="module")
 def journal(tmp_path_factory):
     """A journal holding one 2020 backtest and, after it, a manual run with one event."""
-    folder = tmp_path_factory.mktemp("runs")
-    for name in ("strategies.yaml", "accounts.yaml"):
-        shutil.copy(REPO_ROOT / name, folder / name)
-    db = folder / "botctl.db"
-    result = invoke("--config-dir", str(folder), "--db", str(db), "backtest", "--start", "2020-01-01",
-                    "--end", "2020-06-30", "--json")
-    assert result.exit_code == 0, result.output
+    db = backtest_journal(tmp_path_factory.mktemp("runs"), "2020-01-01", "2020-06-30")
     at = datetime(2026, 1, 5, 14, 0, tzinfo=timezone.utc)
     with Store.open(db) as store:
         backtest = store.latest_run()
