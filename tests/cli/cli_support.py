@@ -20,10 +20,16 @@ def invoke(*args, env=None):
     return result
 
 
-def backtest_journal(folder: Path, start: str, end: str) -> Path:
-    """Copy the shipped config into `folder`, backtest it from start to end, return the journal."""
+def shipped_config(folder: Path) -> Path:
+    """A copy of the shipped strategies.yaml and accounts.yaml in `folder`."""
     for name in ("strategies.yaml", "accounts.yaml"):
         shutil.copy(REPO_ROOT / name, folder / name)
+    return folder
+
+
+def backtest_journal(folder: Path, start: str, end: str) -> Path:
+    """Copy the shipped config into `folder`, backtest it from start to end, return the journal."""
+    shipped_config(folder)
     db = folder / "botctl.db"
     result = invoke("--config-dir", str(folder), "--db", str(db), "backtest", "--start", start, "--end", end, "--json")
     assert result.exit_code == 0, result.output

@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 
 import polars as pl
 import pytest
-from cli_support import backtest_journal, invoke
+from cli_support import backtest_journal, invoke, shipped_config
 
 from botctl.adapters.file_data import bundled_data_path
 from botctl.records import Order
@@ -104,3 +104,20 @@ def test_a_journal_from_before_m005_is_upgraded_and_its_fills_say_their_price_is
         assert [f.as_traded_price for f in store.fills()] == [None]
     line = invoke("--db", str(db), "tail", "--kind", "fills").stdout.strip()
     assert line.endswith("a buy  10.0000 XLK @ 37.0500 (as journaled; as-traded price not recorded) commission 0.00")
+
+
+def test_replay_fills_record_what_traded_too(tmp_path):
+    """The replay drives the same simulated book through the scheduler: its fills carry the
+    traded price as well (2020-04-01 is the monthly rebalance)."""
+    folder = shipped_config(tmp_path)
+    db = tmp_path / "botctl.db"
+    result = invoke("--config-dir", str(folder), "--db", str(db), "run", "--replay", "2020-03-31:2020-04-01")
+    assert result.exit_code == 0, result.output
+    with Store.open(db, readonly=True, create=False) as store:
+        replay = store.latest_run()
+        fills = store.fills(run_id=replay.run_id)
+    assert replay.kind == "replay" and fills
+    bars = pl.read_parquet(bundled_data_path())
+    for fill in fills:
+        bar = bars.filter((pl.col("symbol") == fill.symbol) & (pl.col("date") == fill.ts_event.date())).row(0, named=True)
+        assert fill.as_traded_price / fill.price == pytest.approx(bar["close"] / bar["adj_close"], rel=1e-9)

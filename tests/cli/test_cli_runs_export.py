@@ -91,6 +91,7 @@ def test_export_writes_the_runs_trades_and_nav(journal, tmp_path, fmt):
     trades = read(trades_out)
     assert trades["fill_id"].to_list() == [f.fill_id for f in fills]
     assert trades["price"].to_list() == pytest.approx([f.price for f in fills])
+    assert trades["as_traded_price"].to_list() == pytest.approx([f.as_traded_price for f in fills])
     assert trades["notional"].to_list() == pytest.approx([f.qty * f.price for f in fills])
     assert set(trades["reason"].to_list()) <= {"rebalance", "flatten"}
     assert invoke("--db", str(db), "export", "--run", backtest.run_id, "--what", "nav",
