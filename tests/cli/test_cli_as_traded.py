@@ -121,3 +121,22 @@ def test_replay_fills_record_what_traded_too(tmp_path):
     for fill in fills:
         bar = bars.filter((pl.col("symbol") == fill.symbol) & (pl.col("date") == fill.ts_event.date())).row(0, named=True)
         assert fill.as_traded_price / fill.price == pytest.approx(bar["close"] / bar["adj_close"], rel=1e-9)
+
+
+def test_a_paper_cycle_on_the_simulated_broker_records_the_close_that_traded(tmp_path):
+    """`run --once` on a sim account fills at the last close: its as-traded price is that
+    session's close, not the adjusted one (the clock is 2020-04-01, 11:00 New York)."""
+    folder = shipped_config(tmp_path)
+    db = tmp_path / "botctl.db"
+    result = invoke("--config-dir", str(folder), "--db", str(db), "run", "--once", "--yes",
+                    env={"BOTCTL_CLOCK": "2020-04-01T15:00:00Z*1"})
+    assert result.exit_code == 0, result.output
+    with Store.open(db, readonly=True, create=False) as store:
+        fills = store.fills()
+    assert fills
+    bars = pl.read_parquet(bundled_data_path()).filter(pl.col("date") == date(2020, 3, 31))
+    for fill in fills:
+        bar = bars.filter(pl.col("symbol") == fill.symbol).row(0, named=True)
+        slip = 1 + SLIPPAGE if fill.side == "buy" else 1 - SLIPPAGE
+        assert fill.as_traded_price == pytest.approx(bar["close"] * slip, rel=1e-9)
+        assert fill.price == pytest.approx(bar["adj_close"] * slip, rel=1e-9)
