@@ -20,16 +20,16 @@ COUNTED = ("orders", "fills", "nav", "events")
 def run_counts(store, run_ids: list[str]) -> dict[str, dict[str, int]]:
     """{run_id: {table: rows}} for the journal tables a run writes to (each an indexed count)."""
     counts = {run_id: dict.fromkeys(COUNTED, 0) for run_id in run_ids}
-    if not run_ids:
-        return counts
-    marks = ", ".join("?" for _ in run_ids)
     try:
-        for table in COUNTED:
-            rows = store.conn.execute(
-                f"SELECT run_id, COUNT(*) FROM {table} WHERE run_id IN ({marks}) GROUP BY run_id", run_ids
-            ).fetchall()
-            for run_id, n in rows:
-                counts[run_id][table] = n
+        for start in range(0, len(run_ids), 500):  # well under SQLite's limit on bound parameters
+            chunk = run_ids[start: start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for table in COUNTED:
+                rows = store.conn.execute(
+                    f"SELECT run_id, COUNT(*) FROM {table} WHERE run_id IN ({marks}) GROUP BY run_id", chunk
+                ).fetchall()
+                for run_id, n in rows:
+                    counts[run_id][table] = n
     except sqlite3.Error as exc:
         raise StoreError(f"cannot count the runs' rows in {store.path}: {exc}") from None
     return counts
