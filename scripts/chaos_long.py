@@ -115,8 +115,8 @@ def run_faults(sessions: int, rate: float, seed: int, *, data: bool) -> dict:
                               outage=sessions // 2 if data else None, **kwargs)
         ws, fake, days, loop = run["ws"], run["fake"], run["days"], run["loop"]
         try:
-            tried = {line.split(" ", 1)[0] for line in loop["echo"]}
-            failed = {line.split(" ", 1)[0] for line in loop["echo"] if ": failed: " in line}
+            tried = {line.split(" ", 1)[0] for line in cs.cycle_lines(loop["echo"])}
+            failed = {line.split(" ", 1)[0] for line in cs.cycle_lines(loop["echo"]) if ": failed: " in line}
             ordered = {o["created_at"][:10] for o in fake.orders()}
             book = cs.ledger(ws, fake, "alp")
             breaches = cs.limit_breaches(ws, fake, "alp") + run["exposures"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from datetime import date
 from pathlib import Path
@@ -23,15 +24,22 @@ def parse_replay(value: str, data_end: date) -> tuple[date, date]:
     return start, end
 
 
+# --speed bounds, in simulated seconds per real second. 1 is real time (a weekend then takes a
+# weekend); below it a replay would crawl for days. Above 1e9 the pauses are nanoseconds:
+# use `max`, which does not pause at all.
+MIN_SPEED, MAX_SPEED = 1.0, 1e9
+
+
 def parse_speed(value: str) -> float | None:
-    if value == "max":
+    if value.strip().lower() == "max":
         return None
     try:
         speed = float(value)
     except ValueError:
-        raise UsageError(f"--speed expects a number of simulated seconds per second or 'max', got {value!r}") from None
-    if speed <= 0:
-        raise UsageError("--speed must be positive")
+        speed = math.nan
+    if not MIN_SPEED <= speed <= MAX_SPEED:  # also refuses nan and inf
+        raise UsageError(f"--speed expects simulated seconds per real second from {MIN_SPEED:g} (real time) to "
+                         f"{MAX_SPEED:g}, or 'max', got {value!r}")
     return speed
 
 
@@ -61,7 +69,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         replay: str = typer.Option(None, "--replay", metavar="START:END",
                                    help="Replay history on a simulated clock over the XNYS calendar (END may be empty: to the end of the data)."),
-        speed: str = typer.Option("max", "--speed", help="Simulated seconds per real second, or 'max'."),
+        speed: str = typer.Option("max", "--speed", help="Simulated seconds per real second, 1 (real time) to 1e9 (86400: a day a second), or 'max'."),
         account: list[str] = typer.Option(None, "--account", help="Only these accounts (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the closing summary as JSON."),
         once: bool = typer.Option(False, "--once", help="Reconcile, rebalance every account now if the market is open, mark NAV, exit (1 if an account could not trade)."),
@@ -94,18 +102,12 @@ def register(app: typer.Typer) -> None:
         bars = bars_from_frame(load_bars(g.data), plan.symbols)
         start, end = parse_replay(replay, bars.dates[-1])
         pace = parse_speed(speed)
-        from contextlib import nullcontext
-
-        from botctl.runtime.health import HealthServer, Telemetry
-
-        telemetry = Telemetry({a.id: {"broker": a.broker, "mode": a.mode, "models": [m.name for m in a.models]}
-                               for a in plan.accounts})
-        port = plan.health.port if health_port is None else health_port
-        server = HealthServer(telemetry, plan.health.host, port) if port else nullcontext()
+        # An offline replay needs no port unless asked for one (--health-port N): two replays,
+        # or anything else on health.port, must not make it fail.
+        telemetry, server = _health(plan, health_port or 0)
         with Store.open(g.db) as store, server:
-            if port:
-                err(f"health: {server.address}/health and /metrics")
-            summary = run_replay(plan, bars, store, start, end, speed=pace, progress=Progress(), telemetry=telemetry)
+            summary = run_replay(plan, bars, store, start, end, speed=pace, progress=Progress(), telemetry=telemetry,
+                                 health=server or None)
         if as_json:
             import json
 
@@ -122,23 +124,18 @@ def register(app: typer.Typer) -> None:
 def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Path, as_json: bool,
                  health_port: int | None) -> None:
     import json
-    from contextlib import nullcontext
 
-    from botctl.runtime.health import HealthServer, Telemetry
     from botctl.runtime.trading import check_live_opt_in, could_not_trade, run_trading
     from botctl.store import Store
 
     plan = load_plan(g, accounts=account or None)
     check_live_opt_in(plan, live)
-    telemetry = Telemetry({a.id: {"broker": a.broker, "mode": a.mode, "models": [m.name for m in a.models]}
-                           for a in plan.accounts})
-    port = plan.health.port if health_port is None else health_port
-    server = HealthServer(telemetry, plan.health.host, port) if port and not once else nullcontext()
+    telemetry, server = _health(plan, 0 if once else plan.health.port if health_port is None else health_port)
+    # One line per cycle and the next wake-up, on stdout unless stdout carries the JSON answer.
+    log = err if as_json else typer.echo
     with Store.open(g.db) as store, server:
-        if port and not once:
-            err(f"health: {server.address}/health and /metrics")
         outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,
-                              echo=err, telemetry=telemetry)
+                              echo=log, telemetry=telemetry, health=server or None)
     if as_json:
         typer.echo(json.dumps(outcome))
     else:
@@ -150,3 +147,32 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
         err(f"error: {len(failed)} of {len(outcome['accounts'])} account(s) could not trade: {', '.join(failed)} "
             "(see botctl status, or botctl tail --severity WARN)")
         raise typer.Exit(EXIT_RUNTIME)
+
+
+class _NoServer:
+    """What `_health` gives when no endpoint is served: a context that does nothing, and false."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def _health(plan, port: int):
+    """The run's Telemetry and its health server on `port` (0: none). Says where it listens,
+    and warns when that is beyond this machine."""
+    from botctl.runtime.health import HealthServer, Telemetry, exposure_warning, health_token
+
+    telemetry = Telemetry({a.id: {"broker": a.broker, "mode": a.mode, "models": [m.name for m in a.models]}
+                           for a in plan.accounts})
+    if not port:
+        return telemetry, _NoServer()
+    server = HealthServer(telemetry, plan.health.host, port, token=health_token(plan.health.token_env))
+    err(f"health: {server.address}/health and /metrics" + (" (bearer token required)" if plan.health.token_env else ""))
+    if server.exposed:
+        err("warning: " + exposure_warning(plan.health.host))
+    return telemetry, server

@@ -2,12 +2,18 @@
 
 One endpoint serves every account of the process, from a `Telemetry` object the runtime
 updates after each step. It listens on 127.0.0.1 by default and runs in a daemon thread, so
-it never holds up a trading cycle and dies with the process.
+it never holds up a trading cycle and dies with the process. It is bounded (WORKERS threads,
+a BACKLOG-deep queue, CLIENT_TIMEOUT for slow clients), counts clients that hang up instead of
+printing their tracebacks, and can require a bearer token (`health.token_env`).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -17,7 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from botctl.errors import BotctlError
+from botctl.errors import BotctlError, UsageError, failure_text
+from botctl.records import Event
 
 
 class Telemetry:
@@ -36,6 +43,8 @@ class Telemetry:
         self.halted = Gauge("botctl_halted", "1 while the account is halted", ["account"], registry=r)
         self.cycle = Histogram("botctl_cycle_duration_seconds", "Wall time of one account cycle", ["account"], registry=r)
         self.fetch = Histogram("botctl_data_fetch_seconds", "Wall time of one market data fetch", registry=r)
+        self.dropped = Counter("botctl_health_clients_dropped", "Health clients that went away or timed out "
+                               "before their answer", registry=r)
         self.mismatches = Gauge("botctl_position_mismatches", "Positions that differ between journal and broker",
                                 ["account"], registry=r)
         self.started = time.monotonic()
@@ -49,6 +58,9 @@ class Telemetry:
         self.errors.labels(subsystem, severity).inc()
         with self._lock:
             self._problems.append((time.monotonic(), severity))
+
+    def client_dropped(self) -> None:
+        self.dropped.inc()
 
     def account_state(self, account: str, **changes) -> None:
         with self._lock:
@@ -84,21 +96,90 @@ class Telemetry:
         }
 
 
-class HealthServer:
-    def __init__(self, telemetry: Telemetry, host: str, port: int) -> None:
-        handler = _handler(telemetry)
+# Bounds of the server: at most WORKERS requests are served at once and the kernel queues up
+# to BACKLOG more connections (Linux caps it at net.core.somaxconn); a client gets
+# CLIENT_TIMEOUT seconds to send its request, so slow or silent clients cannot hold a worker.
+WORKERS = 16
+BACKLOG = 512
+CLIENT_TIMEOUT = 2.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def health_token(token_env: str | None, environ=os.environ) -> str | None:
+    """The bearer token clients must send, from the environment variable `health.token_env`
+    names (never from a file); None when no token is configured."""
+    if not token_env:
+        return None
+    token = environ.get(token_env, "")
+    if not token.strip():
+        raise UsageError(f"health.token_env names ${token_env}, which is not set: export the health endpoint's "
+                         "token there, or remove health.token_env from accounts.yaml")
+    return token.strip()
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a cap on threads (the accept loop waits for a free worker, so
+    the listen backlog is the request queue) and quiet about clients that go away early."""
+
+    request_queue_size = BACKLOG
+    daemon_threads = True
+
+    def __init__(self, address, handler, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+        self._workers = threading.BoundedSemaphore(WORKERS)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        self._workers.acquire()
         try:
-            self.server = ThreadingHTTPServer((host, port), handler)
+            super().process_request(request, client_address)
+        except BaseException:
+            self._workers.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._workers.release()
+
+    def handle_error(self, request, client_address) -> None:
+        kind = sys.exc_info()[0]
+        if kind is not None and issubclass(kind, OSError):  # reset, broken pipe, timed out: the client's doing
+            self.telemetry.client_dropped()
+            return
+        # anything else is a bug in the handler: one line, not a traceback per request
+        sys.stderr.write(f"health: error answering {client_address[0]}: {failure_text(sys.exc_info()[1])}\n")
+
+
+class HealthServer:
+    def __init__(self, telemetry: Telemetry, host: str, port: int, *, token: str | None = None) -> None:
+        handler = _handler(telemetry, token)
+        try:
+            self.server = _BoundedServer((host, port), handler, telemetry)
         except OSError as exc:
             raise BotctlError(f"cannot serve the health endpoint on {host}:{port}: {exc.strerror} "
                               "(choose another with --health-port, or 0 to disable)") from None
-        self.server.daemon_threads = True
+        self.host = host
         self.thread = threading.Thread(target=self.server.serve_forever, name="botctl-health", daemon=True)
 
     @property
     def address(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def exposed(self) -> bool:
+        """Listening beyond this machine: /health and /metrics show NAV and cash."""
+        return not is_loopback(self.host)
 
     def __enter__(self) -> HealthServer:
         self.thread.start()
@@ -109,9 +190,42 @@ class HealthServer:
         self.server.server_close()
 
 
-def _handler(telemetry: Telemetry):
+def record_address(store, run_id: str, server: HealthServer, at: datetime) -> None:
+    """Journal where this run serves its health endpoint (a `health.serving` event), so the
+    dashboard finds a bot started with --health-port N; WARN when it is not loopback-only."""
+    url = server.address + "/health"
+    store.insert(Event(ts_event=at, subsystem="health", type="health.serving", run_id=run_id,
+                       message=f"health endpoint: {url} and /metrics", details={"url": url}))
+    if server.exposed:
+        store.insert(Event(ts_event=at, subsystem="health", type="health.exposed", severity="WARN", run_id=run_id,
+                           message=exposure_warning(server.host)))
+
+
+def exposure_warning(host: str) -> str:
+    return (f"health.host {host} is not a loopback address: /health and /metrics (NAV, cash, positions' "
+            "leverage) are reachable from the network; keep it on 127.0.0.1 or set health.token_env")
+
+
+def recorded_address(store, run_id: str) -> str | None:
+    """The /health URL a run recorded (None: it served none)."""
+    found = store.newest("events", 1, run_id=run_id, type="health.serving")
+    return found[0][1].details.get("url") if found else None
+
+
+def _handler(telemetry: Telemetry, token: str | None):
+    expected = f"Bearer {token}".encode() if token else None
+
     class Handler(BaseHTTPRequestHandler):
+        timeout = CLIENT_TIMEOUT  # a socket timeout for reading the request: slow clients are cut off
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if expected is not None and not hmac.compare_digest(
+                    self.headers.get("Authorization", "").strip().encode(), expected):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Bearer realm="botctl"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             path = self.path.split("?", 1)[0]
             if path == "/health":
                 body, kind = json.dumps(telemetry.health()).encode(), "application/json"
@@ -130,5 +244,3 @@ def _handler(telemetry: Telemetry):
             return
 
     return Handler
-
-

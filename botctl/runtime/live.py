@@ -104,6 +104,7 @@ class LiveAccount:
         self.ready = False
         self.problem: str | None = None
         self.failed_at: datetime | None = None  # when reconciliation last failed
+        self.blocked: list = []  # the risk guard's refusals in the last cycle decided (guard.Blocked)
         self.tradeable = frozenset({s for m in account.models for s in m.universe}
                                    | {s for m in account.models for st in m.steps for s, w in step_symbols(st) if w[0] != "benchmark"})
 
@@ -186,6 +187,7 @@ class LiveAccount:
         of the same cycle (a restart, a second --once) only finishes those orders, because
         deciding again on positions the first run already moved would trade the difference."""
         prefix = cycle_prefix(self.plan_id, self.account.id, when)
+        self.blocked = []
         journaled = self.store.orders_with_prefix(prefix + "-")
         if journaled:
             return self._finish(journaled, now)
@@ -211,6 +213,7 @@ class LiveAccount:
                                     universe=self.tradeable, data_as_of=bars.dates[row], today=today,
                                     buying_power=state.buying_power)
         accepted, blocked = guard.check_orders(result.orders, self.account.risk, portfolio, self.guard, now)
+        self.blocked = blocked
         for block in blocked:
             self.event("gate.blocked", f"{block.order.side} {block.order.qty:g} {block.order.symbol} blocked: {block.message}",
                        severity="WARN", symbol=block.order.symbol, now=now,

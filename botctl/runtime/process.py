@@ -1,10 +1,13 @@
 """Is the pid a run recorded really that run's process? Pids are reused after a crash, so a
 live pid alone proves nothing: the process must be a botctl command started no later than the
-run it claims (Linux /proc; elsewhere only liveness can be checked)."""
+run it claims (Linux /proc; elsewhere only liveness can be checked). And the other half of
+liveness, written by the running process: its heartbeat, on real time."""
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -56,3 +59,29 @@ def is_botctl_process(pid: int | None, run_started_at: datetime) -> bool:
     started = process_started_at(pid)
     # The process must have existed when the run was recorded (a little slack for clock ticks).
     return started is None or (started - run_started_at).total_seconds() <= 2.0
+
+
+# The signals that stop a run cleanly between steps (SIGHUP: the terminal went away, or a
+# supervisor asks; botctl has no configuration to reload).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class WallHeartbeat:
+    """Heartbeats on real time, whatever clock the run follows: a paced replay or a slow
+    cycle still shows as alive to `status`, the health check and `kill` (stale after 5 min)."""
+
+    SECONDS = 15.0
+
+    def __init__(self, beat, seconds: float = SECONDS) -> None:
+        self._beat = beat  # called with the current UTC time
+        self.seconds = seconds
+        self._last = time.monotonic()
+
+    def __call__(self, *_ignored) -> None:
+        """Beat if the last beat is `seconds` old or more (cheap to call often)."""
+        if time.monotonic() - self._last >= self.seconds:
+            self.now()
+
+    def now(self) -> None:
+        self._beat(datetime.now(timezone.utc))
+        self._last = time.monotonic()

@@ -21,7 +21,8 @@ from botctl.errors import DataError, failure_text
 from botctl.records import Event, Run
 from botctl.runtime.book import Book
 from botctl.runtime.control import ControlDesk
-from botctl.runtime.health import Telemetry
+from botctl.runtime.health import HealthServer, Telemetry, record_address
+from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
 from botctl.spec.plan import Plan
 from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
@@ -39,43 +40,48 @@ class ReplaySummary(msgspec.Struct):
 
 class SimClock:
     """Simulated market time. `sleep_until` advances it, pausing for real only when a speed
-    is set, so a replay can be made slow enough to watch (or to kill) from another process."""
+    is set, so a replay can be made slow enough to watch (or to kill) from another process.
+    A paced pause is cut in short slices, each of which looks at `stopped` (a signal), calls
+    `on_idle` (operator commands, the heartbeat): a stop is seen within POLL_SECONDS."""
 
     # A paced clock wakes at least this often (real seconds) to look for operator commands.
     POLL_SECONDS = 0.2
 
     def __init__(self, start: datetime, speed: float | None,
-                 on_idle: Callable[[datetime], None] | None = None) -> None:
+                 on_idle: Callable[[datetime], None] | None = None,
+                 stopped: Callable[[], bool] = lambda: False) -> None:
         self._now = start
         self.speed = speed
         self.on_idle = on_idle
+        self.stopped = stopped
 
     def now(self) -> datetime:
         return self._now
 
-    def sleep_until(self, when: datetime) -> None:
+    def sleep_until(self, when: datetime) -> bool:
+        """Move to `when`; False when a stop cut the real pause short (the clock still moves,
+        so a session being finished is finished at its own times, without waiting)."""
         if when <= self._now:
-            return
-        if self.speed:
-            remaining = (when - self._now).total_seconds() / self.speed
-            while remaining > 0:
-                step = min(remaining, self.POLL_SECONDS)
-                time.sleep(step)
-                remaining -= step
+            return not self.stopped()
+        if self.speed and not self.stopped():
+            deadline = time.monotonic() + (when - self._now).total_seconds() / self.speed
+            while not self.stopped() and (remaining := deadline - time.monotonic()) > 0:
+                time.sleep(min(remaining, self.POLL_SECONDS))
                 if self.on_idle is not None:
                     self.on_idle(self._now)
         self._now = when
+        return not self.stopped()
 
 
-class _StopFlag:
-    """SIGTERM/SIGINT set a flag; the loop stops between steps, never mid-cycle."""
+class StopFlag:
+    """SIGTERM/SIGINT/SIGHUP set a flag; the loop stops between steps, never mid-cycle."""
 
     def __init__(self) -> None:
         self.stop = False
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+    def __enter__(self) -> StopFlag:
+        for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -125,7 +131,7 @@ def _observe(telemetry: Telemetry, book: Book, orders, fills, events) -> None:
 
 def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: float | None,
                progress: Callable[[int, int, date, dict[str, float]], None] | None = None,
-               telemetry: Telemetry | None = None) -> ReplaySummary:
+               telemetry: Telemetry | None = None, health: HealthServer | None = None) -> ReplaySummary:
     from botctl.adapters.calendar import sessions as xnys_sessions
 
     sessions = [s for s in xnys_sessions(start, end) if s.day <= bars.dates[-1]]
@@ -137,6 +143,8 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
     run = Run(run_id=run_id, kind="replay", plan_id=plan.plan_id, started_at=started, pid=os.getpid(),
               heartbeat_at=started, period_start=sessions[0].day.isoformat(), period_end=sessions[-1].day.isoformat())
     store.upsert_run(run)
+    if health is not None:
+        record_address(store, run_id, health, sessions[0].open - timedelta(minutes=1))
     signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps))
     books = [Book(a, bars, run_id=run_id, namespace=run_id, signals=signals) for a in plan.accounts]
     journal = _Journal(store, telemetry)
@@ -144,19 +152,29 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
     for book in books:
         book.before_submit = store.upsert_order
         book.on_halt = controls.persist_halt
-    clock = SimClock(sessions[0].open - timedelta(minutes=1), speed, on_idle=controls.poll)
+    flag = StopFlag()
+    heartbeat = WallHeartbeat(lambda at: store.heartbeat(run_id, at))
+
+    def idle(now: datetime) -> None:
+        controls.poll(now)
+        heartbeat()
+
+    clock = SimClock(sessions[0].open - timedelta(minutes=1), speed, on_idle=idle, stopped=lambda: flag.stop)
     status = "finished"
     done = 0
     try:
-        with _StopFlag() as flag:
+        with flag:
             store.insert(Event(ts_event=clock.now(), subsystem="runtime", type="run.started", run_id=run_id,
                                message=f"replay {sessions[0].day}..{sessions[-1].day} at speed {speed or 'max'}"))
             controls.poll(clock.now())  # a bot started while halted reconciles but does not trade
             for index, session in enumerate(sessions):
-                if flag.stop:
+                row = rows.get(session.day)
+                first = min(m.schedule.after_open_minutes for b in books for m in b.account.models)
+                # A stop seen before the session's first step ends the replay there; once a
+                # session has begun it is finished (unpaced), so every session is whole.
+                if flag.stop or not clock.sleep_until(session.open + timedelta(minutes=first)):
                     status = "stopped"
                     break
-                row = rows.get(session.day)
                 for book in books:
                     minutes = min(m.schedule.after_open_minutes for m in book.account.models)
                     clock.sleep_until(session.open + timedelta(minutes=minutes))
@@ -186,7 +204,7 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
                             store.insert_many(book.positions(session.close))
                             store.put_guard_state(run_id, book.account.id, msgspec.json.encode(book.guard), session.close)
                         journal.flush(book)
-                    store.heartbeat(run_id, datetime.now(timezone.utc))
+                heartbeat()
                 if telemetry is not None:
                     telemetry.cycled(session.close)
                 done += 1

@@ -16,9 +16,9 @@ import msgspec
 from botctl.errors import BadMarketData, BrokerError, DataError, UsageError, failure_text
 from botctl.records import Control, Event, Run
 from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, cycle_time, load_market_data, make_broker
+from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
 from botctl.spec.plan import Plan
 
-HEARTBEAT_SECONDS = 30.0
 OWED_SCOPE = "owed"  # guard_state rows holding rebalances owed to the next session
 RETRY = timedelta(minutes=15)  # first wait before a failed cycle (data or broker trouble) is tried again
 
@@ -52,6 +52,11 @@ class LiveClock:
 
     def real_seconds(self, market_seconds: float) -> float:
         return market_seconds / self.speed
+
+
+def _when(at: datetime) -> str:
+    """A time for the run's log: exchange time, with its date and zone."""
+    return f"{at.astimezone(NEW_YORK):%Y-%m-%d %H:%M %Z}"
 
 
 def check_live_opt_in(plan: Plan, live_flag: bool) -> None:
@@ -91,6 +96,8 @@ class Trader:
                 names = {m.name for m in account.models}
                 self.owed[account.id] = [m for m in models if m in names]  # models since removed are not owed
         self._clock_seen: datetime | None = None
+        # on real time, whatever BOTCTL_CLOCK says: an accelerated drill must not look dead
+        self.beat_if_due = WallHeartbeat(lambda at: store.heartbeat(self.run.run_id, at))
         self.telemetry = None  # a runtime.health.Telemetry when the health endpoint is served
 
     def event(self, type_: str, message: str, *, account: str | None = None, severity: str = "INFO",
@@ -119,6 +126,7 @@ class Trader:
     def trade(self, account_id: str, *, due: list[str] | None = None, check_open: bool = True) -> str:
         """One cycle for one account; returns what happened, in a few words."""
         outcome = self._trade(account_id, due=due, check_open=check_open)
+        self.beat_if_due()
         if self.telemetry is not None:
             live = self.accounts.get(account_id)
             self.telemetry.cycled(self.clock.now())
@@ -165,13 +173,16 @@ class Trader:
             self.cycled.add(account_id)
             row = bars.index_of(today - timedelta(days=1))
             closes = {s: float(bars.close[row, bars.symbols.index(s)]) for s in account.symbols}
-            live.mark(self.clock.now(), closes)
-            if not sent:
-                return "0 orders sent"
+            nav = live.mark(self.clock.now(), closes).nav
+            blocked = live.blocked
+            if not sent and blocked:  # it meant to trade and could not: stale data, a limit
+                return (f"not trading: all {len(blocked)} order(s) blocked by the risk guard ({blocked[0].message}); "
+                        f"NAV ${nav:,.2f}")
             counts: dict[str, int] = {}
             for order in sent:
                 counts[order.status] = counts.get(order.status, 0) + 1
-            return f"{len(sent)} order(s) sent: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            return (f"{len(sent)} order(s) sent" + "".join(f", {n} {status}" for status, n in sorted(counts.items()))
+                    + f", {len(blocked)} blocked; NAV ${nav:,.2f}")
         except FirstCycleTooLarge as exc:
             reason = f"{exc}; check the plan and the account, then `botctl resume` and run with --yes"
             self.store.set_control(Control(account=account_id, halted=True, reason=reason, since=now, who="first-cycle check"))
@@ -223,7 +234,7 @@ class Trader:
         self.store.set_control(msgspec.structs.replace(control, acked_at=datetime.now(timezone.utc)))
 
     def heartbeat(self) -> None:
-        self.store.heartbeat(self.run.run_id, datetime.now(timezone.utc))
+        self.beat_if_due.now()
 
     def finish(self, status: str, why: str | None = None) -> None:
         self.store.end_run(self.run, status, why or f"{len(self.accounts)} account(s)", datetime.now(timezone.utc))
@@ -235,7 +246,7 @@ class Trader:
         NAV after the close; heartbeat; act on halts within a second; stop cleanly on signal."""
         from botctl.adapters.calendar import sessions
 
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             while not self.stop:
                 now = self.clock.now()
@@ -249,17 +260,24 @@ class Trader:
                 days = [s.day for s in calendar]
                 if not self._trade_session(session, days, now):
                     return "stopped"
-                if not self.sleep_until(session.close + timedelta(minutes=5)):
+                mark_at = session.close + timedelta(minutes=5)
+                self.echo(f"next wake-up {_when(mark_at)}: NAV marks after the close")
+                if not self.sleep_until(mark_at):
                     return "stopped"
+                marks = []
                 for account_id, live in self.accounts.items():
                     if live.ready:
                         try:
                             # Orders answered 'accepted' fill later: look them up before marking.
                             for order in self.store.open_orders(account_id):
                                 live._resolve(order, self.clock.now())
-                            live.mark(self.clock.now())
+                            marks.append(f"{account_id} NAV ${live.mark(self.clock.now()).nav:,.2f}")
                         except BrokerError as exc:
                             self.event("mark.failed", str(exc), account=account_id, severity="ERROR")
+                            marks.append(f"{account_id} mark failed")
+                    else:
+                        marks.append(f"{account_id} not trading ({live.problem})")
+                self.echo(f"{session.day} after the close ({_when(self.clock.now())}): " + ("; ".join(marks) or "no account trades"))
                 self.heartbeat()
             return "stopped"
         finally:
@@ -284,6 +302,7 @@ class Trader:
             # Accounts whose broker answers go first: one that hangs delays only those after it.
             account_id = min(queue, key=lambda a: (queue[a][0], not self.accounts[a].ready))
             when, due, attempt = queue.pop(account_id)
+            self.echo(f"next wake-up {_when(when)}: {account_id} rebalances {', '.join(due)}")
             if not self.sleep_until(when):
                 return False
             outcome = self.trade(account_id, due=due)
@@ -321,7 +340,6 @@ class Trader:
 
     def sleep_until(self, when: datetime) -> bool:
         """Sleep in short real-time slices, heartbeating and acting on halts; False if stopped."""
-        last_beat = 0.0
         while not self.stop:
             before = self.clock.now()
             self._watch_clock(before)
@@ -339,19 +357,21 @@ class Trader:
                 control = self.halted(account_id)
                 if control is not None and live.ready:
                     self._act_on_halt(live, control)
-            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
-                self.heartbeat()
-                last_beat = time.monotonic()
+            self.beat_if_due()
         return False
 
 
 def run_trading(plan: Plan, store, *, once: bool, data_path: Path | None, cache_dir: Path, confirm_first_cycle: bool,
-                echo: Callable[[str], None], telemetry=None) -> dict:
+                echo: Callable[[str], None], telemetry=None, health=None) -> dict:
     clock = LiveClock(os.environ.get("BOTCTL_CLOCK"))
     kind = "live" if any(a.mode == "live" for a in plan.accounts) else "paper"
     trader = Trader(plan, store, data_path=data_path, cache_dir=cache_dir, clock=clock, kind=kind,
                     confirm_first_cycle=confirm_first_cycle, echo=echo)
     trader.telemetry = telemetry
+    if health is not None:
+        from botctl.runtime.health import record_address
+
+        record_address(store, trader.run.run_id, health, clock.now())
     status = "finished"
     try:
         trader.start()

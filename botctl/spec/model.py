@@ -98,6 +98,8 @@ class AccountSpec(Spec):
 class HealthSpec(Spec):
     host: str = "127.0.0.1"
     port: int = 8787
+    # Name of an environment variable holding a bearer token the endpoint then requires.
+    token_env: str | None = None
 
 
 class AccountsFile(Spec):

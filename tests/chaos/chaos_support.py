@@ -110,6 +110,14 @@ def ny(day: date, hh: int, mm: int = 0, ss: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hh, mm, ss, tzinfo=NY).astimezone(UTC)
 
 
+def cycle_lines(echoed: list[str]) -> list[str]:
+    """The loop's one line per account cycle ("SESSION ACCOUNT: outcome"), without its
+    wake-up and after-the-close lines."""
+    import re
+
+    return [line for line in echoed if re.match(r"\d{4}-\d{2}-\d{2} [^ ]+: ", line)]
+
+
 def clock_spec(at: datetime, speed: float = 1.0) -> str:
     return f"{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}*{speed:g}"
 

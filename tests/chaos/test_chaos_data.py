@@ -82,7 +82,8 @@ def test_stale_bars_block_every_order_with_a_warn_and_fresh_bars_trade(tmp_path)
     desk = Desk(tmp_path)
     try:
         desk.fake.inject("stale_data", count=None, days=10)
-        assert desk.once(DAYS[0].day) == "0 orders sent"
+        outcome = desk.once(DAYS[0].day)  # could not trade: run --once exits 1 on this
+        assert outcome.startswith("not trading: all ") and "blocked by the risk guard" in outcome, outcome
         assert desk.fake.orders() == []
         blocked = [e for e in desk.problems() if e[0] == "gate.blocked"]
         assert blocked and all(e[1] == "WARN" and "days old" in e[2] for e in blocked), desk.problems()
