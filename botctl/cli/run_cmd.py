@@ -98,10 +98,10 @@ def register(app: typer.Typer) -> None:
             return
         if once or live:
             raise UsageError("--once and --live are for trading, not for --replay")
+        pace = parse_speed(speed)
         plan = load_plan(g, accounts=account or None)
         bars = bars_from_frame(load_bars(g.data), plan.symbols)
         start, end = parse_replay(replay, bars.dates[-1])
-        pace = parse_speed(speed)
         # An offline replay needs no port unless asked for one (--health-port N): two replays,
         # or anything else on health.port, must not make it fail.
         telemetry, server = _health(plan, health_port or 0)

@@ -240,6 +240,11 @@ def _handler(telemetry: Telemetry, token: str | None):
             self.end_headers()
             self.wfile.write(body)
 
+        def log_error(self, format, *args) -> None:
+            # http.server's own word for a client that sent no request within the timeout
+            if format.startswith("Request timed out"):
+                telemetry.client_dropped()
+
         def log_message(self, format, *args) -> None:  # requests are not worth a log line
             return
 

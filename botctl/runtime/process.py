@@ -70,11 +70,12 @@ class WallHeartbeat:
     """Heartbeats on real time, whatever clock the run follows: a paced replay or a slow
     cycle still shows as alive to `status`, the health check and `kill` (stale after 5 min)."""
 
+    # BOTCTL_HEARTBEAT_SECONDS shortens it for drills and tests, as BOTCTL_CLOCK speeds the clock.
     SECONDS = 15.0
 
-    def __init__(self, beat, seconds: float = SECONDS) -> None:
+    def __init__(self, beat, seconds: float | None = None) -> None:
         self._beat = beat  # called with the current UTC time
-        self.seconds = seconds
+        self.seconds = seconds if seconds is not None else _heartbeat_seconds()
         self._last = time.monotonic()
 
     def __call__(self, *_ignored) -> None:
@@ -85,3 +86,11 @@ class WallHeartbeat:
     def now(self) -> None:
         self._beat(datetime.now(timezone.utc))
         self._last = time.monotonic()
+
+
+def _heartbeat_seconds() -> float:
+    try:
+        seconds = float(os.environ.get("BOTCTL_HEARTBEAT_SECONDS", WallHeartbeat.SECONDS))
+    except ValueError:
+        return WallHeartbeat.SECONDS
+    return min(max(seconds, 0.1), WallHeartbeat.SECONDS) if seconds == seconds else WallHeartbeat.SECONDS

@@ -658,8 +658,9 @@ def faulted_loop(root: Path, seed: int, *, sessions: int, rate: float, paths: tu
 
 def spawn_replay(db: Path, config: Path = REPO, span: str = "2015-01-01:2024-12-31", *extra: str,
                  **kwargs) -> subprocess.Popen:
+    kwargs.setdefault("env", clean_env())
     return subprocess.Popen(botctl_argv("--config-dir", str(config), "--db", str(db), "run", "--replay", span, *extra),
-                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def wait_for_rows(db: Path, proc: subprocess.Popen, table: str, at_least: int, limit: float = 60) -> None:
