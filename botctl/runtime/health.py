@@ -99,7 +99,7 @@ class Telemetry:
 # Bounds of the server: at most WORKERS requests are served at once and the kernel queues up
 # to BACKLOG more connections (Linux caps it at net.core.somaxconn); a client gets
 # CLIENT_TIMEOUT seconds to send its request, so slow or silent clients cannot hold a worker.
-WORKERS = 16
+WORKERS = 64
 BACKLOG = 512
 CLIENT_TIMEOUT = 2.0
 
