@@ -9,8 +9,8 @@ python="${PYTHON:-python3}"
 if [ ! -x .build-venv/bin/python ]; then
   "$python" -m venv .build-venv
 fi
-.build-venv/bin/python -m pip install --quiet --upgrade pip
-.build-venv/bin/python -m pip install --quiet . "pyinstaller>=6.0"
+.build-venv/bin/python -m pip install --quiet --upgrade pip -c constraints.txt
+.build-venv/bin/python -m pip install --quiet . "pyinstaller>=6.0" -c constraints.txt  # the same pins as install.sh
 
 # Data files and lazily imported modules PyInstaller's import scan cannot see:
 # - botctl's bundled parquet, exchange_calendars' holiday tables, tzdata for zoneinfo;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import shlex
 import shutil
 import subprocess
@@ -57,9 +58,32 @@ def test_user_units_install_into_the_default_target(tmp_path):
     assert unit(tmp_path)["Install"]["WantedBy"] == "multi-user.target"
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def test_the_dockerfile_runs_the_same_command():
-    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["botctl"]' in dockerfile and 'CMD ["run"]' in dockerfile
+
+
+def test_the_image_is_pinned_by_digest_and_installs_through_the_lock_file():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    base = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert len(base) == 1 and re.fullmatch(r"FROM python:3\.11\.\d+-slim\S*@sha256:[0-9a-f]{64}", base[0]), base
+    assert "RUN ./install.sh" in dockerfile
+    install = (ROOT / "install.sh").read_text()
+    assert install.count("-c constraints.txt") == 2  # pip itself, then botctl and its dependencies
+    pins = [ln for ln in (ROOT / "constraints.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[^\s=]+", ln) for ln in pins), pins
+    names = {ln.split("==")[0].lower().replace("_", "-") for ln in pins}
+    assert {"alpaca-py", "polars", "textual", "prometheus-client", "pytest"} <= names
+    assert "botctl" not in names
+
+
+def test_the_image_leaves_out_keys_journals_and_caches():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for pattern in ("botctl.env", "*.env", "*.db", "*.db-wal", "data-cache", ".venv", ".git"):
+        assert pattern in ignored, pattern
 
 
 def test_a_config_folder_with_spaces_quotes_and_percent_signs_stays_one_argument_each(tmp_path):
