@@ -169,7 +169,9 @@ class HealthServer:
             raise BotctlError(f"cannot serve the health endpoint on {host}:{port}: {exc.strerror} "
                               "(choose another with --health-port, or 0 to disable)") from None
         self.host = host
-        self.thread = threading.Thread(target=self.server.serve_forever, name="botctl-health", daemon=True)
+        # a short poll: shutdown() waits for serve_forever to notice, and a stopping bot should not
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                       name="botctl-health", daemon=True)
 
     @property
     def address(self) -> str:
