@@ -38,6 +38,12 @@ class Config(msgspec.Struct, frozen=True):
 
 def _refuse_plaintext_keys(decoder: Decoder, value: Any) -> None:
     """Drop plaintext credential keys from each account (reporting them) before decoding."""
+    health = value.get("health") if isinstance(value, dict) else None
+    ref = health.get("token_env") if isinstance(health, dict) else None
+    if isinstance(ref, str) and (LOOKS_LIKE_KEY.match(ref) or not ENV_NAME.match(ref)):
+        decoder.fail(("health", "token_env"), "must name an environment variable (like BOTCTL_HEALTH_TOKEN), "
+                     "not hold the token itself")
+        del health["token_env"]
     accounts = value.get("accounts") if isinstance(value, dict) else None
     if not isinstance(accounts, dict):
         return

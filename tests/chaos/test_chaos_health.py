@@ -133,3 +133,15 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_a_token_written_into_token_env_is_refused_without_being_echoed(tmp_path):
+    from typer.testing import CliRunner
+
+    from botctl.cli.app import app
+
+    token = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo"
+    config = _config_with_health(tmp_path, f"{{host: 127.0.0.1, port: 8787, token_env: {token}}}")
+    result = CliRunner().invoke(app, ["--config-dir", str(config), "validate"])
+    assert result.exit_code == 4 and "health.token_env: must name an environment variable" in result.output
+    assert token not in result.output
