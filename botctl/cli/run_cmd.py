@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
                                        help="Where bars fetched from Alpaca are cached as parquet."),
         health_port: int = typer.Option(None, "--health-port", min=0, max=65535, envvar="BOTCTL_HEALTH_PORT",
                                         help="Serve /health and /metrics on this port (0: off).",
-                                        show_default="health.port in accounts.yaml"),
+                                        show_default="health.port in accounts.yaml; off for --replay and --once"),
     ) -> None:
         """Run the plan: every account in one process, journaling everything to the database.
 
