@@ -663,6 +663,17 @@ def spawn_replay(db: Path, config: Path = REPO, span: str = "2015-01-01:2024-12-
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+@contextlib.contextmanager
+def killed_on_failure(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """The body signals and waits for `proc`; whatever happens, it is not left running."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def wait_for_rows(db: Path, proc: subprocess.Popen, table: str, at_least: int, limit: float = 60) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -696,17 +707,13 @@ def replay_kill(db: Path, sig: int, rng: random.Random) -> ReplayKill:
     """`run --replay` over ten years, signalled at a random moment after its first order is
     committed; then the journal is checked against what was committed before the signal."""
     proc = spawn_replay(db)
-    try:
+    with killed_on_failure(proc):
         wait_for_rows(db, proc, "orders", 1)
         delay = rng.uniform(0.05, 0.8)
         time.sleep(delay)
         before = snapshot_ids(db)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     after = snapshot_ids(db)
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         row = conn.execute("SELECT status FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from botctl.cli.app import app
-from chaos_support import REPO, botctl_argv, clean_env, no_traceback, spawn_replay
+from chaos_support import REPO, botctl_argv, clean_env, killed_on_failure, no_traceback, spawn_replay
 
 
 def _query(db: Path, sql: str) -> list[tuple]:
@@ -49,17 +49,13 @@ def test_a_real_time_replay_stops_cleanly_on_a_signal_while_it_waits(tmp_path, s
     db = tmp_path / "journal.db"
     proc = spawn_replay(db, REPO, "2020-01-02:2020-12-31", "--speed", "1",
                         env=clean_env(BOTCTL_HEARTBEAT_SECONDS="0.3"))
-    try:
+    with killed_on_failure(proc):
         started = _wait_for(db, proc, "SELECT heartbeat_at FROM runs WHERE status = 'running'")[0][0]
         # the heartbeat moves on real time although the simulated clock has not reached a session
         _wait_for(db, proc, f"SELECT 1 FROM runs WHERE heartbeat_at > '{started}'")
         assert _query(db, "SELECT COUNT(*) FROM nav") == [(0,)]
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert no_traceback(out + err), err
     assert "replay stopped: 0 sessions" in out, out
@@ -73,14 +69,10 @@ def test_a_paced_replay_stopped_mid_session_finishes_that_session_whole(tmp_path
     and the replay stops; no session is left half-recorded."""
     db = tmp_path / "journal.db"
     proc = spawn_replay(db, REPO, "2020-01-02:2020-12-31", "--speed", "300")  # orders ~6 s in, the close ~70 s later
-    try:
+    with killed_on_failure(proc):
         _wait_for(db, proc, "SELECT 1 FROM orders")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert "replay stopped: 1 sessions" in out, out
     marks = _query(db, "SELECT account, COUNT(*) FROM nav GROUP BY account")
@@ -97,7 +89,7 @@ def test_the_scheduled_loop_logs_each_cycle_and_stops_on_sighup(tmp_path):
     proc = subprocess.Popen(botctl_argv("--config-dir", str(REPO), "--db", str(db), "run", "--yes"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
-    try:
+    with killed_on_failure(proc):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and sum(": " in ln and " NAV $" in ln for ln in lines) < 2:
             line = proc.stdout.readline()
@@ -106,10 +98,6 @@ def test_the_scheduled_loop_logs_each_cycle_and_stops_on_sighup(tmp_path):
             lines.append(line.rstrip("\n"))
         proc.send_signal(signal.SIGHUP)
         out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     lines += out.splitlines()
     assert proc.returncode == 0, err
     assert no_traceback(err), err
