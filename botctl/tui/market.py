@@ -66,6 +66,8 @@ class Market:
         self._frame_key: object = None
         self._signals: dict[tuple, object] = {}
         self._sessions: dict[date, list] = {}
+        self._bars_end_key: object = None
+        self._bars_end: date | None = None
         self.problem: str | None = None
 
     # --- calendar ------------------------------------------------------------------------
@@ -124,6 +126,15 @@ class Market:
             except Exception as exc:  # DataError and unreadable files alike: show, do not crash
                 self._frame, self.problem = None, f"market data: {str(exc).splitlines()[0]}"
         return self._frame
+
+    def bars_end(self) -> date | None:
+        """The newest bar's date in the data (None when it cannot be read)."""
+        frame = self.frame()
+        if frame is None or frame.is_empty():
+            return None
+        if self._bars_end_key != self._frame_key:
+            self._bars_end_key, self._bars_end = self._frame_key, frame["date"].max()
+        return self._bars_end
 
     def signals(self, symbols: tuple[str, ...], steps: tuple, lookbacks: tuple[int, ...]):
         """Signals over `symbols` for `steps`, plus momentum for every `lookback` (cached)."""

@@ -45,8 +45,11 @@ def test_panels_show_the_journals_latest_positions_and_figures(db, make_app):
         header = text_of(app.query_one(w.HeaderBar))
         assert "NOT RUNNING" in header and "rotation-sim" in header and "paper/sim" in header
         assert money(nav) in header
-        assert "market closed, opens in 17h 25m" in header  # 2021-03-31 20:05Z -> 04-01 13:30Z
-        assert "heartbeat 2021-03-31 20:00Z" in header
+        # A finished replay: its own clock (the last mark), not the wall clock; every time has its year.
+        assert "marked 2021-03-31 20:00Z (5m old)" in header
+        assert "bars to 2025-12-24" in header  # the data's own end, whatever the clock
+        assert "replay clock 2021-03-31 20:00Z (finished 2021-03-31 20:00Z)" in header
+        assert "gates SectorRotationModel_v1 active · SectorRotationBull_v1 active · SectorRotationBear_v1 gated" in header
         table = text_of(app.query_one(w.PositionsPanel))
         for symbol, qty, price, value in positions:
             row = next(line for line in table.splitlines() if line.split() and line.split()[0] == symbol)
@@ -63,13 +66,13 @@ def test_panels_show_the_journals_latest_positions_and_figures(db, make_app):
         models = text_of(app.query_one(w.ModelsPanel))
         for name in ("SectorRotationModel_v1", "SectorRotationBull_v1", "SectorRotationBear_v1"):
             assert name in models
-        assert "gated" in models and "04-01 14:00" in models  # next month's first session, 30 min in
+        assert "gated" in models and "2021-04-01 14:00Z" in models  # next month's first session, 30 min in
         rankings = text_of(app.query_one(w.RankingsPanel))
         for symbol, *_ in positions:
             assert f"* {symbol}" in rankings  # held symbols are marked
         activity = text_of(app.query_one(w.ActivityPanel))
         (last_fill,) = query(db, "SELECT symbol FROM fills WHERE account = 'rotation-sim' ORDER BY id DESC LIMIT 1")[0]
-        assert last_fill in activity and "03-01 15:00" in activity
+        assert last_fill in activity and "2021-03-01" in activity and "15:00" in activity
         assert "no open orders" in text_of(app.query_one(w.OrdersPanel))
         assert "no warnings or errors" in text_of(app.query_one(w.ErrorsPanel))
         assert len(app.snapshot.nav) == len(app.snapshot.bench) == 61
@@ -340,7 +343,7 @@ def test_the_key_figures_are_on_the_first_screen(db, make_app, size):
 
     async def steps(pilot):
         header = app.query_one(w.HeaderBar)
-        assert header.region.y == 0 and header.region.height == 2
+        assert header.region.y == 0 and 3 <= header.region.height <= 5
         for panel_id in ("positions", "performance", "risk"):  # fully visible without scrolling
             region = app.query_one(f"#{panel_id}").region
             assert region.height >= 5 and region.bottom <= height - 1 and region.right <= width
