@@ -93,6 +93,10 @@ class Market:
                 return MarketClock(False, s.open)
         return None
 
+    def close_of(self, day: date) -> datetime:
+        """The session's close on `day` from the calendar (16:00 New York when it has none)."""
+        return next((s.close for s in self.sessions_around(day) if s.day == day), None) or _close(day)
+
     def next_rebalance(self, schedule, now: datetime) -> datetime | None:
         from botctl.strategy.schedule import rebalance_sessions
 
@@ -171,15 +175,20 @@ class Market:
         return out
 
 
-def last_closed_row(bars, now: datetime) -> int:
-    """Row of the last bar closed at `now` (a bar's timestamp is its 16:00 close)."""
-    from botctl.runtime.session_times import close_at
-
+def last_closed_row(bars, now: datetime, market: Market | None = None) -> int:
+    """Row of the last bar closed at `now` (a bar's timestamp is its session's close: 16:00,
+    or the early close the calendar gives, e.g. 13:00 on December 24)."""
     today = ny_date(now)
     row = bars.index_of(today)
-    if row >= 0 and bars.dates[row] == today and now < close_at(today):
+    if row >= 0 and bars.dates[row] == today and now < (market.close_of(today) if market else _close(today)):
         row -= 1
     return row
+
+
+def _close(day: date) -> datetime:
+    from botctl.runtime.session_times import close_at
+
+    return close_at(day)
 
 
 def model_states(market: Market, account, now: datetime) -> list[ModelState]:
@@ -193,7 +202,7 @@ def model_states(market: Market, account, now: datetime) -> list[ModelState]:
     for m in account.models:
         state, reason = "unknown", market.problem or "no bars"
         if sig is not None:
-            row = last_closed_row(sig.bars, now)
+            row = last_closed_row(sig.bars, now, market)
             if row >= 0 and all(s in sig.columns for s in m.symbols):
                 try:
                     decision = decide(m.steps, m.universe, sig, row)
@@ -220,7 +229,7 @@ def rankings(market: Market, account, now: datetime) -> list[Ranking]:
     sig = market.signals(universe, (), lookbacks)
     if sig is None:
         return []
-    row = last_closed_row(sig.bars, now)
+    row = last_closed_row(sig.bars, now, market)
     out = []
     for n in lookbacks:
         values = []

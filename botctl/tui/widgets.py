@@ -72,7 +72,9 @@ def age(then: datetime | date | None, now: datetime) -> tuple[str, str]:
     days = seconds / 86400
     if seconds < 0:  # newer than the clock (a frozen or skewed one): no age to tell
         return "", ""
-    if days >= 2:
+    if not isinstance(then, datetime) and days < 2:
+        text = "today" if days < 1 else "1 day old"
+    elif days >= 2:
         text = f"{days:.0f} days old"
     elif seconds >= 3600:
         text = f"{seconds / 3600:.0f}h old"
@@ -339,17 +341,22 @@ class ModelsPanel(Panel):
     def render_snapshot(self, snap: Snapshot):
         if not snap.models:
             return _note(_no_config(snap) or snap.market_note or "loading...")
-        table = _table("Model", "Budget", "State", "Next rebalance", "Universe", right=(1,), flex=4)
-        for m in snap.models:
-            universe = f"{len(m.universe)}: {' '.join(m.universe)}"
-            table.add_row(m.name, pct(m.budget, signed=False, digits=0), Text(m.state, GATE_STYLE.get(m.state, "red")),
-                          stamp(m.next_rebalance), universe)
-        gated = [m for m in snap.models if m.state != "active" and m.reason]
-        if not gated:
-            return table
         from rich.console import Group
 
-        return Group(table, *[Text(f"{m.name}: {m.reason}", "dim") for m in gated])
+        # Models often share a universe: each distinct one is listed once under the table (it
+        # wraps there), so the rows stay one line each at any width.
+        universes: dict[tuple[str, ...], list[str]] = {}
+        for m in snap.models:
+            universes.setdefault(m.universe, []).append(m.name)
+        labels = {u: chr(ord("A") + i) for i, u in enumerate(universes)} if len(universes) > 1 else {}
+        table = _table("Model", "Budget", "State", "Next rebalance", "Universe", right=(1, 4))
+        for m in snap.models:
+            table.add_row(m.name, pct(m.budget, signed=False, digits=0), Text(m.state, GATE_STYLE.get(m.state, "red")),
+                          stamp(m.next_rebalance), f"{labels.get(m.universe, '')} {len(m.universe)}".strip())
+        lines = [Text.assemble((f"universe {labels[u]}: " if labels else "universe: ", "bold"), " ".join(u))
+                 for u in universes]
+        gated = [Text(f"{m.name}: {m.reason}", "dim") for m in snap.models if m.state != "active" and m.reason]
+        return Group(table, *lines, *gated)
 
 
 class OrdersPanel(Panel):
@@ -359,12 +366,13 @@ class OrdersPanel(Panel):
         orders = snap.view.open_orders if snap.view is not None else []
         if not orders:
             return _note("no open orders")
-        table = _table("Side", "Symbol", "Qty", "Status", "Filled", right=(2,), flex=4)
+        # The order wraps (at its spaces) when the panel is narrow; the status and the filled
+        # share are never cut.
+        table = _table("Order", "Filled", "Status", right=(1,), flex=0)
         for o in orders[-20:]:
             done = o.filled_qty / o.qty if o.qty else 0.0
-            bar = "#" * round(done * 5) + "." * (5 - round(done * 5))
-            table.add_row(Text(o.side, "green" if o.side == "buy" else "red"), o.symbol, qty(o.qty), o.status,
-                          f"{bar} {done:.0%}")
+            table.add_row(Text.assemble((o.side, "green" if o.side == "buy" else "red"), f" {qty(o.qty)} ", (o.symbol, "bold")),
+                          f"{done:.0%}", o.status)
         return table
 
 
@@ -374,13 +382,13 @@ class ActivityPanel(Panel):
     def render_snapshot(self, snap: Snapshot):
         if not snap.activity:
             return _note("no orders or fills yet")
-        table = _table("UTC", "Order [status] and fill @ price", flex=1)
+        table = _table("UTC", "Order @ price [status]", flex=1)
         for day, a in _by_day(snap.activity, lambda a: a.ts):
             if day is not None:
-                table.add_row(Text(day, "bold"), "")
+                table.add_row("", Text(day, "bold underline"))
             if a.fill_price is not None and a.filled_qty:
-                part = "" if abs(a.filled_qty - a.qty) < 1e-9 else f" {qty(a.filled_qty)} of"
-                done = Text(f" [{a.status}]{part} @ {a.fill_price:,.2f}", "dim")
+                part = "" if a.status == "filled" else f" [{a.status}: {qty(a.filled_qty)} filled]"
+                done = Text(f" @ {a.fill_price:,.2f}{part}")
             else:
                 done = Text(f" [{a.status}{f': {a.note}' if a.note else ''}]", "dim")
             table.add_row(f"{a.ts.astimezone(timezone.utc):%H:%M}", Text.assemble(
@@ -423,7 +431,7 @@ class ErrorsPanel(Panel):
         table = _table("UTC", "Sev", "What", flex=2)
         for day, e in _by_day(snap.events[:30], lambda e: e.ts_event):
             if day is not None:
-                table.add_row(Text(day, "bold"), "", "")
+                table.add_row("", "", Text(day, "bold underline"))
             table.add_row(f"{e.ts_event.astimezone(timezone.utc):%H:%M}", Text(e.severity, SEVERITY_STYLE.get(e.severity, "")),
                           Text(f"{e.subsystem}/{e.type}: {e.message}"))
         return table
