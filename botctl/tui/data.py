@@ -44,8 +44,9 @@ class Activity:
     qty: float
     status: str
     filled_qty: float = 0.0
-    fill_price: float | None = None
+    fill_price: float | None = None  # as traded, unless journal_price
     note: str = ""
+    journal_price: bool = False  # no as-traded price recorded: the journal's (adjusted) one
 
 
 @dataclass
@@ -390,10 +391,24 @@ def _scope(store, account: str) -> tuple[str, ...]:
 
 
 def _activity(store, account: str) -> list[Activity]:
-    """The newest orders, newest first, each with its fill (orders carry their filled qty and
-    average price, so a trade is one line)."""
-    return [Activity(o.ts_init, o.side, o.symbol, o.qty, o.status, o.filled_qty, o.avg_fill_price, o.reject_reason or "")
-            for o in reversed(store.orders(account=account, limit=ACTIVITY_ROWS))]
+    """The newest orders, newest first, each with its fills on the same line (a trade is one
+    line) at the price that traded; a fill journaled before as-traded prices were recorded
+    shows the journal's price and says so."""
+    orders = list(reversed(store.orders(account=account, limit=ACTIVITY_ROWS)))
+    ids = [o.client_order_id for o in orders]
+    traded = {}
+    if ids:
+        rows = store.conn.execute(
+            f"SELECT client_order_id, SUM(qty * COALESCE(as_traded_price, price)) / SUM(qty), "
+            f"MAX(as_traded_price IS NULL) FROM fills WHERE client_order_id IN ({','.join('?' * len(ids))}) "
+            f"GROUP BY client_order_id", ids).fetchall()
+        traded = {cid: (price, bool(journal_only)) for cid, price, journal_only in rows}
+    items = []
+    for o in orders:
+        price, journal_only = traded.get(o.client_order_id, (o.avg_fill_price, True))
+        items.append(Activity(o.ts_init, o.side, o.symbol, o.qty, o.status, o.filled_qty, price,
+                              o.reject_reason or "", journal_price=journal_only))
+    return items
 
 
 def _events(store, account: str) -> list[Event]:

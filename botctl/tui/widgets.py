@@ -382,13 +382,13 @@ class ActivityPanel(Panel):
     def render_snapshot(self, snap: Snapshot):
         if not snap.activity:
             return _note("no orders or fills yet")
-        table = _table("UTC", "Order @ price [status]", flex=1)
+        table = _table("UTC", "Order @ as traded [status]", flex=1)
         for day, a in _by_day(snap.activity, lambda a: a.ts):
             if day is not None:
                 table.add_row("", Text(day, "bold underline"))
             if a.fill_price is not None and a.filled_qty:
                 part = "" if a.status == "filled" else f" [{a.status}: {qty(a.filled_qty)} filled]"
-                done = Text(f" @ {a.fill_price:,.2f}{part}")
+                done = Text.assemble(f" @ {a.fill_price:,.2f}", (" (journal)", "dim") if a.journal_price else "", part)
             else:
                 done = Text(f" [{a.status}{f': {a.note}' if a.note else ''}]", "dim")
             table.add_row(f"{a.ts.astimezone(timezone.utc):%H:%M}", Text.assemble(

@@ -470,16 +470,17 @@ def test_an_account_missing_from_the_config_says_so(db, make_app):
 
 def test_activity_lists_each_order_once_with_its_fill(db, make_app):
     app = make_app(db)
-    orders = query(db, "SELECT side, symbol, avg_fill_price FROM orders WHERE account = 'rotation-sim' "
-                       "ORDER BY id DESC LIMIT 12")
+    orders = query(db, "SELECT o.side, o.symbol, SUM(f.qty * f.as_traded_price) / SUM(f.qty) FROM orders o "
+                       "JOIN fills f USING (client_order_id) WHERE o.account = 'rotation-sim' "
+                       "GROUP BY o.id ORDER BY o.id DESC LIMIT 12")
 
     async def steps(pilot):
         activity = text_of(app.query_one(w.ActivityPanel))
-        assert "Order @ price [status]" in activity  # brackets kept, not read as markup
+        assert "Order @ as traded [status]" in activity  # brackets kept, not read as markup
         lines = [line for line in activity.splitlines() if re.match(r"\s*\d\d:\d\d ", line)]
         assert len(lines) == len(orders)  # one line per order: its fill is on it, not a line of its own
         for (side, symbol, price), line in zip(orders, lines):
-            assert f"{side:<4} " in line and symbol in line and f"@ {price:,.2f}" in line
+            assert f"{side:<4} " in line and symbol in line and f"@ {price:,.2f}" in line  # the traded price
 
     drive(app, steps)
 
