@@ -5,6 +5,7 @@ a halted account and a health endpoint that does not answer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -389,54 +390,53 @@ def test_a_crashed_bot_is_unhealthy_in_red_with_the_reason(db, make_app):
     assert botctl(db, "status").exit_code == 1  # what `status` says too
 
 
+@contextlib.contextmanager
+def a_running_bot(db, heartbeat_age: float = 0.0):
+    """The journal's latest run made a live botctl process (by its command line) that last
+    heartbeat `heartbeat_age` seconds ago; yields the time that was 'now'."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "botctl"])
+    try:
+        now = datetime.now(timezone.utc)
+        _set_run(db, status="running", pid=proc.pid, ended_at=None, started_at=_ts(now),
+                 heartbeat_at=_ts(now - timedelta(seconds=heartbeat_age)))
+        yield now
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_late_heartbeat_is_not_healthy_whatever_health_says(db, make_app):
     from botctl.runtime.health import HealthServer, Telemetry
 
-    # A live botctl process (by its command line) whose heartbeat stopped two minutes ago.
-    frozen = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "botctl"])
-    try:
-        now = datetime.now(timezone.utc)
-        _set_run(db, status="running", pid=frozen.pid, ended_at=None, started_at=_ts(now),
-                 heartbeat_at=_ts(now - timedelta(seconds=120)))
-        with HealthServer(Telemetry({"rotation-sim": {}}), "127.0.0.1", 0) as server:
-            app = make_app(db, health_url=server.address, clock=lambda: now)
+    with a_running_bot(db, heartbeat_age=120) as now, HealthServer(Telemetry({"rotation-sim": {}}), "127.0.0.1", 0) as server:
+        app = make_app(db, health_url=server.address, clock=lambda: now)
 
-            async def steps(pilot):
-                header = text_of(app.query_one(w.HeaderBar))
-                assert app.snapshot.health["status"] == "healthy"  # the endpoint still answers
-                assert "DEGRADED" in header and "heartbeat 120s old" in header
+        async def steps(pilot):
+            header = text_of(app.query_one(w.HeaderBar))
+            assert app.snapshot.health["status"] == "healthy"  # the endpoint still answers
+            assert "DEGRADED" in header and "heartbeat 120s old" in header
 
-            drive(app, steps)
-    finally:
-        frozen.kill()
-        frozen.wait()
+        drive(app, steps)
 
 
 def test_the_health_address_the_run_journaled_is_used(db, make_app):
     from botctl.runtime.health import HealthServer, Telemetry
 
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "botctl"])
-    try:
-        now = datetime.now(timezone.utc)
-        _set_run(db, status="running", pid=live.pid, ended_at=None, started_at=_ts(now), heartbeat_at=_ts(now))
-        with HealthServer(Telemetry({"rotation-sim": {}}), "127.0.0.1", 0) as server:
-            url = server.address + "/health"  # not the port in accounts.yaml
-            with sqlite3.connect(db) as conn:
-                (run_id,) = conn.execute("SELECT run_id FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-                conn.execute("INSERT INTO events (ts_event, subsystem, type, severity, run_id, message, details) "
-                             "VALUES (?, 'health', 'health.serving', 'INFO', ?, 'health endpoint', ?)",
-                             (_ts(now), run_id, json.dumps({"url": url})))
-            app = make_app(db, clock=lambda: now)
+    with a_running_bot(db) as now, HealthServer(Telemetry({"rotation-sim": {}}), "127.0.0.1", 0) as server:
+        url = server.address + "/health"  # not the port in accounts.yaml
+        with sqlite3.connect(db) as conn:
+            (run_id,) = conn.execute("SELECT run_id FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+            conn.execute("INSERT INTO events (ts_event, subsystem, type, severity, run_id, message, details) "
+                         "VALUES (?, 'health', 'health.serving', 'INFO', ?, 'health endpoint', ?)",
+                         (_ts(now), run_id, json.dumps({"url": url})))
+        app = make_app(db, clock=lambda: now)
 
-            async def steps(pilot):
-                assert app.snapshot.health is not None and app.snapshot.health["status"] == "healthy"
-                header = text_of(app.query_one(w.HeaderBar))
-                assert "HEALTHY" in header and "health: healthy" in header
+        async def steps(pilot):
+            assert app.snapshot.health is not None and app.snapshot.health["status"] == "healthy"
+            header = text_of(app.query_one(w.HeaderBar))
+            assert "HEALTHY" in header and "health: healthy" in header
 
-            drive(app, steps)
-    finally:
-        live.kill()
-        live.wait()
+        drive(app, steps)
 
 
 def test_q_in_a_confirmation_cancels_it(db, make_app):
