@@ -14,6 +14,7 @@ from textual.widgets import Static, Tab, Tabs
 from textual_plotext import PlotextPlot
 
 from botctl.tui.data import Snapshot
+from botctl.tui.market import ny_date
 
 STATUS_STYLE = {"healthy": "bold black on green", "degraded": "bold black on yellow",
                 "unhealthy": "bold white on red", "halted": "bold white on red", "not running": "bold white on grey37"}
@@ -68,7 +69,7 @@ def age(then: datetime | date | None, now: datetime) -> tuple[str, str]:
     if isinstance(then, datetime):
         seconds = (now - then).total_seconds()
     else:
-        seconds = (now.astimezone(timezone.utc).date() - then).days * 86400.0
+        seconds = (ny_date(now) - then).days * 86400.0  # bar dates are New York session days
     days = seconds / 86400
     if seconds < 0:  # newer than the clock (a frozen or skewed one): no age to tell
         return "", ""
@@ -161,7 +162,7 @@ class HeaderBar(Static):
 
     def show(self, snap: Snapshot) -> None:
         lines = [self._figures(snap)]
-        if snap.status_reason and (snap.status != "not running" or snap.problem):
+        if snap.status_reason and (snap.status not in ("not running", "healthy") or snap.problem):
             lines.append(Text(snap.status_reason, REASON_STYLE.get(snap.status, "dim")))
         lines.append(self._as_of(snap))
         lines.append(self._clock(snap))
