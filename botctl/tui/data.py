@@ -203,7 +203,8 @@ class Source:
                 rv = run_view(store, now)
                 snap.run, snap.status_reason = rv.run, rv.reason
                 _run_state(snap, rv, now)
-                snap.recorded_health_url = recorded_health_url(store, rv.run)
+                if rv.running:  # only a running bot is asked (and the lookup costs a query)
+                    snap.recorded_health_url = recorded_health_url(store, rv.run)
                 controls = store.controls()
                 models = {m.name for a in plan.accounts for m in a.models} if plan else set()
                 snap.accounts += [a for a in journal_accounts(store) if a not in snap.accounts and a not in models]
