@@ -345,8 +345,8 @@ def _run_state(snap: Snapshot, rv, now: datetime) -> None:
         snap.status = "not running"
     elif snap.heartbeat_age is not None and snap.heartbeat_age > HEARTBEAT_LATE_SECONDS:
         snap.status = "degraded"
-        snap.status_reason = (f"heartbeat {snap.heartbeat_age:.0f}s old (a running bot beats every 30s): "
-                              "stuck or frozen?")
+        snap.status_reason = (f"heartbeat {snap.heartbeat_age:.0f}s old (late after {HEARTBEAT_LATE_SECONDS}s): "
+                              "the bot may be stuck or frozen")
     else:
         snap.status = "healthy"
 
