@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         Exit 0 when healthy, 1 when the bot should be running but is not (dead pid or stale
         heartbeat) or the last run failed, so scripts and container health checks can rely on it.
         """
-        from botctl.store.overview import account_view, journal_accounts, run_view
+        from botctl.store.overview import account_view, journal_accounts, run_view, simulated_now
 
         g = globals_of(ctx)
         plan, config_problem = _plan_or_none(g)
@@ -79,7 +79,8 @@ def register(app: typer.Typer) -> None:
                     raise UsageError(f"unknown account(s): {', '.join(unknown)} (known: {', '.join(ids)})")
                 ids = [a for a in ids if a in account]
             views = {a: account_view(store, a, controls) for a in ids}
-        today = datetime.now(timezone.utc).date()
+            replay_now = simulated_now(store, rv.run)  # a replay's next rebalance is on its own clock
+        today = (replay_now or datetime.now(timezone.utc)).date()
         body = {
             "running": rv.running,
             "pid": rv.run.pid if rv.run and rv.running else None,

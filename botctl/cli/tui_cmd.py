@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from botctl.cli.common import globals_of
@@ -23,6 +25,8 @@ def register(app: typer.Typer) -> None:
 
         It reads the journal read-only, in the background, and never holds up the bot. Keys:
         q quit, a next account, r refresh, e errors, k kill, K kill and flatten, u resume, ? help.
+        It needs a terminal: with stdin or stdout not a terminal it exits 2 at once (scripts
+        read `botctl status --json` or `botctl tail` instead).
         """
         from botctl.tui.app import run_dashboard
         from botctl.tui.data import Source
@@ -33,4 +37,8 @@ def register(app: typer.Typer) -> None:
             known = source.snapshot(market=False).accounts
             if known and account not in known:
                 raise UsageError(f"unknown account '{account}' (known: {', '.join(known)})")
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            which = "stdout" if not sys.stdout.isatty() else "stdin"
+            raise UsageError(f"botctl tui needs a terminal ({which} is not one); "
+                             "for scripts use `botctl status --json` or `botctl tail`")
         run_dashboard(source, account=account, refresh=refresh)

@@ -116,3 +116,13 @@ def journal_accounts(store: Store) -> list[str]:
     with store._guard():  # a damaged file is a one-line StoreError here too
         rows = store.conn.execute("SELECT account FROM nav GROUP BY account ORDER BY MIN(id)").fetchall()
     return [r[0] for r in rows]
+
+
+def simulated_now(store: Store, run: Run | None) -> datetime | None:
+    """A replay's (or backtest's) own clock: the newest simulated time it journaled (its last
+    NAV mark or order). None for paper and live runs, which follow the wall clock."""
+    if run is None or run.kind not in ("replay", "backtest"):
+        return None
+    times = [rec.ts_event for _, rec in store.newest("nav", 1, run_id=run.run_id)]
+    times += [rec.ts_init for _, rec in store.newest("orders", 1, run_id=run.run_id)]
+    return max(times, default=None)

@@ -24,9 +24,10 @@ class Dashboard(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "botctl"
     ENABLE_COMMAND_PALETTE = False
-    # Wide and tall terminals get the four-column layout that fits on one screen; anything
-    # smaller stacks the panels in two columns that scroll.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    # Wide and tall terminals (160x40 and up) get the four-column layout that fits on one
+    # screen; anything smaller stacks the panels in two columns that scroll (at 120 columns
+    # four would cut the figures).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
     BINDINGS = [
         Binding("q", "quit", "quit"),
@@ -37,6 +38,13 @@ class Dashboard(App[None]):
         Binding("K", "kill(True)", "kill+flatten"),
         Binding("u", "resume", "resume"),
         Binding("question_mark", "help", "help"),
+        # The panels scroll whatever has the focus (the account tabs take it first).
+        Binding("down", "scroll_body('down')", show=False),
+        Binding("up", "scroll_body('up')", show=False),
+        Binding("pagedown", "scroll_body('page_down')", show=False),
+        Binding("pageup", "scroll_body('page_up')", show=False),
+        Binding("home", "scroll_body('home')", show=False),
+        Binding("end", "scroll_body('end')", show=False),
     ]
 
     def __init__(self, source: Source, *, account: str | None = None, refresh: float | None = 5.0) -> None:
@@ -66,7 +74,6 @@ class Dashboard(App[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(w.AccountTabs).display = False
         self.query_one(w.HeaderBar).update("loading the journal...")
         self.action_refresh()
         if self.refresh_seconds:
@@ -122,7 +129,8 @@ class Dashboard(App[None]):
             tabs.clear()
             for i, account in enumerate(snap.accounts):
                 tabs.add_tab(Tab(account, id=f"account-{i}"))
-        tabs.display = len(snap.accounts) > 1
+        # Short terminals keep the rows for figures: the header names the account and `a` switches.
+        tabs.set_class(len(snap.accounts) > 1, "-several")
         if snap.account in snap.accounts:
             wanted = f"account-{snap.accounts.index(snap.account)}"
             if tabs.active != wanted:
@@ -140,7 +148,7 @@ class Dashboard(App[None]):
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """While a dialog is open, only it answers keys (and q and r still work)."""
-        if action in ("next_account", "errors", "kill", "resume", "help") and len(self.screen_stack) > 1:
+        if action in ("next_account", "errors", "kill", "resume", "help", "scroll_body") and len(self.screen_stack) > 1:
             return False
         return True
 
@@ -155,6 +163,9 @@ class Dashboard(App[None]):
     def action_errors(self) -> None:
         snap = self.snapshot
         self.push_screen(ErrorsScreen(snap.account if snap else None, snap.events if snap else []))
+
+    def action_scroll_body(self, how: str) -> None:
+        getattr(self.query_one("#body"), f"scroll_{how}")()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -25,6 +25,9 @@ ACTIVITY_ROWS = 12
 # Fills a refresh feeds the trade statistics at most; the worker reads the rest of a long
 # history afterwards in chunks, so a refresh stays short however big the journal.
 FILLS_PER_REFRESH = 5_000
+# A running bot heartbeats at least every 30 s (runtime.trading); three missed beats and it is
+# no longer shown healthy, long before `status` calls it stale (store.overview, 5 minutes).
+HEARTBEAT_LATE_SECONDS = 90
 
 
 def wall_clock() -> datetime:
@@ -33,12 +36,17 @@ def wall_clock() -> datetime:
 
 @dataclass(frozen=True)
 class Activity:
+    """One order, with what became of it (so a filled order is one line, not two)."""
+
     ts: datetime
-    kind: str  # order | fill
     side: str
     symbol: str
     qty: float
-    text: str
+    status: str
+    filled_qty: float = 0.0
+    fill_price: float | None = None  # as traded, unless journal_price
+    note: str = ""
+    journal_price: bool = False  # no as-traded price recorded: the journal's (adjusted) one
 
 
 @dataclass
@@ -48,9 +56,15 @@ class Snapshot:
     account: str | None = None
     problem: str | None = None  # the journal could not be read at all
     config_problem: str | None = None
-    status: str = "not running"  # healthy | degraded | halted | not running
+    status: str = "not running"  # healthy | degraded | unhealthy | halted | not running
     status_reason: str = ""
     run: Run | None = None
+    heartbeat_age: float | None = None  # seconds, for a run recorded as running
+    # The account's figures come from this run; a replay's (or backtest's) clock is the newest
+    # simulated time it journaled, and the market, gates and rankings follow it.
+    account_run: Run | None = None
+    replay_now: datetime | None = None
+    in_config: bool = True
     mode: str | None = None
     broker: str | None = None
     view: object | None = None  # store.overview.AccountView
@@ -58,6 +72,7 @@ class Snapshot:
     health: dict | None = None
     health_note: str | None = None
     health_required: bool = False  # --health-url given: no answer means degraded
+    recorded_health_url: str | None = None  # where the run said it serves /health
     days: list[date] = field(default_factory=list)
     nav: list[float] = field(default_factory=list)
     bench: list[float] = field(default_factory=list)
@@ -71,11 +86,17 @@ class Snapshot:
     rankings: list[Ranking] = field(default_factory=list)
     market: MarketClock | None = None
     market_note: str | None = None
+    bars_end: date | None = None  # the newest bar in the market data
     query_seconds: float = 0.0
 
     @property
     def held(self) -> set[str]:
         return {p.symbol for p in self.view.positions} if self.view is not None else set()
+
+    @property
+    def market_now(self) -> datetime:
+        """The time the market clock, the gates and the rankings are read at."""
+        return self.replay_now or self.as_of
 
 
 @dataclass
@@ -93,14 +114,18 @@ def _ts(text: str) -> datetime:
 def load_plan(config_dir: Path):
     """(plan, None) or (None, one-line problem). Symbols are not checked against the data, so
     the dashboard opens even when the data and the config disagree."""
-    from botctl.cli.common import read_config_file
     from botctl.errors import BotctlError
     from botctl.spec.load import ACCOUNTS_FILE, STRATEGIES_FILE, load_config
     from botctl.spec.plan import compile_plan
 
+    texts = []
+    for name in (STRATEGIES_FILE, ACCOUNTS_FILE):
+        try:
+            texts.append((config_dir / name).read_bytes())
+        except OSError as exc:
+            return None, f"{name}: cannot read it in {config_dir}: {exc.strerror or type(exc).__name__}"
     try:
-        config = load_config(read_config_file(config_dir / STRATEGIES_FILE), read_config_file(config_dir / ACCOUNTS_FILE))
-        return compile_plan(config), None
+        return compile_plan(load_config(*texts)), None
     except BotctlError as exc:
         return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -151,13 +176,14 @@ class Source:
             if snap.account is None and snap.accounts:
                 snap.account = account if account in snap.accounts else snap.accounts[0]
             acc_plan = _account_plan(plan, snap.account)
+            snap.in_config = acc_plan is not None
             if acc_plan is not None:
                 snap.mode, snap.broker = acc_plan.mode, acc_plan.broker
             self._health(snap, plan)
             _status(snap)
             if market:
                 try:
-                    self._market(snap, acc_plan, now)
+                    self._market(snap, acc_plan, snap.market_now)
                 except Exception as exc:  # odd data must not hide the journal's figures
                     snap.market_note = f"market data: {type(exc).__name__}: {exc}"
             return snap
@@ -165,7 +191,7 @@ class Source:
     def _read_journal(self, snap: Snapshot, plan, account: str | None, now: datetime) -> None:
         from botctl.errors import BotctlError
         from botctl.store import Store
-        from botctl.store.overview import account_view, journal_accounts, run_view
+        from botctl.store.overview import account_view, journal_accounts, run_view, simulated_now
 
         try:
             store = Store.open(self.db, create=False, readonly=True)
@@ -176,7 +202,9 @@ class Source:
             try:
                 rv = run_view(store, now)
                 snap.run, snap.status_reason = rv.run, rv.reason
-                snap.status = "not running" if not rv.running else ("degraded" if rv.stale else "healthy")
+                _run_state(snap, rv, now)
+                if rv.running:  # only a running bot is asked (and the lookup costs a query)
+                    snap.recorded_health_url = recorded_health_url(store, rv.run)
                 controls = store.controls()
                 models = {m.name for a in plan.accounts for m in a.models} if plan else set()
                 snap.accounts += [a for a in journal_accounts(store) if a not in snap.accounts and a not in models]
@@ -188,6 +216,8 @@ class Source:
                 snap.halt_acked = not (control and control.halted and control.acked_at is None)
                 if view.run_id is not None:
                     scope = _scope(store, acc)
+                    snap.account_run = store.get_run(scope[0]) if scope else None
+                    snap.replay_now = simulated_now(store, snap.account_run)
                     self._read_curve(store, acc, scope, snap)
                     snap.trades, snap.trades_partial = self._read_trades(store, acc, scope, FILLS_PER_REFRESH)
                 snap.activity = _activity(store, acc)
@@ -238,20 +268,15 @@ class Source:
                 return None
 
     def _health(self, snap: Snapshot, plan) -> None:
-        url = self.health_url
+        if self.health_url is None and not (snap.run is not None and snap.run.status == "running"
+                                            and snap.status not in ("not running", "unhealthy")):
+            snap.health_note = "health: bot not running"
+            return
+        snap.health_required = self.health_url is not None
+        url = health_url(self.health_url, snap.recorded_health_url, plan)
         if url is None:
-            running = snap.run is not None and snap.status != "not running"
-            if not running:
-                snap.health_note = "health: bot not running"
-                return
-            if plan is None or not plan.health.port:
-                snap.health_note = "health: no endpoint configured"
-                return
-            url = f"http://{plan.health.host}:{plan.health.port}/health"
-        else:
-            snap.health_required = True
-            if url.rstrip("/").count("/") <= 2:  # http://host:port given without a path
-                url = url.rstrip("/") + "/health"
+            snap.health_note = "health: no endpoint recorded or configured"
+            return
         try:
             import httpx
 
@@ -266,6 +291,7 @@ class Source:
     def _market(self, snap: Snapshot, acc_plan, now: datetime) -> None:
         market = self.market
         snap.market = market.clock(now)
+        snap.bars_end = market.bars_end()
         if snap.days:
             snap.bench = market.benchmark(snap.benchmark, snap.days)
             snap.perf = performance(snap.days, snap.nav, snap.bench)
@@ -285,6 +311,46 @@ def _cached(cache: dict, key: tuple, scope: tuple[str, ...], make):
     return entry
 
 
+def health_url(given: str | None, recorded: str | None, plan) -> str | None:
+    """Where to ask the bot's health: --health-url, else the address the run journaled, else
+    health.host/port from accounts.yaml (a bot started with --health-port N records N)."""
+    if given is not None:
+        return given.rstrip("/") + "/health" if given.rstrip("/").count("/") <= 2 else given  # host:port alone
+    if recorded is not None:
+        return recorded
+    if plan is not None and plan.health.port:
+        return f"http://{plan.health.host}:{plan.health.port}/health"
+    return None
+
+
+def recorded_health_url(store, run: Run | None) -> str | None:
+    """The /health URL `run` journaled when it began serving (its `health.serving` event)."""
+    if run is None:
+        return None
+    found = store.newest("events", 1, run_id=run.run_id, type="health.serving")
+    url = found[0][1].details.get("url") if found else None
+    return url if isinstance(url, str) else None
+
+
+def _run_state(snap: Snapshot, rv, now: datetime) -> None:
+    """The bot's state from the journal, the heartbeat first: a dead pid, a failed run or a
+    heartbeat `status` calls stale is unhealthy; a late heartbeat is degraded whatever the
+    health endpoint says (a frozen bot may still answer it)."""
+    run = rv.run
+    if run is not None and run.status == "running":
+        snap.heartbeat_age = (now - (run.heartbeat_at or run.started_at)).total_seconds()
+    if rv.stale:
+        snap.status = "unhealthy"
+    elif not rv.running:
+        snap.status = "not running"
+    elif snap.heartbeat_age is not None and snap.heartbeat_age > HEARTBEAT_LATE_SECONDS:
+        snap.status = "degraded"
+        snap.status_reason = (f"heartbeat {snap.heartbeat_age:.0f}s old (late after {HEARTBEAT_LATE_SECONDS}s): "
+                              "the bot may be stuck or frozen")
+    else:
+        snap.status = "healthy"
+
+
 def _account_plan(plan, account: str | None):
     if plan is None or account is None:
         return None
@@ -294,7 +360,7 @@ def _account_plan(plan, account: str | None):
 def _status(snap: Snapshot) -> None:
     """healthy | degraded | halted | not running, with a reason for the header."""
     view = snap.view
-    if view is not None and view.halted:
+    if view is not None and view.halted and snap.status != "unhealthy":
         snap.status = "halted"
         snap.status_reason = (f"halted: {view.halt_reason}" if snap.halt_acked
                               else f"halt requested ({view.halt_reason}); waiting for the bot to act")
@@ -302,6 +368,8 @@ def _status(snap: Snapshot) -> None:
         snap.status, snap.status_reason = "degraded", f"health endpoint reports {snap.health['status']}"
     elif snap.status == "healthy" and snap.health_required and snap.health is None:
         snap.status, snap.status_reason = "degraded", "the health endpoint does not answer"
+    elif snap.status == "unhealthy" and view is not None and view.halted:
+        snap.status_reason += f"; halted: {view.halt_reason}"
     if snap.problem:
         snap.status, snap.status_reason = "not running", snap.problem
 
@@ -324,16 +392,24 @@ def _scope(store, account: str) -> tuple[str, ...]:
 
 
 def _activity(store, account: str) -> list[Activity]:
+    """The newest orders, newest first, each with its fills on the same line (a trade is one
+    line) at the price that traded; a fill journaled before as-traded prices were recorded
+    shows the journal's price and says so."""
+    orders = list(reversed(store.orders(account=account, limit=ACTIVITY_ROWS)))
+    ids = [o.client_order_id for o in orders]
+    traded = {}
+    if ids:
+        rows = store.conn.execute(
+            f"SELECT client_order_id, SUM(qty * COALESCE(as_traded_price, price)) / SUM(qty), "
+            f"MAX(as_traded_price IS NULL) FROM fills WHERE client_order_id IN ({','.join('?' * len(ids))}) "
+            f"GROUP BY client_order_id", ids).fetchall()
+        traded = {cid: (price, bool(journal_only)) for cid, price, journal_only in rows}
     items = []
-    for o in store.orders(account=account, limit=ACTIVITY_ROWS):
-        note = f" ({o.reject_reason})" if o.reject_reason else ""
-        items.append(Activity(o.ts_init, "order", o.side, o.symbol, o.qty, f"{o.status}{note}"))
-    for f in store.fills(account=account, limit=ACTIVITY_ROWS):
-        # People read what traded; an old row without it says its price is the journal's.
-        shown = f"@ {f.as_traded_price:,.2f}" if f.as_traded_price is not None else f"@ {f.price:,.2f} (journal)"
-        items.append(Activity(f.ts_event, "fill", f.side, f.symbol, f.qty, shown))
-    items.sort(key=lambda a: (a.ts, a.kind == "fill"), reverse=True)
-    return items[:ACTIVITY_ROWS]
+    for o in orders:
+        price, journal_only = traded.get(o.client_order_id, (o.avg_fill_price, True))
+        items.append(Activity(o.ts_init, o.side, o.symbol, o.qty, o.status, o.filled_qty, price,
+                              o.reject_reason or "", journal_price=journal_only))
+    return items
 
 
 def _events(store, account: str) -> list[Event]:
@@ -368,4 +444,5 @@ def measure_refresh(db_path, config_dir: Path | None = None, *, runs: int = 7, a
     return median
 
 
-__all__ = ["Activity", "Snapshot", "Source", "load_plan", "measure_refresh", "wall_clock"]
+__all__ = ["Activity", "Snapshot", "Source", "health_url", "load_plan", "measure_refresh", "recorded_health_url",
+           "wall_clock"]

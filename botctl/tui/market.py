@@ -66,6 +66,8 @@ class Market:
         self._frame_key: object = None
         self._signals: dict[tuple, object] = {}
         self._sessions: dict[date, list] = {}
+        self._bars_end_key: object = None
+        self._bars_end: date | None = None
         self.problem: str | None = None
 
     # --- calendar ------------------------------------------------------------------------
@@ -90,6 +92,10 @@ class Market:
             if s.open > now:
                 return MarketClock(False, s.open)
         return None
+
+    def close_of(self, day: date) -> datetime:
+        """The session's close on `day` from the calendar (16:00 New York when it has none)."""
+        return next((s.close for s in self.sessions_around(day) if s.day == day), None) or _close(day)
 
     def next_rebalance(self, schedule, now: datetime) -> datetime | None:
         from botctl.strategy.schedule import rebalance_sessions
@@ -124,6 +130,15 @@ class Market:
             except Exception as exc:  # DataError and unreadable files alike: show, do not crash
                 self._frame, self.problem = None, f"market data: {str(exc).splitlines()[0]}"
         return self._frame
+
+    def bars_end(self) -> date | None:
+        """The newest bar's date in the data (None when it cannot be read)."""
+        frame = self.frame()
+        if frame is None or frame.is_empty():
+            return None
+        if self._bars_end_key != self._frame_key:
+            self._bars_end_key, self._bars_end = self._frame_key, frame["date"].max()
+        return self._bars_end
 
     def signals(self, symbols: tuple[str, ...], steps: tuple, lookbacks: tuple[int, ...]):
         """Signals over `symbols` for `steps`, plus momentum for every `lookback` (cached)."""
@@ -160,15 +175,20 @@ class Market:
         return out
 
 
-def last_closed_row(bars, now: datetime) -> int:
-    """Row of the last bar closed at `now` (a bar's timestamp is its 16:00 close)."""
-    from botctl.runtime.session_times import close_at
-
+def last_closed_row(bars, now: datetime, market: Market | None = None) -> int:
+    """Row of the last bar closed at `now` (a bar's timestamp is its session's close: 16:00,
+    or the early close the calendar gives, e.g. 13:00 on December 24)."""
     today = ny_date(now)
     row = bars.index_of(today)
-    if row >= 0 and bars.dates[row] == today and now < close_at(today):
+    if row >= 0 and bars.dates[row] == today and now < (market.close_of(today) if market else _close(today)):
         row -= 1
     return row
+
+
+def _close(day: date) -> datetime:
+    from botctl.runtime.session_times import close_at
+
+    return close_at(day)
 
 
 def model_states(market: Market, account, now: datetime) -> list[ModelState]:
@@ -182,7 +202,7 @@ def model_states(market: Market, account, now: datetime) -> list[ModelState]:
     for m in account.models:
         state, reason = "unknown", market.problem or "no bars"
         if sig is not None:
-            row = last_closed_row(sig.bars, now)
+            row = last_closed_row(sig.bars, now, market)
             if row >= 0 and all(s in sig.columns for s in m.symbols):
                 try:
                     decision = decide(m.steps, m.universe, sig, row)
@@ -209,7 +229,7 @@ def rankings(market: Market, account, now: datetime) -> list[Ranking]:
     sig = market.signals(universe, (), lookbacks)
     if sig is None:
         return []
-    row = last_closed_row(sig.bars, now)
+    row = last_closed_row(sig.bars, now, market)
     out = []
     for n in lookbacks:
         values = []

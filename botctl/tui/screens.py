@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from botctl.records import Event
+from botctl.tui.data import EVENTS_KEPT
 from botctl.tui.widgets import SEVERITY_STYLE, stamp
 
 KEYS = [
@@ -22,13 +23,15 @@ KEYS = [
     ("K", "kill and flatten: also sell every position"),
     ("u", "resume: clear the account's halt"),
     ("?", "this help"),
+    ("Up/Down, PgUp/PgDn", "scroll the panels (or the mouse wheel)"),
+    ("Home/End", "top / bottom of the panels"),
 ]
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Yes or no; dismisses with True only on an explicit yes."""
+    """Yes or no; dismisses with True only on an explicit yes (q, like n and Esc, is a no)."""
 
-    BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
+    BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n,escape,q", "answer(False)", "no")]
 
     def __init__(self, title: str, body: str, yes: str) -> None:
         super().__init__()
@@ -64,8 +67,11 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="dialog"):
             yield Static(Text("botctl tui: keys", "bold"), id="dialog-title")
             yield Static(table)
-            yield Static(Text("Times are UTC. Leverage: green under 1.0x, yellow to 1.2x, red above. "
-                              "Held symbols are starred in the rankings. Esc closes.", "dim"))
+            yield Static(Text("Times are UTC, with their date. A mark or bar older than 4 days is red. "
+                              "A replay's clock is its newest simulated time. Leverage: green under 1.0x, "
+                              "yellow to 1.2x, red above. Held symbols are starred in the rankings.\n"
+                              "Under 160x40 the panels stack in two columns: scroll to see them all. Esc closes.",
+                              "dim"))
 
 
 class ErrorsScreen(ModalScreen[None]):
@@ -79,8 +85,10 @@ class ErrorsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="errors-dialog"):
-            yield Static(Text(f"Errors and warnings: {self.account or '-'} ({len(self.events)}, newest first; esc closes)",
-                              "bold"), id="dialog-title")
+            count = (f"the newest {len(self.events)} (older ones: botctl tail --kind events)"
+                     if len(self.events) >= EVENTS_KEPT else f"all {len(self.events)}")
+            yield Static(Text.assemble((f"Errors and warnings of {self.account or '-'}: {count}, newest first", "bold"),
+                                       ("  esc closes", "dim")), id="dialog-title")
             with VerticalScroll():
                 if not self.events:
                     yield Static(Text("no warnings or errors", "dim italic"))

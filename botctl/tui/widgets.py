@@ -5,7 +5,7 @@ account each have a plain sentence, never an exception."""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from rich.table import Table
 from rich.text import Text
@@ -14,9 +14,15 @@ from textual.widgets import Static, Tab, Tabs
 from textual_plotext import PlotextPlot
 
 from botctl.tui.data import Snapshot
+from botctl.tui.market import ny_date
 
 STATUS_STYLE = {"healthy": "bold black on green", "degraded": "bold black on yellow",
-                "halted": "bold white on red", "not running": "bold white on grey37"}
+                "unhealthy": "bold white on red", "halted": "bold white on red", "not running": "bold white on grey37"}
+REASON_STYLE = {"unhealthy": "bold red", "halted": "bold red", "degraded": "yellow"}
+GATE_STYLE = {"active": "green", "gated": "yellow", "empty": "dim"}
+# Marks and bars older than this (calendar days, against the wall clock) are shown as stale:
+# a long weekend is the longest a daily bot goes without one.
+STALE_DAYS = 4
 SEVERITY_STYLE = {"WARN": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
@@ -48,11 +54,34 @@ def leverage_style(value: float | None) -> str:
     return "green" if value < 1.0 else ("yellow" if value <= 1.2 else "bold red")
 
 
-def stamp(ts: datetime | None, short: bool = False) -> str:
+def stamp(ts: datetime | None) -> str:
+    """A time with its date and year, in UTC (so "12-01" never passes for this December)."""
     if ts is None:
         return "-"
-    ts = ts.astimezone(timezone.utc)
-    return f"{ts:%m-%d %H:%M}" if short else f"{ts:%Y-%m-%d %H:%M}Z"
+    return f"{ts.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z"
+
+
+def age(then: datetime | date | None, now: datetime) -> tuple[str, str]:
+    """("342 days old", style) for a mark or a bar date against the wall clock: red once
+    stale (older than STALE_DAYS), dim otherwise."""
+    if then is None:
+        return "", ""
+    if isinstance(then, datetime):
+        seconds = (now - then).total_seconds()
+    else:
+        seconds = (ny_date(now) - then).days * 86400.0  # bar dates are New York session days
+    days = seconds / 86400
+    if seconds < 0:  # newer than the clock (a frozen or skewed one): no age to tell
+        return "", ""
+    if not isinstance(then, datetime) and days < 2:
+        text = "today" if days < 1 else "1 day old"
+    elif days >= 2:
+        text = f"{days:.0f} days old"
+    elif seconds >= 3600:
+        text = f"{seconds / 3600:.0f}h old"
+    else:
+        text = f"{max(seconds, 0) / 60:.0f}m old"
+    return text, "bold red" if days > STALE_DAYS else "dim"
 
 
 def qty(value: float) -> str:
@@ -61,11 +90,12 @@ def qty(value: float) -> str:
 
 def _table(*columns: str, right: tuple[int, ...] = (), flex: int | None = None, header: bool = True) -> Table:
     """A borderless table; every column keeps its natural width except `flex`, which takes
-    what is left and is cut with an ellipsis (so narrow panels lose detail, not columns)."""
+    what is left and wraps (so a narrow panel gets taller; no number is ever cut)."""
     table = Table(box=None, expand=True, pad_edge=False, padding=(0, 1), header_style="bold", show_header=header)
     for i, name in enumerate(columns):
-        table.add_column(name, justify="right" if i in right else "left", no_wrap=True, overflow="ellipsis",
-                         ratio=1 if i == flex else None, min_width=4 if i == flex else None)
+        table.add_column(Text(name), justify="right" if i in right else "left", no_wrap=i != flex,
+                         overflow="fold" if i == flex else "ellipsis", ratio=1 if i == flex else None,
+                         min_width=8 if i == flex else None)
     return table
 
 
@@ -124,39 +154,98 @@ class Panel(Static):
 
 
 class HeaderBar(Static):
-    """Status, account, NAV and day P&L; the market clock and the last heartbeat."""
+    """What state the bot is in and why; the account's NAV and when it was marked; how old the
+    bars are; the clock the market is read at (a replay's own); the heartbeat; each model's
+    regime gate. Lines wrap rather than cut, so a narrow terminal still shows all of it."""
 
     shown: object = None
 
     def show(self, snap: Snapshot) -> None:
-        line1 = Text()
-        line1.append(f" {snap.status.upper()} ", STATUS_STYLE.get(snap.status, "reverse"))
-        line1.append(f" {snap.account or 'no account'}", "bold")
+        lines = [self._figures(snap)]
+        if snap.status_reason and (snap.status not in ("not running", "healthy") or snap.problem):
+            lines.append(Text(snap.status_reason, REASON_STYLE.get(snap.status, "dim")))
+        lines.append(self._as_of(snap))
+        lines.append(self._clock(snap))
+        if snap.models:
+            lines.append(self._regime(snap))
+        self.shown = Text("\n").join(lines)
+        self.update(self.shown)
+
+    @staticmethod
+    def _figures(snap: Snapshot) -> Text:
+        line = Text()
+        line.append(f" {snap.status.upper()} ", STATUS_STYLE.get(snap.status, "reverse"))
+        line.append(f" {snap.account or 'no account'}", "bold")
+        if len(snap.accounts) > 1 and snap.account in snap.accounts:
+            line.append(f" ({snap.accounts.index(snap.account) + 1}/{len(snap.accounts)})", "dim")
         if snap.mode:
-            line1.append(f" {snap.mode}/{snap.broker}", "dim")
+            line.append(f" {snap.mode}/{snap.broker}", "dim")
         view = snap.view
         if view is not None and view.nav is not None:
-            line1.append("  NAV ", "dim")
-            line1.append(money(view.nav), "bold")
+            line.append(" NAV ", "dim")  # single spaces: the line fits 80 columns with two accounts
+            line.append(money(view.nav), "bold")
             day = view.day_pnl
             base = view.nav - day if day is not None else None
-            line1.append("  day ", "dim")
-            line1.append(f"{money(day, signed=True)} ({pct(day / base if base else None)})", tone(day))
-        line2 = Text()
-        if snap.market is not None:
-            line2.append(snap.market.describe(snap.as_of), "green" if snap.market.is_open else "")
+            line.append(" day ", "dim")
+            line.append(f"{money(day, signed=True)} {pct(day / base if base else None)}", tone(day))
+        return line
+
+    @staticmethod
+    def _as_of(snap: Snapshot) -> Text:
+        view = snap.view
+        line = Text()
+        for label, then in (("marked ", view.marked_at if view is not None else None), ("bars to ", snap.bars_end)):
+            if then is None:
+                continue
+            text, style = age(then, snap.as_of)
+            line.append(("  " if line else "") + label, "dim")
+            line.append(stamp(then) if isinstance(then, datetime) else then.isoformat(),
+                        "red" if style == "bold red" else "")
+            line.append(f" ({text})" if text else "", style)
+        return line or Text("nothing marked yet", "dim")
+
+    @staticmethod
+    def _clock(snap: Snapshot) -> Text:
+        line = Text()
+        replay, finished = snap.replay_now is not None, False
+        if replay:
+            acc_run = snap.account_run
+            finished = acc_run is not None and acc_run.status != "running"
+            line.append(f"{acc_run.kind if acc_run else 'replay'} clock ", "bold magenta")
+            line.append(stamp(snap.replay_now), "magenta")
+            same = finished and snap.run is not None and snap.run.run_id == acc_run.run_id and snap.run.ended_at
+            line.append(f" ({acc_run.status} {stamp(snap.run.ended_at)})" if same else f" ({acc_run.status})" if finished
+                        else "  ", "dim")
+        if finished:
+            pass  # no market clock to read after the replay's end
+        elif snap.market is not None:
+            line.append(snap.market.describe(snap.market_now), "green" if snap.market.is_open else "")
         else:
-            line2.append("market hours unknown", "dim")
-        beat = snap.run.heartbeat_at if snap.run else None
-        line2.append("  heartbeat ", "dim")
-        line2.append(stamp(beat))
-        reason = snap.status_reason
-        if reason:
-            line2.append(f"  {reason}", "red" if snap.status in ("halted", "degraded") else "dim")
+            line.append("market hours unknown", "dim")
+        run = snap.run
+        if run is not None and run.status == "running":
+            beat_style = "" if snap.status == "healthy" else REASON_STYLE.get(snap.status, "")
+            line.append("  heartbeat ", "dim")
+            line.append(stamp(run.heartbeat_at), beat_style)
+            if snap.heartbeat_age is not None:
+                line.append(f" ({snap.heartbeat_age:.0f}s ago)", beat_style or "dim")
+        elif snap.status == "not running" and snap.status_reason and not snap.problem and not (
+                finished and run is not None and run.run_id == snap.account_run.run_id):
+            ended = f" {stamp(run.ended_at)}" if run is not None and run.ended_at is not None else ""
+            line.append(f"  {snap.status_reason}{ended}", "dim")
         if snap.health_note and snap.health_note != "health: bot not running":
-            line2.append(f"  {snap.health_note}", "yellow" if "unreachable" in snap.health_note else "dim")
-        self.shown = Text("\n").join([line1, line2])
-        self.update(self.shown)
+            line.append(f"  {snap.health_note}", "yellow" if "unreachable" in snap.health_note else "dim")
+        return line
+
+    @staticmethod
+    def _regime(snap: Snapshot) -> Text:
+        line = Text("gates ", "dim")
+        for i, m in enumerate(snap.models):
+            if i:
+                line.append(" · ", "dim")
+            line.append(f"{m.name} ")
+            line.append(m.state, GATE_STYLE.get(m.state, "red"))
+        return line
 
 
 class PositionsPanel(Panel):
@@ -218,8 +307,10 @@ class RiskPanel(Panel):
         table.add_row("Largest position", f"{largest.symbol} {largest.weight:.1%}" if largest else "-")
         perf = snap.perf
         dd = perf.drawdown if perf else None
-        table.add_row("Drawdown now", Text(pct(dd), "red" if dd is not None and dd < -0.1 else tone(dd)))
-        table.add_row("Max drawdown", pct(perf.max_drawdown) if perf else "-")
+        # Drawdowns are <= 0: shown unsigned, so the peak reads 0.00%, never "+0.00%".
+        at_peak = " (at peak)" if dd is not None and dd > -5e-5 else ""
+        table.add_row("Drawdown now", Text(pct(dd, signed=False) + at_peak, "red" if dd is not None and dd < -0.1 else tone(dd)))
+        table.add_row("Max drawdown", pct(perf.max_drawdown, signed=False) if perf else "-")
         table.add_row("Open orders", str(len(view.open_orders)))
         if view.halted:
             table.add_row(Text("HALTED", "bold white on red"), Text(stamp(view.halted_since), "red"))
@@ -250,19 +341,23 @@ class ModelsPanel(Panel):
 
     def render_snapshot(self, snap: Snapshot):
         if not snap.models:
-            return _note(snap.config_problem or ("loading..." if snap.account else "no models: no config"))
-        table = _table("Model", "Budget", "State", "Next rebalance", "Universe", right=(1,), flex=4)
-        for m in snap.models:
-            style = {"active": "green", "gated": "yellow", "empty": "dim"}.get(m.state, "red")
-            universe = f"{len(m.universe)}: {' '.join(m.universe)}"
-            table.add_row(m.name, pct(m.budget, signed=False, digits=0), Text(m.state, style),
-                          stamp(m.next_rebalance, short=True), universe)
-        gated = [m for m in snap.models if m.state != "active" and m.reason]
-        if not gated:
-            return table
+            return _note(_no_config(snap) or snap.market_note or "loading...")
         from rich.console import Group
 
-        return Group(table, *[Text(f"{m.name}: {m.reason}", "dim") for m in gated])
+        # Models often share a universe: each distinct one is listed once under the table (it
+        # wraps there), so the rows stay one line each at any width.
+        universes: dict[tuple[str, ...], list[str]] = {}
+        for m in snap.models:
+            universes.setdefault(m.universe, []).append(m.name)
+        labels = {u: chr(ord("A") + i) for i, u in enumerate(universes)} if len(universes) > 1 else {}
+        table = _table("Model", "Budget", "State", "Next rebalance", "Universe", right=(1, 4))
+        for m in snap.models:
+            table.add_row(m.name, pct(m.budget, signed=False, digits=0), Text(m.state, GATE_STYLE.get(m.state, "red")),
+                          stamp(m.next_rebalance), f"{labels.get(m.universe, '')} {len(m.universe)}".strip())
+        lines = [Text.assemble((f"universe {labels[u]}: " if labels else "universe: ", "bold"), " ".join(u))
+                 for u in universes]
+        gated = [Text(f"{m.name}: {m.reason}", "dim") for m in snap.models if m.state != "active" and m.reason]
+        return Group(table, *lines, *gated)
 
 
 class OrdersPanel(Panel):
@@ -272,12 +367,13 @@ class OrdersPanel(Panel):
         orders = snap.view.open_orders if snap.view is not None else []
         if not orders:
             return _note("no open orders")
-        table = _table("Side", "Symbol", "Qty", "Status", "Filled", right=(2, 4), flex=3)
+        # The order wraps (at its spaces) when the panel is narrow; the status and the filled
+        # share are never cut.
+        table = _table("Order", "Filled", "Status", right=(1,), flex=0)
         for o in orders[-20:]:
             done = o.filled_qty / o.qty if o.qty else 0.0
-            bar = "#" * round(done * 5) + "." * (5 - round(done * 5))
-            table.add_row(Text(o.side, "green" if o.side == "buy" else "red"), o.symbol, qty(o.qty), o.status,
-                          f"{bar} {done:.0%}")
+            table.add_row(Text.assemble((o.side, "green" if o.side == "buy" else "red"), f" {qty(o.qty)} ", (o.symbol, "bold")),
+                          f"{done:.0%}", o.status)
         return table
 
 
@@ -287,11 +383,17 @@ class ActivityPanel(Panel):
     def render_snapshot(self, snap: Snapshot):
         if not snap.activity:
             return _note("no orders or fills yet")
-        table = _table("Time", "Order/fill @ as traded", flex=1)
-        for a in snap.activity:
-            table.add_row(stamp(a.ts, short=True), Text.assemble(
-                (f"{a.side:<4}", "green" if a.side == "buy" else "red"), f" {qty(a.qty)} ", (a.symbol, "bold"),
-                f" {a.text}" if a.kind == "fill" else (f" [{a.text}]", "dim")))
+        table = _table("UTC", "Order @ as traded [status]", flex=1)
+        for day, a in _by_day(snap.activity, lambda a: a.ts):
+            if day is not None:
+                table.add_row("", Text(day, "bold underline"))
+            if a.fill_price is not None and a.filled_qty:
+                part = "" if a.status == "filled" else f" [{a.status}: {qty(a.filled_qty)} filled]"
+                done = Text.assemble(f" @ {a.fill_price:,.2f}", (" (journal)", "dim") if a.journal_price else "", part)
+            else:
+                done = Text(f" [{a.status}{f': {a.note}' if a.note else ''}]", "dim")
+            table.add_row(f"{a.ts.astimezone(timezone.utc):%H:%M}", Text.assemble(
+                (f"{a.side:<4}", "green" if a.side == "buy" else "red"), f" {qty(a.qty)} ", (a.symbol, "bold"), done))
         return table
 
 
@@ -300,10 +402,9 @@ class RankingsPanel(Panel):
 
     def render_snapshot(self, snap: Snapshot):
         if not snap.rankings:
-            return _note(snap.market_note or ("no universe: no config" if snap.config_problem else "loading..."))
+            return _note(_no_config(snap) or snap.market_note or "loading...")
         held = snap.held
         first = snap.rankings[0]
-        self.border_title = f"Universe momentum{f' at {first.as_of}' if first.as_of else ''}"
         others = snap.rankings[1:]
         table = _table("#", "Symbol", f"{first.lookback}d", *[f"{r.lookback}d" for r in others], right=tuple(range(2, 3 + len(others))))
         lookup = [dict(r.rows) for r in others]
@@ -311,7 +412,13 @@ class RankingsPanel(Panel):
             style = "bold green" if symbol in held else ""
             cells = [pct(mom, digits=1)] + [pct(m.get(symbol), digits=1) for m in lookup]
             table.add_row(str(i), Text(("* " if symbol in held else "  ") + symbol, style), *[Text(c, style) for c in cells])
-        return table
+        if first.as_of is None:
+            return table
+        from rich.console import Group
+
+        text, style = age(first.as_of, snap.as_of)  # in the panel, not its title: it wraps, never cut
+        return Group(Text.assemble(("at the close of ", "dim"), first.as_of.isoformat(), (f" ({text})" if text else "", style)),
+                     table)
 
 
 class ErrorsPanel(Panel):
@@ -322,11 +429,34 @@ class ErrorsPanel(Panel):
             return _note(snap.problem)
         if not snap.events:
             return _note("no warnings or errors")
-        table = _table("Time", "Sev", "What", flex=2)
-        for e in snap.events[:30]:
-            table.add_row(stamp(e.ts_event, short=True), Text(e.severity, SEVERITY_STYLE.get(e.severity, "")),
-                          f"{e.subsystem}/{e.type}: {e.message}")
+        table = _table("UTC", "Sev", "What", flex=2)
+        for day, e in _by_day(snap.events[:30], lambda e: e.ts_event):
+            if day is not None:
+                table.add_row("", "", Text(day, "bold underline"))
+            table.add_row(f"{e.ts_event.astimezone(timezone.utc):%H:%M}", Text(e.severity, SEVERITY_STYLE.get(e.severity, "")),
+                          Text(f"{e.subsystem}/{e.type}: {e.message}"))
         return table
+
+
+def _by_day(items, ts_of):
+    """(date heading or None, item) pairs: each UTC day (with its year) is named once, above
+    its first item, so the rows only need the time."""
+    last = None
+    for item in items:
+        day = f"{ts_of(item).astimezone(timezone.utc):%Y-%m-%d}"
+        yield (day if day != last else None), item
+        last = day
+
+
+def _no_config(snap: Snapshot) -> str | None:
+    """Why an account has no models or universe to show, when it is the config's fault."""
+    if snap.config_problem:
+        return f"config: {snap.config_problem}"
+    if snap.account is not None and not snap.in_config:
+        return f"{snap.account} is in the journal but not in accounts.yaml: no models or universe to show"
+    if snap.account is None:
+        return "no account"
+    return None
 
 
 # --- charts --------------------------------------------------------------------------------

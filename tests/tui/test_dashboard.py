@@ -5,9 +5,15 @@ a halted account and a health endpoint that does not answer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import re
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from tui_support import botctl, copy_journal, query, settle, text_of
@@ -45,8 +51,11 @@ def test_panels_show_the_journals_latest_positions_and_figures(db, make_app):
         header = text_of(app.query_one(w.HeaderBar))
         assert "NOT RUNNING" in header and "rotation-sim" in header and "paper/sim" in header
         assert money(nav) in header
-        assert "market closed, opens in 17h 25m" in header  # 2021-03-31 20:05Z -> 04-01 13:30Z
-        assert "heartbeat 2021-03-31 20:00Z" in header
+        # A finished replay: its own clock (the last mark), not the wall clock; every time has its year.
+        assert "marked 2021-03-31 20:00Z (5m old)" in header
+        assert "bars to 2025-12-24" in header  # the data's own end, whatever the clock
+        assert "replay clock 2021-03-31 20:00Z (finished 2021-03-31 20:00Z)" in header
+        assert "gates SectorRotationModel_v1 active · SectorRotationBull_v1 active · SectorRotationBear_v1 gated" in header
         table = text_of(app.query_one(w.PositionsPanel))
         for symbol, qty, price, value in positions:
             row = next(line for line in table.splitlines() if line.split() and line.split()[0] == symbol)
@@ -63,13 +72,13 @@ def test_panels_show_the_journals_latest_positions_and_figures(db, make_app):
         models = text_of(app.query_one(w.ModelsPanel))
         for name in ("SectorRotationModel_v1", "SectorRotationBull_v1", "SectorRotationBear_v1"):
             assert name in models
-        assert "gated" in models and "04-01 14:00" in models  # next month's first session, 30 min in
+        assert "gated" in models and "2021-04-01 14:00Z" in models  # next month's first session, 30 min in
         rankings = text_of(app.query_one(w.RankingsPanel))
         for symbol, *_ in positions:
             assert f"* {symbol}" in rankings  # held symbols are marked
         activity = text_of(app.query_one(w.ActivityPanel))
         (last_fill,) = query(db, "SELECT symbol FROM fills WHERE account = 'rotation-sim' ORDER BY id DESC LIMIT 1")[0]
-        assert last_fill in activity and "03-01 15:00" in activity
+        assert last_fill in activity and "2021-03-01" in activity and "15:00" in activity
         assert "no open orders" in text_of(app.query_one(w.OrdersPanel))
         assert "no warnings or errors" in text_of(app.query_one(w.ErrorsPanel))
         assert len(app.snapshot.nav) == len(app.snapshot.bench) == 61
@@ -340,7 +349,7 @@ def test_the_key_figures_are_on_the_first_screen(db, make_app, size):
 
     async def steps(pilot):
         header = app.query_one(w.HeaderBar)
-        assert header.region.y == 0 and header.region.height == 2
+        assert header.region.y == 0 and 3 <= header.region.height <= 5
         for panel_id in ("positions", "performance", "risk"):  # fully visible without scrolling
             region = app.query_one(f"#{panel_id}").region
             assert region.height >= 5 and region.bottom <= height - 1 and region.right <= width
@@ -353,3 +362,173 @@ def test_the_key_figures_are_on_the_first_screen(db, make_app, size):
             assert body.max_scroll_y > 0
 
     drive(app, steps, size=size)
+
+
+def _set_run(db, **columns):
+    sets = ", ".join(f"{k} = ?" for k in columns)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE runs SET {sets} WHERE id = (SELECT max(id) FROM runs)", tuple(columns.values()))
+
+
+def _ts(when):
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_a_crashed_bot_is_unhealthy_in_red_with_the_reason(db, make_app):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs: the run was killed without writing its end
+    _set_run(db, status="running", pid=gone.pid, ended_at=None)
+    app = make_app(db)
+
+    async def steps(pilot):
+        header = text_of(app.query_one(w.HeaderBar))
+        assert "UNHEALTHY" in header and "NOT RUNNING" not in header
+        assert f"pid {gone.pid} is not running (crashed or killed without a clean stop)" in header
+        assert w.STATUS_STYLE["unhealthy"].endswith("on red")
+
+    drive(app, steps)
+    assert botctl(db, "status").exit_code == 1  # what `status` says too
+
+
+@contextlib.contextmanager
+def a_running_bot(db, heartbeat_age: float = 0.0):
+    """The journal's latest run made a live botctl process (by its command line) that last
+    heartbeat `heartbeat_age` seconds ago; yields the time that was 'now'."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "botctl"])
+    try:
+        now = datetime.now(timezone.utc)
+        _set_run(db, status="running", pid=proc.pid, ended_at=None, started_at=_ts(now),
+                 heartbeat_at=_ts(now - timedelta(seconds=heartbeat_age)))
+        yield now
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_late_heartbeat_is_not_healthy_whatever_health_says(db, make_app):
+    from botctl.runtime.health import HealthServer, Telemetry
+
+    with a_running_bot(db, heartbeat_age=120) as now, HealthServer(Telemetry({"rotation-sim": {}}), "127.0.0.1", 0) as server:
+        app = make_app(db, health_url=server.address, clock=lambda: now)
+
+        async def steps(pilot):
+            header = text_of(app.query_one(w.HeaderBar))
+            assert app.snapshot.health["status"] == "healthy"  # the endpoint still answers
+            assert "DEGRADED" in header and "heartbeat 120s old" in header
+
+        drive(app, steps)
+
+
+def test_the_health_address_the_run_journaled_is_used(db, make_app):
+    from botctl.runtime.health import HealthServer, Telemetry
+
+    with a_running_bot(db) as now, HealthServer(Telemetry({"rotation-sim": {}}), "127.0.0.1", 0) as server:
+        url = server.address + "/health"  # not the port in accounts.yaml
+        with sqlite3.connect(db) as conn:
+            (run_id,) = conn.execute("SELECT run_id FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+            conn.execute("INSERT INTO events (ts_event, subsystem, type, severity, run_id, message, details) "
+                         "VALUES (?, 'health', 'health.serving', 'INFO', ?, 'health endpoint', ?)",
+                         (_ts(now), run_id, json.dumps({"url": url})))
+        app = make_app(db, clock=lambda: now)
+
+        async def steps(pilot):
+            assert app.snapshot.health is not None and app.snapshot.health["status"] == "healthy"
+            header = text_of(app.query_one(w.HeaderBar))
+            assert "HEALTHY" in header and "health: healthy" in header
+
+        drive(app, steps)
+
+
+def test_q_in_a_confirmation_cancels_it(db, make_app):
+    app = make_app(db)
+
+    async def steps(pilot):
+        await pilot.press("K")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("q")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmScreen) and not app._exit
+
+    drive(app, steps)
+    assert query(db, "SELECT count(*) FROM control")[0][0] == 0
+
+
+def test_an_account_missing_from_the_config_says_so(db, make_app):
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE nav SET account = 'retired-sim' WHERE account = 'adaptive-sim'")
+    app = make_app(db, account="retired-sim")
+
+    async def steps(pilot):
+        assert app.account == "retired-sim"
+        for panel in (w.ModelsPanel, w.RankingsPanel):
+            text = " ".join(text_of(app.query_one(panel)).split())
+            assert "loading" not in text and "retired-sim is in the journal but not in accounts.yaml" in text
+
+    drive(app, steps)
+
+
+def test_activity_lists_each_order_once_with_its_fill(db, make_app):
+    app = make_app(db)
+    orders = query(db, "SELECT o.side, o.symbol, SUM(f.qty * f.as_traded_price) / SUM(f.qty) FROM orders o "
+                       "JOIN fills f USING (client_order_id) WHERE o.account = 'rotation-sim' "
+                       "GROUP BY o.id ORDER BY o.id DESC LIMIT 12")
+
+    async def steps(pilot):
+        activity = text_of(app.query_one(w.ActivityPanel))
+        assert "Order @ as traded [status]" in activity  # brackets kept, not read as markup
+        lines = [line for line in activity.splitlines() if re.match(r"\s*\d\d:\d\d ", line)]
+        assert len(lines) == len(orders)  # one line per order: its fill is on it, not a line of its own
+        for (side, symbol, price), line in zip(orders, lines):
+            assert f"{side:<4} " in line and symbol in line and f"@ {price:,.2f}" in line  # the traded price
+
+    drive(app, steps)
+
+
+def test_drawdown_at_the_peak_reads_zero_not_plus_zero(db, make_app):
+    with sqlite3.connect(db) as conn:  # a new high: no drawdown now
+        conn.execute("INSERT INTO nav (run_id, account, ts_event, nav, cash, gross_exposure, leverage) "
+                     "SELECT run_id, account, '2021-04-01T20:00:00.000000Z', 999999.0, cash, gross_exposure, leverage "
+                     "FROM nav WHERE account = 'rotation-sim' ORDER BY id DESC LIMIT 1")
+    app = make_app(db)
+
+    async def steps(pilot):
+        risk = text_of(app.query_one(w.RiskPanel))
+        row = next(line for line in risk.splitlines() if "Drawdown now" in line)
+        assert "0.00% (at peak)" in row and "+0.00%" not in row
+        assert "+" not in next(line for line in risk.splitlines() if "Max drawdown" in line)
+
+    drive(app, steps)
+
+
+def test_status_and_the_dashboard_read_a_replay_on_its_own_clock(db, make_app):
+    result = botctl(db, "status", "--json")
+    body = json.loads(result.output)
+    models = body["accounts"]["rotation-sim"]["models"]
+    assert models and all(m["next_rebalance"] == "2021-04-01" for m in models)  # not next month of the wall clock
+    app = make_app(db, clock=lambda: datetime.now(timezone.utc))  # the real wall clock, years later
+
+    async def steps(pilot):
+        assert app.snapshot.replay_now == datetime(2021, 3, 31, 20, 0, tzinfo=timezone.utc)
+        assert app.snapshot.rankings[0].as_of.isoformat() == "2021-03-31"
+        assert {m.next_rebalance.date().isoformat() for m in app.snapshot.models} == {"2021-04-01"}
+        header = text_of(app.query_one(w.HeaderBar))
+        assert "replay clock 2021-03-31 20:00Z" in header and "days old" in header  # and old, against today
+
+    drive(app, steps)
+
+
+def test_the_errors_dialog_says_when_it_shows_only_the_newest(db, make_app):
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO events (ts_event, subsystem, type, severity, account, message, details) VALUES "
+                         "(?, 'data', 'data.stale', 'WARN', 'rotation-sim', 'bars are old', '{}')",
+                         [(f"2021-03-{d:02d}T18:{m:02d}:00.000000Z",) for d in range(1, 31) for m in range(5)])
+    app = make_app(db)
+
+    async def steps(pilot):
+        await pilot.press("e")
+        await pilot.pause()
+        title = str(app.screen.query_one("#dialog-title").render())
+        assert "the newest 100 (older ones: botctl tail --kind events)" in title and "(100" not in title
+
+    drive(app, steps)

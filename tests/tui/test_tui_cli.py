@@ -31,3 +31,13 @@ def test_an_unknown_account_is_a_usage_error(db):
 
 def test_refresh_must_be_positive():
     assert CliRunner().invoke(app, ["tui", "--refresh", "0"]).exit_code == 2
+
+
+def test_without_a_terminal_it_exits_2_with_one_line(db):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", str(ROOT), "--db", str(db), "tui"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "needs a terminal" in result.stderr

@@ -61,3 +61,26 @@ def text_of(widget) -> str:
                       color_system=None, legacy_windows=False)
     console.print(widget.shown)
     return console.export_text()
+
+
+def screen_text(app) -> str:
+    """The whole screen as plain text, as a person sees it (what export_screenshot draws)."""
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, color_system=None,
+                      legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+def add_open_orders(db: Path) -> None:
+    """Two open orders with the longest statuses, placed before the last mark (so the
+    replay's clock does not move)."""
+    with sqlite3.connect(db) as conn:
+        run_id, ts = conn.execute("SELECT run_id, ts_event FROM nav WHERE account = 'rotation-sim' ORDER BY id DESC LIMIT 1").fetchone()
+        for i, (status, side, filled) in enumerate((("partially_filled", "buy", 40.0), ("unknown", "sell", 0.0))):
+            conn.execute("INSERT INTO orders (client_order_id, run_id, account, symbol, side, qty, status, ts_init, ts_event, "
+                         "order_type, reason, filled_qty) VALUES (?, ?, 'rotation-sim', 'XLRE', ?, 123.45, ?, ?, ?, "
+                         "'market', 'rebalance', ?)", (f"open-{i}", run_id, side, status, ts[:11] + "19:00:00.000000Z",
+                                                      ts[:11] + "19:00:00.000000Z", filled))
