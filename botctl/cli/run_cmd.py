@@ -105,7 +105,9 @@ def register(app: typer.Typer) -> None:
         # An offline replay needs no port unless asked for one (--health-port N): two replays,
         # or anything else on health.port, must not make it fail.
         telemetry, server = _health(plan, health_port or 0)
-        with Store.open(g.db) as store, server:
+        from botctl.notify.setup import for_run
+
+        with Store.open(g.db) as store, server, for_run(g, plan, store, telemetry, bars=bars, every_account=not account):
             summary = run_replay(plan, bars, store, start, end, speed=pace, progress=Progress(), telemetry=telemetry,
                                  health=server or None)
         if as_json:
@@ -133,7 +135,9 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
     telemetry, server = _health(plan, 0 if once else plan.health.port if health_port is None else health_port)
     # One line per cycle and the next wake-up, on stdout unless stdout carries the JSON answer.
     log = err if as_json else typer.echo
-    with Store.open(g.db) as store, server:
+    from botctl.notify.setup import for_run
+
+    with Store.open(g.db) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account):
         outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,
                               echo=log, telemetry=telemetry, health=server or None)
     if as_json:

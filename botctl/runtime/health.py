@@ -47,6 +47,8 @@ class Telemetry:
                                "before their answer", registry=r)
         self.mismatches = Gauge("botctl_position_mismatches", "Positions that differ between journal and broker",
                                 ["account"], registry=r)
+        self.notifications = Counter("botctl_notifications", "Notifications by destination and outcome (sent, failed, "
+                                     "dropped)", ["destination", "outcome"], registry=r)
         self.started = time.monotonic()
         self.cycles = 0
         self.last_cycle_at: datetime | None = None
@@ -61,6 +63,9 @@ class Telemetry:
 
     def client_dropped(self) -> None:
         self.dropped.inc()
+
+    def notified(self, destination: str, outcome: str) -> None:
+        self.notifications.labels(destination, outcome).inc()
 
     def account_state(self, account: str, **changes) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -65,6 +65,9 @@ class Store:
         self.path = path
         self.readonly = readonly
         self._conn = conn
+        # Told of every record written, once it is committed (botctl.notify's Notifier.heard).
+        self.listener: Callable[[Record], None] | None = None
+        self._unheard: list[Record] = []  # written inside the open transaction, told at COMMIT
 
     @property
     def db(self) -> Database:
@@ -225,9 +228,11 @@ class Store:
         if conn.in_transaction:
             name = f"botctl_{next(_savepoints)}"
             conn.execute(f"SAVEPOINT {name}")
+            heard = len(self._unheard)
             try:
                 yield self
             except BaseException:
+                del self._unheard[heard:]
                 if conn.in_transaction:
                     conn.execute(f"ROLLBACK TO {name}")
                     conn.execute(f"RELEASE {name}")
@@ -243,9 +248,23 @@ class Store:
             with self._guard():
                 conn.execute("COMMIT")
         except BaseException:
+            self._unheard.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._tell()
+
+    def _heard(self, record: Record) -> None:
+        if self.listener is not None:
+            self._unheard.append(record)
+            if not self._conn.in_transaction:
+                self._tell()
+
+    def _tell(self) -> None:
+        heard, self._unheard = self._unheard, []
+        if self.listener is not None:
+            for record in heard:
+                self.listener(record)
 
     # --- writing -------------------------------------------------------------------------
 
@@ -255,6 +274,7 @@ class Store:
         row = codec.encode(record)
         with self._guard(record):
             cur = self._conn.execute(sql, row)
+        self._heard(record)
         return cur.lastrowid or 0
 
     def insert(self, record: Record) -> int:
@@ -265,6 +285,9 @@ class Store:
         """Insert records (any mix of types, streamed) in one transaction; returns the count."""
         count = 0
         with self.transaction():
+            if self.listener is not None:
+                records = list(records)
+                self._unheard.extend(records)  # told when this transaction commits
             for cls, group in itertools.groupby(records, key=type):
                 codec = CODECS.get(cls) or codec_for(next(group))
                 with self._guard():
