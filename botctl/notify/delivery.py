@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -104,7 +105,9 @@ _set_up = False
 
 def _apprise():
     global _set_up
-    import apprise
+    with warnings.catch_warnings():  # its imports trip deprecation warnings that are not ours to fix
+        warnings.simplefilter("ignore")
+        import apprise
 
     with _apprise_ready:
         if not _set_up:
@@ -120,7 +123,10 @@ def apprise_schemes() -> frozenset[str]:
     """Every URL scheme the installed Apprise can send to."""
     apprise = _apprise()
     schemes: set[str] = set()
-    for service in apprise.Apprise().details().get("schemas", []):
+    with warnings.catch_warnings():  # loading its plugins trips deprecation warnings too
+        warnings.simplefilter("ignore")
+        services = apprise.Apprise().details().get("schemas", [])
+    for service in services:
         for key in ("protocols", "secure_protocols"):
             schemes.update(str(p).lower() for p in service.get(key) or ())
     return frozenset(schemes)
