@@ -29,8 +29,10 @@ rate_limit: {messages: 1000, per_minutes: 1}
 """
 
 
-def config(text: str, environ: dict | None = None, accounts=("main", "other")):
-    return load_notify(textwrap.dedent(text), environ=environ or {}, check_url=check_url, schemes=apprise_schemes(),
+def config(text: str, environ: dict | None = None, accounts=("main", "other"), fast: bool = True):
+    """notify.yaml from `text`, with FAST's settings unless `fast` is False."""
+    text = textwrap.dedent(text) + (FAST if fast else "")
+    return load_notify(text, environ=environ or {}, check_url=check_url, schemes=apprise_schemes(),
                        known_accounts=accounts)
 
 
