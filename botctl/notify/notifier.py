@@ -123,7 +123,7 @@ class Notifier:
                     self._flush_group(account)
             while self._closes:
                 self._maybe_summarize(self._closes.popleft())
-        except Exception:
+        except Exception:  # a summary that cannot be built is not worth stopping the notifier
             pass
         self._record_outcomes()
 

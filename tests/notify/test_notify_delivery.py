@@ -60,7 +60,7 @@ def test_a_rebalance_is_one_message_and_the_next_cycle_another(tmp_path, receive
         s.store.upsert_order(order("XLV", status="rejected"))
         time.sleep(0.5)  # group_seconds 0.2: the first cycle's message goes
         s.store.upsert_order(order("SPY", cycle="20240304T1500"))
-        msgs = receiver2.wait_for(3)
+        msgs = receiver2.wait_for(2)
     finally:
         s.close()
     assert len(msgs) == 2
