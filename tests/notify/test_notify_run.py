@@ -115,3 +115,18 @@ def test_notify_test_reports_a_missing_variable_as_a_config_error(config_dir):
     result = CliRunner().invoke(app, ["--config-dir", str(config_dir), "notify", "test"], env={"HOOK_SECRET": ""})
     assert result.exit_code == 4
     assert "notify.yaml:2:" in result.output and "HOOK_SECRET is not set" in result.output
+
+
+def test_a_paper_run_once_tells_each_accounts_rebalance_in_one_message(tmp_path, config_dir, receiver):
+    write_notify(config_dir, receiver.url, kinds="[paper]")
+    text = (config_dir / "notify.yaml").read_text().replace("kinds: [replay]\n", "")
+    (config_dir / "notify.yaml").write_text(text)
+    env = {**os.environ, "BOTCTL_CLOCK": "2024-03-01T15:30:00Z*1", "BOTCTL_HEALTH_PORT": "0"}
+    done = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", str(config_dir), "--db", str(tmp_path / "b.db"),
+                           "run", "--once", "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    orders = dict(rows(tmp_path / "b.db", "SELECT account, COUNT(*) FROM orders GROUP BY account"))
+    rebalances = sorted(t for t in receiver.titles() if ": rebalance, " in t)
+    assert rebalances == [f"{acc}: rebalance, {n} order(s) ({n} filled)" for acc, n in sorted(orders.items())]
+    assert "INFO run.finished" in receiver.titles()
