@@ -140,12 +140,19 @@ def check_url(url: str) -> str | None:
     return None
 
 
+_plugins: dict[tuple[str, int], object] = {}  # (url, thread) -> Apprise plugin: parsed once, not per send
+
+
 def send(url: str, message: Message, timeout: float) -> str | None:
     """One attempt; None when delivered, else the reason (not yet masked)."""
     apprise = _apprise()
-    plugin = apprise.Apprise.instantiate(url)
+    key = (url, threading.get_ident())
+    plugin = _plugins.get(key)
     if plugin is None:
-        return "not a valid Apprise URL"
+        plugin = apprise.Apprise.instantiate(url)
+        if plugin is None:
+            return "not a valid Apprise URL"
+        _plugins[key] = plugin
     if "cto=" not in url:
         plugin.socket_connect_timeout = min(timeout, 4.0)
     if "rto=" not in url:

@@ -21,6 +21,7 @@ from botctl.notify.messages import NEW_YORK, DaySummary, Message, event_message,
 from botctl.records import Event, NavSnapshot, Order, Record, Run
 from botctl.spec.notify import ORDERS_TYPE, SUMMARY_TYPE, Destination, NotifyConfig
 
+OUTCOMES_EVERY = 1.0  # seconds between two journal writes of notify.sent / notify.failed
 Benchmark = Callable[[date], "float | None"]  # the benchmark's return on that session, if known
 
 
@@ -57,6 +58,7 @@ class Notifier:
         self._stop = threading.Event()
         self._house = threading.Thread(target=self._housekeeping, name="botctl-notify", daemon=True)
         self._store = None
+        self._recorded_at = 0.0
 
     # --- the trading thread's side: cheap and never raising -----------------------------
 
@@ -73,7 +75,8 @@ class Notifier:
         if self.run is None or self.run.kind not in self.spec.kinds:
             return
         if isinstance(record, Event):
-            if record.subsystem != "notify":
+            # routes first: most events go nowhere, and are not worth formatting
+            if record.subsystem != "notify" and self.config.destinations_for(record.type, record.severity, record.account):
                 self.route(event_message(record, self.run.kind), record.account)
         elif isinstance(record, Order):
             key = cycle_key(record)
@@ -86,8 +89,11 @@ class Notifier:
                     group = self._groups[record.account] = _Group(key, {}, 0.0)
                 group.orders[record.client_order_id] = record
                 group.last_seen = time.monotonic()
-        elif isinstance(record, NavSnapshot) and self.spec.daily_summary:
+        elif isinstance(record, NavSnapshot) and self.spec.daily_summary and self._summaries_go(record.account):
             self._closes.append(record)
+
+    def _summaries_go(self, account: str) -> bool:
+        return any(self.config.destinations_for(SUMMARY_TYPE, severity, account) for severity in ("INFO", "WARN"))
 
     def route(self, message: Message, account: str | None) -> None:
         for name in self.config.destinations_for(message.about, message.severity, account):
@@ -125,7 +131,11 @@ class Notifier:
                 self._maybe_summarize(self._closes.popleft())
         except Exception:  # a summary that cannot be built is not worth stopping the notifier
             pass
-        self._record_outcomes()
+        # Outcomes are journaled in one transaction a second at most: each write takes the
+        # journal's write lock, which trading's own commits would otherwise queue behind.
+        if final or time.monotonic() - self._recorded_at >= OUTCOMES_EVERY:
+            self._recorded_at = time.monotonic()
+            self._record_outcomes()
 
     def _maybe_summarize(self, mark: NavSnapshot) -> None:
         from botctl.adapters.calendar import sessions
@@ -181,7 +191,9 @@ class Notifier:
             from botctl.store import Store
 
             try:
-                self._store = Store.open(self.journal, create=False)
+                # synchronous=NORMAL: an outcome lost to a power cut is not worth an fsync that
+                # trading's next commit would wait behind
+                self._store = Store.open(self.journal, create=False, durable=False)
             except Exception:
                 self.journal = None  # not worth retrying every tick; outcomes still reach /metrics
         return self._store
