@@ -8,7 +8,6 @@ The replay runs in this process (`run_replay`) with the Notifier on its Store ex
 from __future__ import annotations
 
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from botctl.store import Store
 from botctl.strategy.bars import bars_from_frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notify"))
+from notify_support import write_notify  # noqa: E402
 from receiver import Receiver  # noqa: E402
 
 QUEUE = 5  # a small bound, so a down receiver fills it many times over
@@ -42,19 +42,8 @@ def test_receiver_down_for_the_whole_run_loses_no_critical_once_back(tmp_path, c
     receiver = Receiver().start()
     port = receiver.port
     receiver.stop()  # down from before the first session
-    (config_dir / "notify.yaml").write_text(textwrap.dedent(f"""\
-        destinations:
-          phone: {{url: "json://127.0.0.1:{port}/hook"}}
-        routes:
-          - to: phone
-        kinds: [replay]
-        queue_size: {QUEUE}
-        group_seconds: 0.1
-        timeout_seconds: 1
-        flush_seconds: 1
-        retry: {{attempts: 2, first_seconds: 0.05, max_seconds: 0.2}}
-        rate_limit: {{messages: 1000, per_minutes: 1}}
-        """))
+    write_notify(config_dir, f"json://127.0.0.1:{port}/hook", to="phone", queue_size=str(QUEUE), group_seconds="0.1",
+                 flush_seconds="1", retry="{attempts: 2, first_seconds: 0.05, max_seconds: 0.2}")
     g = Globals(config_dir=config_dir, db=tmp_path / "botctl.db", data=None)
     plan = load_plan(g)
     bars = bars_from_frame(load_bars(None), plan.symbols)

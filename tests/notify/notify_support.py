@@ -29,6 +29,20 @@ rate_limit: {messages: 1000, per_minutes: 1}
 """
 
 
+# notify.yaml settings of the tests that write the file for a botctl command: fast retries,
+# a short flush, replays heard too.
+FILE_SETTINGS = {"kinds": "[replay]", "group_seconds": "0.3", "flush_seconds": "2", "timeout_seconds": "1",
+                 "retry": "{attempts: 2, first_seconds: 0.05, max_seconds: 0.1}",
+                 "rate_limit": "{messages: 1000, per_minutes: 1}"}
+
+
+def write_notify(config_dir: Path, url: str, *, to: str = "ops", **settings: str) -> None:
+    """notify.yaml in `config_dir`: one destination `to` at `url` hearing every event."""
+    lines = [f'destinations:\n  {to}: {{url: "{url}"}}', f"routes:\n  - to: {to}"]
+    lines += [f"{key}: {value}" for key, value in {**FILE_SETTINGS, **settings}.items()]
+    (config_dir / "notify.yaml").write_text("\n".join(lines) + "\n")
+
+
 def config(text: str, environ: dict | None = None, accounts=("main", "other"), fast: bool = True):
     """notify.yaml from `text`, with FAST's settings unless `fast` is False."""
     text = textwrap.dedent(text) + (FAST if fast else "")

@@ -8,10 +8,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-from notify_support import SECRET
+from notify_support import SECRET, write_notify
 from typer.testing import CliRunner
 
 from botctl.cli.app import app
@@ -23,22 +22,6 @@ def dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]  # closed again: nothing listens there
-
-
-def write_notify(config_dir: Path, url: str, **extra: str) -> None:
-    settings = "\n".join(f"{k}: {v}" for k, v in extra.items())
-    (config_dir / "notify.yaml").write_text(textwrap.dedent(f"""\
-        destinations:
-          ops: {{url: "{url}"}}
-        routes:
-          - to: ops
-        kinds: [replay]
-        group_seconds: 0.3
-        flush_seconds: 2
-        timeout_seconds: 1
-        retry: {{attempts: 2, first_seconds: 0.05, max_seconds: 0.1}}
-        rate_limit: {{messages: 1000, per_minutes: 1}}
-        """) + settings + "\n")
 
 
 def replay(config_dir: Path, db: Path) -> subprocess.CompletedProcess:
@@ -119,8 +102,6 @@ def test_notify_test_reports_a_missing_variable_as_a_config_error(config_dir):
 
 def test_a_paper_run_once_tells_each_accounts_rebalance_in_one_message(tmp_path, config_dir, receiver):
     write_notify(config_dir, receiver.url, kinds="[paper]")
-    text = (config_dir / "notify.yaml").read_text().replace("kinds: [replay]\n", "")
-    (config_dir / "notify.yaml").write_text(text)
     env = {**os.environ, "BOTCTL_CLOCK": "2024-03-01T15:30:00Z*1", "BOTCTL_HEALTH_PORT": "0"}
     done = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", str(config_dir), "--db", str(tmp_path / "b.db"),
                            "run", "--once", "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True,
