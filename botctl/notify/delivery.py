@@ -273,12 +273,20 @@ class Courier(threading.Thread):
     def idle(self) -> bool:
         return not self.busy and len(self.outbox) == 0
 
+    def halt(self) -> None:
+        """Stop after the send in flight, if any (a retry's wait ends at once)."""
+        self.stopping.set()
+        self.outbox.close()
+
+    def leftovers(self, deadline: float) -> list[Message]:
+        """After `halt`: wait for the worker until `deadline` (monotonic); what was not sent."""
+        self.join(timeout=max(0.0, deadline - time.monotonic()))
+        return self.outbox.take_all() + self.held
+
     def stop(self, flush_seconds: float) -> list[Message]:
         """Let queued messages go for up to `flush_seconds`, then stop; returns those left."""
         deadline = time.monotonic() + flush_seconds
         while time.monotonic() < deadline and not self.idle():
             time.sleep(0.02)
-        self.stopping.set()
-        self.outbox.close()
-        self.join(timeout=max(self.spec.timeout_seconds, 1.0) + 1.0)
-        return self.outbox.take_all() + self.held
+        self.halt()
+        return self.leftovers(time.monotonic() + self.spec.timeout_seconds + 1.0)

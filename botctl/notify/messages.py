@@ -6,7 +6,7 @@ message says when it happened, and numbers say what they are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,6 @@ class Message:
     account: str | None = None
     attempts: int = 0
     queued_at: float = 0.0  # monotonic
-    extra: dict = field(default_factory=dict)
 
     @property
     def rank(self) -> int:

@@ -97,7 +97,8 @@ class Notifier:
 
     def route(self, message: Message, account: str | None) -> None:
         for name in self.config.destinations_for(message.about, message.severity, account):
-            dropped = self.couriers[name].outbox.put(dataclasses.replace(message, extra={}))
+            # one copy per destination: the attempts are its own
+            dropped = self.couriers[name].outbox.put(dataclasses.replace(message))
             if dropped is not None:
                 self._outcomes.append((self.config.destinations[name], dropped, "dropped: the queue was full", "dropped"))
 
@@ -215,10 +216,12 @@ class Notifier:
             sent = reason is None
             events.append(Event(
                 ts_event=datetime.now(timezone.utc), subsystem="notify", type="notify.sent" if sent else "notify.failed",
-                severity="INFO" if sent else "WARN", run_id=self.run.run_id if self.run else None, account=message.account,
+                # no account: a notification's fate is not the account's news (status shows an
+                # account's newest warning as why it did not trade)
+                severity="INFO" if sent else "WARN", run_id=self.run.run_id if self.run else None,
                 message=(f"{message.title} -> {destination.name}" if sent
                          else f"{message.title} -> {destination.name}: {reason}")[:500],
-                details={"to": destination.name, "url": destination.shown, "about": message.about,
+                details={"to": destination.name, "account": message.account, "url": destination.shown, "about": message.about,
                          "severity": message.severity, "attempts": message.attempts, "outcome": outcome}))
         store = self._journal() if events else None
         if store is not None:
@@ -236,8 +239,11 @@ class Notifier:
         deadline = time.monotonic() + self.spec.flush_seconds
         while time.monotonic() < deadline and not all(c.idle() for c in self.couriers.values()):
             time.sleep(0.02)
+        for courier in self.couriers.values():
+            courier.halt()
+        deadline = time.monotonic() + self.spec.timeout_seconds + 1.0  # one send in flight, shared by all
         for name, courier in self.couriers.items():
-            for message in courier.stop(0):
+            for message in courier.leftovers(deadline):
                 self._outcomes.append((self.config.destinations[name], message,
                                        "not delivered before the bot stopped", "failed"))
         self._record_outcomes()
