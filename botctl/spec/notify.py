@@ -37,7 +37,7 @@ EVENT_TYPES: frozenset[str] = frozenset({
     "reconcile.position_mismatch",
     "order.rejected", "order.unknown", "gate.blocked", "breaker.tripped", "first_cycle.halted", "live.first_orders",
     "broker.unavailable", "market.closed", "data.cache_damaged", "data.rejected", "data.missing_bar",
-    "cycle.failed", "cycle.owed", "mark.failed", "clock.jumped",
+    "cycle.failed", "cycle.owed", "mark.failed", "clock.jumped", "health.serving", "health.exposed",
     "kill.requested", "kill.failed", "kill.orders_canceled", "kill.flatten", "halt.cleared", "resume",
 })
 ORDERS_TYPE = "orders.rebalance"
