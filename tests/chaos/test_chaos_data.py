@@ -211,8 +211,8 @@ def _journal(tmp_path: Path):
 
 
 SIM_BAD_FILES = {
-    "nan-close": (lambda f: _damage(f, "XLK", LAST_BAR, float("nan")), "missing, NaN, zero or negative price"),
-    "zero-close": (lambda f: _damage(f, "XLK", LAST_BAR, 0.0), "missing, NaN, zero or negative price"),
+    "nan-close": (lambda f: _damage(f, "XLK", LAST_BAR, float("nan")), "missing, NaN, infinite, zero or negative price"),
+    "zero-close": (lambda f: _damage(f, "XLK", LAST_BAR, 0.0), "missing, NaN, infinite, zero or negative price"),
     "truncated-parquet": (None, "cannot read bars.parquet"),
 }
 
