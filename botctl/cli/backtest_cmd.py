@@ -40,6 +40,10 @@ def print_table(body: dict) -> None:
         if metrics.get("blocked"):
             counts = ", ".join(f"{rule} {n}" for rule, n in metrics["blocked"].items())
             typer.echo(f"{name}: risk guard blocked {sum(metrics['blocked'].values())} order(s): {counts}")
+        if metrics.get("blocked", {}).get("suspect_data") or metrics.get("collar_widened"):
+            typer.echo(f"{name}: suspect data deferred {metrics['blocked'].get('suspect_data', 0)} decision(s); "
+                       f"{metrics.get('collar_widened', 0)} decided on moves beyond the price collar judged real "
+                       "(the market's move and the symbol's volatility)")
         if metrics.get("halted"):
             typer.echo(f"{name}: HALTED by a circuit breaker ({metrics['halted']})")
 

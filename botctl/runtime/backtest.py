@@ -36,6 +36,9 @@ class BookCurve(msgspec.Struct):
     trades: int
     blocked: dict[str, int] = {}  # orders the risk guard blocked, by rule
     halted: str | None = None  # why a circuit breaker halted the book, if one did
+    # decisions taken on a move beyond the fixed price collar that the market's move and the
+    # symbol's volatility explain (guard.judge_bars): the fixed collar alone would have moved them
+    collar_widened: int = 0
 
 
 class BacktestResult(msgspec.Struct):
@@ -89,7 +92,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
         name=book.account.id, dates=[bars.dates[r] for r in book.mark_rows],
         nav=np.array(book.mark_nav), gross=np.array(book.mark_gross),
         traded_notional=book.traded_notional, trades=len(book.fills),
-        blocked=dict(book.blocks), halted=book.halt,
+        blocked=dict(book.blocks), halted=book.halt, collar_widened=book.collar_widened,
     )
 
 
@@ -135,6 +138,7 @@ def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: floa
     if benchmark is not None:
         metrics["blocked"] = dict(sorted(curve.blocked.items()))
         metrics["halted"] = curve.halted
+        metrics["collar_widened"] = curve.collar_widened
     return metrics
 
 
