@@ -75,6 +75,10 @@ def register(app: typer.Typer) -> None:
         g = globals_of(ctx)
         plan = load_plan(g, models=model or None, accounts=account or None)
         bars = bars_from_frame(load_bars(g.data), plan.symbols)
+        from botctl.strategy.bars import describe_gap, gaps
+
+        for gap in gaps(bars):
+            err(f"warning: {describe_gap(gap)}")
         result = run_backtest(plan, bars, start=parse_date(start, "--start"), end=parse_date(end, "--end"))
         body = summary(result, risk_free=risk_free)
         if not no_journal:

@@ -70,6 +70,7 @@ def rows_for(bars: Bars, start: date | None, end: date | None) -> tuple[int, int
 def run_book(book: Book, first: int, last: int) -> BookCurve:
     """Drive one book from bar `first` to bar `last`; the curve starts at the prior close."""
     bars = book.bars
+    book.note_gaps(first, last)
     book.mark_span(first - 1, first - 1)
     minutes = min(m.schedule.after_open_minutes for m in book.account.models)
     # The first session allocates every model; after that, only scheduled sessions trade.

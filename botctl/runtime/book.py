@@ -22,7 +22,7 @@ from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
 from botctl.spec.validate import step_symbols
-from botctl.strategy.bars import Bars, forward_fill
+from botctl.strategy.bars import Bars, describe_gap, forward_fill, gaps
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
 from botctl.runtime.session_times import close_at
@@ -88,6 +88,16 @@ class Book:
         refused on suspect data and is still owed."""
         return [m.name for m in self.account.models
                 if force or day in self.rebalance_days[m.name] or m.name in self.owed]
+
+    def note_gaps(self, first: int, last: int) -> None:
+        """A `data.gap` WARN for each long run of missing bars of the account's symbols in rows
+        first..last, stamped at the gap's first session."""
+        for gap in gaps(self.bars, self.account.symbols, rows=(first, last)):
+            self.events.append(Event(
+                ts_event=close_at(gap.first), subsystem="data", type="data.gap", severity="WARN", run_id=self.run_id,
+                account=self.account.id, symbol=gap.symbol, message=describe_gap(gap),
+                details={"first": str(gap.first), "last": str(gap.last), "sessions": gap.sessions},
+            ))
 
     def rebalance(self, row: int, due: list[str], now: datetime) -> CycleResult | None:
         """Decide on bar `row - 1` (the last closed bar) and submit the orders at `now`.

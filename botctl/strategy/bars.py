@@ -65,3 +65,40 @@ def forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:
     rows = np.where(np.isnan(stacked), 0, np.arange(len(stacked))[:, None])
     np.maximum.accumulate(rows, axis=0, out=rows)
     return stacked[rows, np.arange(stacked.shape[1])][1:]
+
+
+# A symbol silent for more sessions than this while others trade is worth a warning: its
+# orders cannot fill and its price is carried stale.
+GAP_SESSIONS = 5
+
+
+class Gap(msgspec.Struct, frozen=True):
+    symbol: str
+    first: date  # first session without a bar
+    last: date  # last session without a bar
+    sessions: int
+
+
+def gaps(bars: Bars, symbols=None, *, min_sessions: int = GAP_SESSIONS, rows: tuple[int, int] | None = None) -> list[Gap]:
+    """Runs of more than `min_sessions` sessions with no bar for a symbol between its first
+    and last bar (before it is listed or after it stops is not a gap). With `rows`, only gaps
+    that overlap rows first..last."""
+    out = []
+    for symbol in symbols if symbols is not None else bars.symbols:
+        missing = np.isnan(bars.close[:, bars.column(symbol)])
+        present = np.flatnonzero(~missing)
+        if present.size < 2:
+            continue
+        inner = missing[present[0]: present[-1] + 1]
+        # starts and ends of the runs of missing rows, as offsets from the first bar
+        edges = np.diff(np.concatenate([[0], inner.astype(np.int8), [0]]))
+        for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            first, last = present[0] + start, present[0] + stop - 1
+            if stop - start > min_sessions and (rows is None or (first <= rows[1] and last >= rows[0])):
+                out.append(Gap(symbol, bars.dates[first], bars.dates[last], int(stop - start)))
+    return out
+
+
+def describe_gap(gap: Gap) -> str:
+    return (f"{gap.symbol} has no bars for {gap.sessions} sessions ({gap.first}..{gap.last}) while other symbols "
+            "do: its orders cannot fill and its price is carried from before")

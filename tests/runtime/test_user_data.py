@@ -176,3 +176,24 @@ def test_a_text_price_is_one_line_naming_the_value_once(tmp_path, bundled):
         result = botctl(tmp_path, data, *args)
         assert result.exit_code == 1, result.output
         assert result.output.strip().splitlines() == ["error: text.csv: close 'n/a' (XLK 2020-03-02, 1 row(s) like it) is not a number"]
+
+
+def test_a_month_without_bars_for_one_symbol_is_warned_at_load_and_in_the_journal(tmp_path, bundled):
+    data = tmp_path / "gap.parquet"
+    in_march = (pl.col("date") >= pl.date(2021, 3, 1)) & (pl.col("date") <= pl.date(2021, 3, 31))
+    bundled.filter(~((pl.col("symbol") == "XLK") & in_march)).write_parquet(data)
+    result = botctl(tmp_path, data, "backtest", "--start", "2021-01-01", "--end", "2021-06-30", "--json")
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)  # the warning goes to stderr, the JSON stays whole
+    assert result.stderr.strip().splitlines() == [
+        "warning: XLK has no bars for 23 sessions (2021-03-01..2021-03-31) while other symbols do: its orders "
+        "cannot fill and its price is carried from before"]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "j.db") as db:
+        events = db.execute("SELECT account, type, severity, message FROM events WHERE symbol = 'XLK'").fetchall()
+    gaps = [e for e in events if e[1] == "data.gap"]
+    assert {e[0] for e in gaps} == {"rotation-sim", "adaptive-sim"} and all(e[2] == "WARN" for e in gaps)
+    canceled = [e for e in events if e[1] == "order.canceled"]
+    # the 1 March rebalance sells XLK at the open of a session XLK has no bar for
+    assert canceled and all(e[2] == "WARN" and "no bar to fill at on 2021-03-01" in e[3] for e in canceled), events
