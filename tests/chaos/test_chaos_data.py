@@ -256,7 +256,8 @@ def test_a_data_file_missing_a_configured_symbol_is_a_config_error_and_nothing_r
     bundled_bars().filter((pl.col("date") >= date(2022, 1, 1)) & (pl.col("symbol") != "XLK")).write_parquet(data)
     result = _sim_run_once(tmp_path, data, DAYS[0].day, monkeypatch)
     assert result.exit_code == 4, result.output
-    assert "unknown symbol 'XLK' (not in the available market data)" in result.output
+    assert "unknown symbol 'XLK' (not in the available market data, which holds: SPY, TLT, XLB, XLC, XLE, XLF, XLI, XLP, " \
+        "XLRE, XLU, XLV, XLY)" in result.output
     assert not (tmp_path / "journal.db").exists()
 
 

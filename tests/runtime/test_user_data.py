@@ -48,7 +48,8 @@ def test_data_without_a_configured_symbol_fails_validation_naming_it(tmp_path, b
     bundled.filter(pl.col("symbol") != "XLRE").write_parquet(data)
     result = botctl(tmp_path, data, "validate")
     assert result.exit_code == 4
-    assert "unknown symbol 'XLRE' (not in the available market data)" in result.output
+    assert "unknown symbol 'XLRE' (not in the available market data, which holds: SPY, TLT, XLB, XLC, XLE, XLF, XLI, " \
+        "XLK, XLP, XLU, XLV, XLY)" in result.output
     assert "strategies.yaml:" in result.output
 
 
