@@ -176,9 +176,13 @@ def load_bars(path: Path | None = None) -> pl.DataFrame:
     frame = pl.concat(frames)
     if frame.is_empty():
         raise DataError("market data holds no rows")
+    same_symbol = pl.col("symbol") == pl.col("symbol").shift(1)
+    later = (pl.col("symbol") > pl.col("symbol").shift(1)) | (same_symbol & (pl.col("date") > pl.col("date").shift(1)))
+    if frame.select(later.slice(1).all()).item():
+        return frame  # already in (symbol, date) order, each row after the one before: no duplicates either
     frame = frame.sort("symbol", "date")
     # Sorted, a duplicate is a row equal to the one before it: no group-by over the frame.
-    repeated = (pl.col("symbol") == pl.col("symbol").shift(1)) & (pl.col("date") == pl.col("date").shift(1))
+    repeated = same_symbol & (pl.col("date") == pl.col("date").shift(1))
     row = _first_bad(frame, repeated)
     if row is not None:
         raise DataError(f"market data has duplicate rows (first: {row['symbol']} {row['date']}, {row['count']} in all)")

@@ -41,22 +41,26 @@ class Bars(msgspec.Struct, frozen=True):
 
 
 def bars_from_frame(frame: pl.DataFrame, symbols: tuple[str, ...], *, basis: PriceBasis = "adjusted") -> Bars:
-    """Pivot a long (symbol, date, open, close, adj_close) frame into aligned matrices."""
+    """Align a long (symbol, date, open, close, adj_close) frame into session x symbol
+    matrices: one sort of the dates, then each bar scattered to its (session, symbol) cell.
+    Sessions are the dates any of `symbols` has a bar on; a cell with no bar is NaN."""
+    symbols = tuple(symbols)
     frame = frame.filter(pl.col("symbol").is_in(list(symbols)))
     frame = frame.with_columns((pl.col("close") / pl.col("adj_close") if basis == "adjusted" else pl.lit(1.0))
                                .alias("as_traded"))
     if basis == "adjusted":
         factor = pl.col("adj_close") / pl.col("close")
         frame = frame.with_columns((pl.col("open") * factor).alias("open"), pl.col("adj_close").alias("close"))
-    dates = frame.select(pl.col("date").unique().sort())["date"]
+    dates = frame["date"].unique().sort()
+    rows = dates.search_sorted(frame["date"]).to_numpy().astype(np.int64)
+    columns = frame["symbol"].replace_strict(list(symbols), list(range(len(symbols))), return_dtype=pl.Int64,
+                                             default=-1).to_numpy().astype(np.int64)
     out = {}
     for field in ("open", "close", "as_traded"):
-        wide = frame.pivot(on="symbol", index="date", values=field).sort("date")
-        wide = pl.DataFrame({"date": dates}).join(wide, on="date", how="left")
-        out[field] = np.column_stack(
-            [wide[s].to_numpy().astype(np.float64) if s in wide.columns else np.full(len(dates), np.nan) for s in symbols]
-        ) if symbols else np.empty((len(dates), 0))
-    return Bars(tuple(dates.to_list()), tuple(symbols), out["open"], out["close"], out["as_traded"])
+        matrix = np.full((len(dates), len(symbols)), np.nan)
+        matrix[rows, columns] = frame[field].cast(pl.Float64).to_numpy()
+        out[field] = matrix
+    return Bars(tuple(dates.to_list()), symbols, out["open"], out["close"], out["as_traded"])
 
 
 def forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:
