@@ -86,8 +86,11 @@ class MoveVerdict(msgspec.Struct, frozen=True):
     """What `judge_bars` found: the (symbol, why) a cycle must not act on, and the moves beyond
     the fixed collar it accepted as real (the decisions the market/volatility rule moved)."""
 
-    suspect: list[tuple[str, str]]
-    accepted: list[tuple[str, str]]
+    suspect: tuple[tuple[str, str], ...]
+    accepted: tuple[tuple[str, str], ...]
+
+
+CLEAN = MoveVerdict((), ())
 
 
 def market_move(bars, row: int, field: str = "close") -> float:
@@ -127,7 +130,7 @@ def suspect_bars(bars, row: int, symbols, collar_pct: float, columns=None) -> li
     positive, or a close beyond the price collar from the previous close that the market's
     move and the symbol's volatility do not explain (`judge_bars`). Bad data moves rankings
     as well as prices, so one suspect bar stops the whole cycle."""
-    return judge_bars(bars, row, symbols, collar_pct, columns).suspect
+    return list(judge_bars(bars, row, symbols, collar_pct, columns).suspect)
 
 
 def suspect_fill_prices(bars, row: int, symbols, collar_pct: float, columns=None) -> list[tuple[str, str]]:
@@ -135,37 +138,37 @@ def suspect_fill_prices(bars, row: int, symbols, collar_pct: float, columns=None
     price, or beyond the collar from the previous close by more than the market's opening move
     and the symbol's volatility explain. A symbol with no bar at all is not listed (the
     broker cancels its order: there is nothing to fill at)."""
-    return judge_bars(bars, row, symbols, collar_pct, columns, field="open").suspect
+    return list(judge_bars(bars, row, symbols, collar_pct, columns, field="open").suspect)
 
 
-def suspect_closes(bars, first: int, last: int, columns, collar_pct: float) -> np.ndarray:
+def suspect_closes(bars, first: int, last: int, columns, collar_pct: float) -> np.ndarray | None:
     """Mask [row, column] over rows first..last of the closes a NAV mark must not use (by the
-    rule of `judge_bars`: not a price, or a move the market and volatility do not explain);
-    the mark keeps the last good price instead, so one bad close cannot lift the high-water
-    mark or trip a breaker."""
-    closes = bars.close[first: last + 1][:, columns]
-    previous = bars.close[max(first - 1, 0): last][:, columns] if first >= 1 else np.vstack(
-        [np.full((1, len(columns)), np.nan), bars.close[first: last][:, columns]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        move = closes / previous - 1
+    rule of `judge_bars`: not a price, or a move the market and volatility do not explain),
+    or None when there are none; the mark keeps the last good price instead, so one bad close
+    cannot lift the high-water mark or trip a breaker."""
+    if first < 1 or not len(columns):
+        return None
+    closes = bars.close[first: last + 1].take(columns, axis=1)
+    previous = bars.close[first - 1: last].take(columns, axis=1)
+    odd = ~((closes <= previous * (1 + collar_pct + EPSILON)) & (closes >= previous * (1 - collar_pct - EPSILON))
+            & (previous > 0) & (closes < np.inf))
+    if not odd.any():  # the common case: every close within the collar of the one before
+        return None
     mask = ~np.isnan(closes) & (~(closes > 0) | ~np.isfinite(closes))
-    for i, j in zip(*np.nonzero(np.abs(move) > collar_pct + EPSILON)):  # few: judge each one whole
-        row = first + int(i)
-        if judge_bars(bars, row, [bars.symbols[columns[j]]], collar_pct, [columns[j]]).suspect:
+    for i, j in zip(*np.nonzero(odd & ~np.isnan(closes) & ~mask)):  # few: judge each one whole
+        if judge_bars(bars, first + int(i), [bars.symbols[columns[j]]], collar_pct, [columns[j]]).suspect:
             mask[i, j] = True
-    return mask
+    return mask if mask.any() else None
 
 
 def judge_bars(bars, row: int, symbols, collar_pct: float, columns=None, *, field: str = "close") -> MoveVerdict:
     columns = columns if columns is not None else [bars.symbols.index(s) for s in symbols]
     prices = getattr(bars, field)
     if row >= 1:  # the common case, cheaply: every price finite, positive and within the collar
-        previous, now = bars.close[row - 1, columns], prices[row, columns]
-        if (np.isfinite(now).all() and previous.min(initial=1.0) > 0 and now.min(initial=1.0) > 0
-                and (now <= previous * (1 + collar_pct + EPSILON)).all()
-                and (now >= previous * (1 - collar_pct - EPSILON)).all()):
-            return MoveVerdict([], [])
-        previous = previous.copy()
+        previous, now = bars.close[row - 1].take(columns), prices[row].take(columns)
+        if ((now <= previous * (1 + collar_pct + EPSILON)) & (now >= previous * (1 - collar_pct - EPSILON))
+                & (previous > 0) & (now < np.inf)).all():  # False for NaN: no bar goes the slow way
+            return CLEAN
     else:
         now, previous = prices[row, columns], np.full(len(columns), np.nan)
     for i in np.flatnonzero(np.isnan(previous)):  # a gap, or not listed yet: the last close in the lookback
@@ -181,7 +184,7 @@ def judge_bars(bars, row: int, symbols, collar_pct: float, columns=None, *, fiel
     not_price = ~np.isnan(now) & (~(now > 0) | ~np.isfinite(now))
     beyond = (np.abs(move) > collar_pct + EPSILON) & ~not_price & ~np.isnan(now)
     if not (missing.any() or not_price.any() or beyond.any()):
-        return MoveVerdict([], [])
+        return CLEAN
     day = bars.dates[row]
     market = market_move(bars, row, field) if beyond.any() else 0.0
     word = "closed" if field == "close" else "opened"
@@ -204,7 +207,7 @@ def judge_bars(bars, row: int, symbols, collar_pct: float, columns=None, *, fiel
         else:
             accepted.append((symbol, f"{said}: beyond the {collar_pct:.0%} price collar, within {limit:.1%} "
                                      f"of the market's move given its volatility ({sigma:.1%} a day)"))
-    return MoveVerdict(suspect, accepted)
+    return MoveVerdict(tuple(suspect), tuple(accepted))
 
 
 def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, state: GuardState,

@@ -208,7 +208,7 @@ class Book:
         columns = [self.signals.columns[s] for s in symbols]
         closes = self.bars.close[first: last + 1][:, columns]
         suspect = guard.suspect_closes(self.bars, first, last, columns, self.account.risk.price_collar_pct)
-        if suspect.any():  # a suspect close is marked at the last good price, like a missing bar
+        if suspect is not None:  # a suspect close is marked at the last good price, like a missing bar
             closes = np.where(suspect, np.nan, closes)
         if np.isnan(closes).any():  # a missing bar keeps the last known price
             seed = np.array([self.broker.last_price.get(s, np.nan) for s in symbols])

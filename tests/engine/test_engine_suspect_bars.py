@@ -163,7 +163,7 @@ def test_no_session_of_the_bundled_history_is_suspect_crashes_included(bundled_b
     accepted = set()
     for row in range(len(bundled_bars.dates)):
         verdict = judge_bars(bundled_bars, row, symbols, COLLAR)
-        assert verdict.suspect == [], (bundled_bars.dates[row], verdict.suspect)
+        assert verdict.suspect == (), (bundled_bars.dates[row], verdict.suspect)
         assert suspect_fill_prices(bundled_bars, row, symbols, COLLAR) == [], bundled_bars.dates[row]
         if verdict.accepted:
             accepted.add(bundled_bars.dates[row])
