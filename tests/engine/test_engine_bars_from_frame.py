@@ -13,20 +13,18 @@ from botctl.strategy.bars import bars_from_frame
 
 
 def pivoted(frame: pl.DataFrame, symbols: tuple[str, ...], basis: str) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
-    """The alignment written plainly: a pivot per field, joined onto the sorted dates."""
-    frame = frame.filter(pl.col("symbol").is_in(list(symbols)))
-    frame = frame.with_columns((pl.col("close") / pl.col("adj_close") if basis == "adjusted" else pl.lit(1.0))
-                               .alias("as_traded"))
-    if basis == "adjusted":
-        factor = pl.col("adj_close") / pl.col("close")
-        frame = frame.with_columns((pl.col("open") * factor).alias("open"), pl.col("adj_close").alias("close"))
-    dates = frame.select(pl.col("date").unique().sort())["date"]
-    out = []
-    for field in ("open", "close", "as_traded"):
+    """The alignment written plainly: each raw field pivoted onto the sorted dates, adjusted
+    afterwards cell by cell."""
+    dates = sorted(set(frame.filter(pl.col("symbol").is_in(list(symbols)))["date"].to_list()))
+    raw = {}
+    for field in ("open", "close", "adj_close"):
         wide = pl.DataFrame({"date": dates}).join(frame.pivot(on="symbol", index="date", values=field), on="date", how="left")
-        out.append(np.column_stack([wide[s].to_numpy().astype(np.float64) if s in wide.columns
-                                    else np.full(len(dates), np.nan) for s in symbols]))
-    return dates.to_list(), out[0], out[1], out[2]
+        raw[field] = np.column_stack([wide[s].to_numpy().astype(np.float64) if s in wide.columns
+                                      else np.full(len(dates), np.nan) for s in symbols])
+    o, c, a = raw["open"], raw["close"], raw["adj_close"]
+    if basis == "adjusted":
+        return dates, o * (a / c), a, c / a
+    return dates, o, c, np.where(np.isnan(c), np.nan, 1.0)
 
 
 @pytest.mark.parametrize("seed", range(4))
