@@ -38,7 +38,7 @@ class AlpacaData:
     def bars(self, symbols: tuple[str, ...], today: date) -> pl.DataFrame:
         """Long frame of daily bars up to yesterday's close for every symbol (cached).
         Raises BadMarketData, and caches nothing for that symbol, when Alpaca's answer for a
-        symbol is empty or holds a price that is missing, NaN, zero or negative."""
+        symbol is empty or holds a price that is missing, NaN, infinite, zero or negative."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         frames = [self._symbol(symbol, today) for symbol in symbols]
         return pl.concat(frames).sort("symbol", "date") if frames else pl.DataFrame()
@@ -115,6 +115,6 @@ def _checked(frame: pl.DataFrame, symbol: str, source: str) -> pl.DataFrame:
     bad = frame.filter(unusable_price())
     if bad.height:
         row = bad.row(0, named=True)
-        raise BadMarketData(f"{source} has {bad.height} bar(s) of {symbol} with a missing, NaN, zero or negative price "
+        raise BadMarketData(f"{source} has {bad.height} bar(s) of {symbol} with a missing, NaN, infinite, zero or negative price "
                             f"(first: {row['date']}, close {row['close']})", symbols=[symbol])
     return frame

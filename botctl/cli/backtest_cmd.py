@@ -40,6 +40,10 @@ def print_table(body: dict) -> None:
         if metrics.get("blocked"):
             counts = ", ".join(f"{rule} {n}" for rule, n in metrics["blocked"].items())
             typer.echo(f"{name}: risk guard blocked {sum(metrics['blocked'].values())} order(s): {counts}")
+        if metrics.get("blocked", {}).get("suspect_data") or metrics.get("collar_widened"):
+            typer.echo(f"{name}: suspect data deferred {metrics['blocked'].get('suspect_data', 0)} decision(s); "
+                       f"{metrics.get('collar_widened', 0)} decided on moves beyond the price collar judged real "
+                       "(the market's move and the symbol's volatility)")
         if metrics.get("halted"):
             typer.echo(f"{name}: HALTED by a circuit breaker ({metrics['halted']})")
 
@@ -71,6 +75,10 @@ def register(app: typer.Typer) -> None:
         g = globals_of(ctx)
         plan = load_plan(g, models=model or None, accounts=account or None)
         bars = bars_from_frame(load_bars(g.data), plan.symbols)
+        from botctl.strategy.bars import describe_gap, gaps
+
+        for gap in gaps(bars):
+            err(f"warning: {describe_gap(gap)}")
         result = run_backtest(plan, bars, start=parse_date(start, "--start"), end=parse_date(end, "--end"))
         body = summary(result, risk_free=risk_free)
         if not no_journal:

@@ -58,51 +58,156 @@ class Portfolio(msgspec.Struct, frozen=True, kw_only=True):
     data_as_of: date | None
     today: date
     buying_power: float | None = None  # what the broker would let us buy; None when unknown
+    # Symbols whose move beyond the collar `judge_bars` accepted as the market's (a crash day):
+    # the per-order collar does not block them a second time.
+    accepted_moves: frozenset[str] = frozenset()
 
 
 # How far back `suspect_bars` looks for a symbol's previous close (a few missing days are
 # tolerated; a symbol silent for longer is treated as newly listed).
 LOOKBACK_ROWS = 10
+# A move beyond the price collar is judged against the day's market move and the symbol's own
+# volatility, so a crash day (March 2020: sector ETFs -14% with the market -11%) is not bad
+# data while a x5 spike or a missed split still is. The market move is the median move of the
+# data's symbols (with at least MIN_MARKET_SYMBOLS of them, else 0), clipped to
+# +/-MAX_MARKET_MOVE so a whole file off by a factor cannot pass as the market. The symbol's
+# volatility is the robust (median absolute deviation) standard deviation of its last
+# VOLATILITY_ROWS daily returns, so an earlier bad bar does not widen the limit; with fewer
+# than MIN_VOLATILITY_ROWS of them it is 0 and the plain collar applies.
+VOLATILITY_ROWS = 63
+MIN_VOLATILITY_ROWS = 20
+VOLATILITY_WIDTHS = 5.0
+MIN_MARKET_SYMBOLS = 3
+MAX_MARKET_MOVE = 0.25
+MAD_TO_SIGMA = 1.4826
+
+
+class MoveVerdict(msgspec.Struct, frozen=True):
+    """What `judge_bars` found: the (symbol, why) a cycle must not act on, and the moves beyond
+    the fixed collar it accepted as real (the decisions the market/volatility rule moved)."""
+
+    suspect: tuple[tuple[str, str], ...]
+    accepted: tuple[tuple[str, str], ...]
+
+
+CLEAN = MoveVerdict((), ())
+
+
+def market_move(bars, row: int, field: str = "close") -> float:
+    """The day's market move at `row`: the median move of every symbol in `bars` from its
+    previous close to its `field` price (0 with fewer than MIN_MARKET_SYMBOLS), clipped."""
+    if row < 1:
+        return 0.0
+    now, previous = getattr(bars, field)[row], bars.close[row - 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moves = now / previous - 1
+    moves = moves[np.isfinite(moves) & (now > 0) & (previous > 0)]
+    if moves.size < MIN_MARKET_SYMBOLS:
+        return 0.0
+    return float(np.clip(np.median(moves), -MAX_MARKET_MOVE, MAX_MARKET_MOVE))
+
+
+def volatility(bars, row: int, column: int) -> float:
+    """Robust daily volatility of a symbol's closes up to `row - 1` (what is known before the
+    bar at `row`), 0 when too few returns are known."""
+    closes = bars.close[max(0, row - VOLATILITY_ROWS - 1): row, column]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = closes[1:] / closes[:-1] - 1
+    returns = returns[np.isfinite(returns) & (closes[1:] > 0) & (closes[:-1] > 0)]
+    if returns.size < MIN_VOLATILITY_ROWS:
+        return 0.0
+    return float(MAD_TO_SIGMA * np.median(np.abs(returns - np.median(returns))))
+
+
+def move_limit(collar_pct: float, sigma: float) -> float:
+    """How far a move beyond the collar may differ from the market's before it is suspect."""
+    return collar_pct + VOLATILITY_WIDTHS * sigma
 
 
 def suspect_bars(bars, row: int, symbols, collar_pct: float, columns=None) -> list[tuple[str, str]]:
     """(symbol, why) for each bar of session `row` a cycle must not decide on: a symbol
     that traded in the sessions before but has no usable bar now, a price that is not
-    positive, or a close more than the price collar away from the previous close. Bad data
-    moves rankings as well as prices, so one suspect bar stops the whole cycle."""
+    positive, or a close beyond the price collar from the previous close that the market's
+    move and the symbol's volatility do not explain (`judge_bars`). Bad data moves rankings
+    as well as prices, so one suspect bar stops the whole cycle."""
+    return list(judge_bars(bars, row, symbols, collar_pct, columns).suspect)
+
+
+def suspect_fill_prices(bars, row: int, symbols, collar_pct: float, columns=None) -> list[tuple[str, str]]:
+    """(symbol, why) for each opening price of session `row` a fill must not happen at: not a
+    price, or beyond the collar from the previous close by more than the market's opening move
+    and the symbol's volatility explain. A symbol with no bar at all is not listed (the
+    broker cancels its order: there is nothing to fill at)."""
+    return list(judge_bars(bars, row, symbols, collar_pct, columns, field="open").suspect)
+
+
+def suspect_closes(bars, first: int, last: int, columns, collar_pct: float) -> np.ndarray | None:
+    """Mask [row, column] over rows first..last of the closes a NAV mark must not use (by the
+    rule of `judge_bars`: not a price, or a move the market and volatility do not explain),
+    or None when there are none; the mark keeps the last good price instead, so one bad close
+    cannot lift the high-water mark or trip a breaker."""
+    if first < 1 or not len(columns):
+        return None
+    closes = bars.close[first: last + 1].take(columns, axis=1)
+    previous = bars.close[first - 1: last].take(columns, axis=1)
+    odd = ~((closes <= previous * (1 + collar_pct + EPSILON)) & (closes >= previous * (1 - collar_pct - EPSILON))
+            & (previous > 0) & (closes < np.inf))
+    if not odd.any():  # the common case: every close within the collar of the one before
+        return None
+    mask = ~np.isnan(closes) & (~(closes > 0) | ~np.isfinite(closes))
+    for i, j in zip(*np.nonzero(odd & ~np.isnan(closes) & ~mask)):  # few: judge each one whole
+        if judge_bars(bars, first + int(i), [bars.symbols[columns[j]]], collar_pct, [columns[j]]).suspect:
+            mask[i, j] = True
+    return mask if mask.any() else None
+
+
+def judge_bars(bars, row: int, symbols, collar_pct: float, columns=None, *, field: str = "close") -> MoveVerdict:
     columns = columns if columns is not None else [bars.symbols.index(s) for s in symbols]
-    if row >= 1:  # the common case, cheaply: every close finite, positive and within the collar
-        previous, now = bars.close[row - 1: row + 1, columns]
-        if (np.isfinite(now).all() and previous.min() > 0 and now.min() > 0
-                and (now <= previous * (1 + collar_pct + EPSILON)).all()
-                and (now >= previous * (1 - collar_pct - EPSILON)).all()):
-            return []
-        previous = previous.copy()
+    prices = getattr(bars, field)
+    if row >= 1:  # the common case, cheaply: every price finite, positive and within the collar
+        previous, now = bars.close[row - 1].take(columns), prices[row].take(columns)
+        if ((now <= previous * (1 + collar_pct + EPSILON)) & (now >= previous * (1 - collar_pct - EPSILON))
+                & (previous > 0) & (now < np.inf)).all():  # False for NaN: no bar goes the slow way
+            return CLEAN
     else:
-        now, previous = bars.close[row, columns], np.full(len(columns), np.nan)
+        now, previous = prices[row, columns], np.full(len(columns), np.nan)
     for i in np.flatnonzero(np.isnan(previous)):  # a gap, or not listed yet: the last close in the lookback
         before = bars.close[max(0, row - LOOKBACK_ROWS): row, columns[i]]
         seen = before[~np.isnan(before)]
         previous[i] = seen[-1] if seen.size else np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         move = now / previous - 1
-    # `now > 0` is False for NaN too; a symbol with no close now or before is simply not listed yet.
-    bad = (~(now > 0) | (np.abs(move) > collar_pct + EPSILON)) & ~(np.isnan(now) & np.isnan(previous))
-    if not bad.any():
-        return []
+    missing = np.isnan(now) & ~np.isnan(previous)
+    if field == "open":
+        missing[:] = False  # no bar to fill at: the order is canceled, not filled at a bad price
+    # `now > 0` is False for NaN too; a symbol with no price now or before is simply not listed yet.
+    not_price = ~np.isnan(now) & (~(now > 0) | ~np.isfinite(now))
+    beyond = (np.abs(move) > collar_pct + EPSILON) & ~not_price & ~np.isnan(now)
+    if not (missing.any() or not_price.any() or beyond.any()):
+        return CLEAN
     day = bars.dates[row]
-    out = []
-    for i in np.flatnonzero(bad):
+    market = market_move(bars, row, field) if beyond.any() else 0.0
+    word = "closed" if field == "close" else "opened"
+    suspect, accepted = [], []
+    for i in np.flatnonzero(missing | not_price | beyond):
         symbol, price, last = symbols[i], float(now[i]), float(previous[i])
-        if math.isnan(price):
-            why = f"{symbol} has no bar for {day} (it had one on an earlier session)"
-        elif not math.isfinite(price) or price <= 0:
-            why = f"{symbol} closed at {price:g} on {day}, which is not a price"
+        if missing[i]:
+            suspect.append((symbol, f"{symbol} has no bar for {day} (it had one on an earlier session)"))
+            continue
+        if not_price[i]:
+            suspect.append((symbol, f"{symbol} {word} at {price:g} on {day}, which is not a price"))
+            continue
+        sigma = volatility(bars, row, columns[i])
+        limit = move_limit(collar_pct, sigma)
+        said = (f"{symbol} {word} at {price:.2f} on {day}, {move[i]:+.1%} from {last:.2f} with the market "
+                f"{market:+.1%}")
+        if abs(move[i] - market) > limit + EPSILON:
+            suspect.append((symbol, f"{said}, outside the {collar_pct:.0%} price collar widened by its volatility "
+                                    f"({sigma:.1%} a day) to {limit:.1%} from the market's move"))
         else:
-            why = (f"{symbol} closed at {price:.2f} on {day}, {move[i]:+.1%} from {last:.2f}, "
-                   f"outside the {collar_pct:.0%} price collar")
-        out.append((symbol, why))
-    return out
+            accepted.append((symbol, f"{said}: beyond the {collar_pct:.0%} price collar, within {limit:.1%} "
+                                     f"of the market's move given its volatility ({sigma:.1%} a day)"))
+    return MoveVerdict(tuple(suspect), tuple(accepted))
 
 
 def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, state: GuardState,
@@ -132,7 +237,7 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
         else:
             close = book.last_close.get(order.symbol)
             move = abs(order.ref_price / close - 1) if close else math.inf
-            if move > risk.price_collar_pct + EPSILON:
+            if move > risk.price_collar_pct + EPSILON and order.symbol not in book.accepted_moves:
                 reason = ("price_collar", f"{order.symbol} at {order.ref_price:.4f} is {move:.1%} from the last close "
                           f"{close if close else 'unknown'}, over {risk.price_collar_pct:.1%}", risk.price_collar_pct, move)
         if reason is None and len(accepted) >= risk.max_orders_per_cycle:

@@ -36,6 +36,9 @@ class BookCurve(msgspec.Struct):
     trades: int
     blocked: dict[str, int] = {}  # orders the risk guard blocked, by rule
     halted: str | None = None  # why a circuit breaker halted the book, if one did
+    # decisions taken on a move beyond the fixed price collar that the market's move and the
+    # symbol's volatility explain (guard.judge_bars): the fixed collar alone would have moved them
+    collar_widened: int = 0
 
 
 class BacktestResult(msgspec.Struct):
@@ -67,6 +70,7 @@ def rows_for(bars: Bars, start: date | None, end: date | None) -> tuple[int, int
 def run_book(book: Book, first: int, last: int) -> BookCurve:
     """Drive one book from bar `first` to bar `last`; the curve starts at the prior close."""
     bars = book.bars
+    book.note_gaps(first, last)
     book.mark_span(first - 1, first - 1)
     minutes = min(m.schedule.after_open_minutes for m in book.account.models)
     # The first session allocates every model; after that, only scheduled sessions trade.
@@ -89,7 +93,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
         name=book.account.id, dates=[bars.dates[r] for r in book.mark_rows],
         nav=np.array(book.mark_nav), gross=np.array(book.mark_gross),
         traded_notional=book.traded_notional, trades=len(book.fills),
-        blocked=dict(book.blocks), halted=book.halt,
+        blocked=dict(book.blocks), halted=book.halt, collar_widened=book.collar_widened,
     )
 
 
@@ -135,6 +139,7 @@ def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: floa
     if benchmark is not None:
         metrics["blocked"] = dict(sorted(curve.blocked.items()))
         metrics["halted"] = curve.halted
+        metrics["collar_widened"] = curve.collar_widened
     return metrics
 
 

@@ -22,7 +22,7 @@ from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
 from botctl.spec.validate import step_symbols
-from botctl.strategy.bars import Bars, forward_fill
+from botctl.strategy.bars import Bars, describe_gap, forward_fill, gaps
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
 from botctl.runtime.session_times import close_at
@@ -64,6 +64,10 @@ class Book:
         )
         self.blocks: dict[str, int] = {}
         self.owed: set[str] = set()  # models whose rebalance was refused on suspect data
+        self.submitted_due: list[str] = []  # the models whose orders await the next open
+        # Decisions taken on a move beyond the fixed price collar that the market's move and
+        # the symbol's volatility explain (the fixed collar alone would have deferred them).
+        self.collar_widened = 0
         # Set when the account is halted (a breaker tripped, or an operator's kill): no new
         # orders until it is cleared. `on_halt` lets the replay/live runtime persist the halt.
         self.halt: str | None = None
@@ -85,13 +89,24 @@ class Book:
         return [m.name for m in self.account.models
                 if force or day in self.rebalance_days[m.name] or m.name in self.owed]
 
+    def note_gaps(self, first: int, last: int) -> None:
+        """A `data.gap` WARN for each long run of missing bars of the account's symbols in rows
+        first..last, stamped at the gap's first session."""
+        for gap in gaps(self.bars, self.account.symbols, rows=(first, last)):
+            self.events.append(Event(
+                ts_event=close_at(gap.first), subsystem="data", type="data.gap", severity="WARN", run_id=self.run_id,
+                account=self.account.id, symbol=gap.symbol, message=describe_gap(gap),
+                details={"first": str(gap.first), "last": str(gap.last), "sessions": gap.sessions},
+            ))
+
     def rebalance(self, row: int, due: list[str], now: datetime) -> CycleResult | None:
         """Decide on bar `row - 1` (the last closed bar) and submit the orders at `now`.
         Returns None when nothing was decided (nothing due, halted, or suspect data)."""
         if row < 1 or not due or self.halt:
             return None
-        suspect = guard.suspect_bars(self.bars, row - 1, self.account.symbols, self.account.risk.price_collar_pct,
-                                     self.columns)
+        verdict = guard.judge_bars(self.bars, row - 1, self.account.symbols, self.account.risk.price_collar_pct,
+                                   self.columns)
+        suspect = verdict.suspect
         if suspect:
             self.owed.update(due)  # tried again next session
             self.events.append(Event(
@@ -103,6 +118,8 @@ class Book:
             self.blocks["suspect_data"] = self.blocks.get("suspect_data", 0) + 1
             return None
         self.owed.clear()
+        if verdict.accepted:  # decided on a move the fixed collar alone would have refused
+            self.collar_widened += 1
         closes = self.prices(self.bars.close, row - 1)
         self.broker.mark(closes)
         result = decide_cycle(self.account, self.signals, row - 1, due, self.decisions,
@@ -114,6 +131,7 @@ class Book:
             last_close=self._previous_closes(row - 2, {o.symbol for o in result.orders}) if row >= 2 else closes,
             universe=self.tradeable, data_as_of=self.bars.dates[row - 1], today=today,
             buying_power=self.broker.account().buying_power,
+            accepted_moves=frozenset(s for s, _ in verdict.accepted),
         )
         accepted, blocked = guard.check_orders(result.orders, self.account.risk, portfolio, self.guard, now)
         for block in blocked:
@@ -121,6 +139,7 @@ class Book:
         self.guard = guard.after_orders(self.guard, today, len(accepted))
         prefix = cycle_prefix(self.namespace, self.account.id, now)
         self._price_session(row - 1)  # `fill: close` fills at these closes
+        self.submitted_due = list(due)
         for i, command in enumerate(accepted):
             if self.halt:  # a reject earlier in this cycle tripped a breaker: send nothing more
                 for rest in accepted[i:]:
@@ -145,8 +164,37 @@ class Book:
 
     def open(self, row: int, now: datetime) -> None:
         self._price_session(row)
+        pending = self.broker.open_orders()
+        if not pending:
+            return
+        symbols = sorted({o.symbol for o in pending})
+        suspect = guard.suspect_fill_prices(self.bars, row, symbols, self.account.risk.price_collar_pct,
+                                            [self.signals.columns[s] for s in symbols])
+        if suspect:  # never fill at a bad price: the cycle's orders wait for a clean decision
+            for order in pending:
+                canceled = self.broker.cancel(order.client_order_id, now)
+                if canceled is not None:
+                    self._record(canceled, [])
+            self.owed.update(self.submitted_due)
+            self.events.append(Event(
+                ts_event=now, subsystem="guard", type="data.rejected", severity="WARN", run_id=self.run_id,
+                account=self.account.id, symbol=suspect[0][0],
+                message="; ".join(why for _, why in suspect) + f"; {len(pending)} order(s) canceled unfilled, "
+                        "the rebalance retried at the next session",
+                details={"rule": "suspect_fill_price", "symbols": [s for s, _ in suspect], "due": self.submitted_due},
+            ))
+            self.blocks["suspect_data"] = self.blocks.get("suspect_data", 0) + 1
+            return
         for order, fills in self.broker.on_open(self.prices(self.bars.open, row), now):
             self._record(order, fills)
+            if order.status == "canceled":  # no bar to fill at: say so, it changes what is held
+                self.events.append(Event(
+                    ts_event=now, subsystem="broker", type="order.canceled", severity="WARN", run_id=self.run_id,
+                    account=order.account, symbol=order.symbol,
+                    message=f"{order.side} {order.qty:g} {order.symbol} canceled: {order.reject_reason or 'canceled'} "
+                            f"on {self.bars.dates[row]}",
+                    details={"client_order_id": order.client_order_id, "reason": order.reject_reason},
+                ))
 
     def close(self, row: int, now: datetime) -> NavSnapshot:
         """Mark one session's close (the replay path) and return the snapshot."""
@@ -159,6 +207,9 @@ class Book:
         symbols = sorted(self.broker.qty)
         columns = [self.signals.columns[s] for s in symbols]
         closes = self.bars.close[first: last + 1][:, columns]
+        suspect = guard.suspect_closes(self.bars, first, last, columns, self.account.risk.price_collar_pct)
+        if suspect is not None:  # a suspect close is marked at the last good price, like a missing bar
+            closes = np.where(suspect, np.nan, closes)
         if np.isnan(closes).any():  # a missing bar keeps the last known price
             seed = np.array([self.broker.last_price.get(s, np.nan) for s in symbols])
             closes = forward_fill(closes, seed)

@@ -195,7 +195,8 @@ class LiveAccount:
         row = bars.index_of(today - timedelta(days=1))
         if row < 0:
             raise DataError(f"account {self.account.id}: no bar before {today}")
-        suspect = guard.suspect_bars(bars, row, self.account.symbols, self.account.risk.price_collar_pct)
+        verdict = guard.judge_bars(bars, row, self.account.symbols, self.account.risk.price_collar_pct)
+        suspect = verdict.suspect
         if suspect:
             raise BadMarketData("; ".join(why for _, why in suspect), symbols=[s for s, _ in suspect])
         closes = {s: float(bars.close[row, bars.symbols.index(s)]) for s in self.account.symbols
@@ -211,7 +212,8 @@ class LiveAccount:
                               positions, state.cash, closes, fractional=self.broker.fractional)
         portfolio = guard.Portfolio(nav=state.equity, qty=positions, prices=closes, last_close=previous or closes,
                                     universe=self.tradeable, data_as_of=bars.dates[row], today=today,
-                                    buying_power=state.buying_power)
+                                    buying_power=state.buying_power,
+                                    accepted_moves=frozenset(s for s, _ in verdict.accepted))
         accepted, blocked = guard.check_orders(result.orders, self.account.risk, portfolio, self.guard, now)
         self.blocked = blocked
         for block in blocked:

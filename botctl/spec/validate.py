@@ -33,6 +33,11 @@ def step_symbols(step: st.Step) -> list[tuple[str, tuple[str, ...]]]:
     return []
 
 
+def _listed(symbols: frozenset[str], most: int = 20) -> str:
+    names = sorted(symbols)
+    return ", ".join(names) if len(names) <= most else ", ".join(names[:most]) + f", ... ({len(names)} in all)"
+
+
 class _Rules:
     def __init__(self, config: Config, known_symbols: frozenset[str] | None) -> None:
         self.config = config
@@ -53,7 +58,8 @@ class _Rules:
 
     def symbol(self, symbol: str, path: tuple) -> None:
         if self.known is not None and symbol not in self.known:
-            self.s(path, f"unknown symbol '{symbol}' (not in the available market data)")
+            self.s(path, f"unknown symbol '{symbol}' (not in the available market data, which holds: "
+                         f"{_listed(self.known)})")
 
     def leverage(self, value: float, path: tuple, report) -> None:
         if not 0 < value <= MAX_LEVERAGE:

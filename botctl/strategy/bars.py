@@ -41,22 +41,26 @@ class Bars(msgspec.Struct, frozen=True):
 
 
 def bars_from_frame(frame: pl.DataFrame, symbols: tuple[str, ...], *, basis: PriceBasis = "adjusted") -> Bars:
-    """Pivot a long (symbol, date, open, close, adj_close) frame into aligned matrices."""
+    """Align a long (symbol, date, open, close, adj_close) frame into session x symbol
+    matrices: one sort of the dates, then each bar scattered to its (session, symbol) cell.
+    Sessions are the dates any of `symbols` has a bar on; a cell with no bar is NaN."""
+    symbols = tuple(symbols)
     frame = frame.filter(pl.col("symbol").is_in(list(symbols)))
     frame = frame.with_columns((pl.col("close") / pl.col("adj_close") if basis == "adjusted" else pl.lit(1.0))
                                .alias("as_traded"))
     if basis == "adjusted":
         factor = pl.col("adj_close") / pl.col("close")
         frame = frame.with_columns((pl.col("open") * factor).alias("open"), pl.col("adj_close").alias("close"))
-    dates = frame.select(pl.col("date").unique().sort())["date"]
+    dates = frame["date"].unique().sort()
+    rows = dates.search_sorted(frame["date"]).to_numpy().astype(np.int64)
+    columns = frame["symbol"].replace_strict(list(symbols), list(range(len(symbols))), return_dtype=pl.Int64,
+                                             default=-1).to_numpy().astype(np.int64)
     out = {}
     for field in ("open", "close", "as_traded"):
-        wide = frame.pivot(on="symbol", index="date", values=field).sort("date")
-        wide = pl.DataFrame({"date": dates}).join(wide, on="date", how="left")
-        out[field] = np.column_stack(
-            [wide[s].to_numpy().astype(np.float64) if s in wide.columns else np.full(len(dates), np.nan) for s in symbols]
-        ) if symbols else np.empty((len(dates), 0))
-    return Bars(tuple(dates.to_list()), tuple(symbols), out["open"], out["close"], out["as_traded"])
+        matrix = np.full((len(dates), len(symbols)), np.nan)
+        matrix[rows, columns] = frame[field].cast(pl.Float64).to_numpy()
+        out[field] = matrix
+    return Bars(tuple(dates.to_list()), symbols, out["open"], out["close"], out["as_traded"])
 
 
 def forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -65,3 +69,40 @@ def forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:
     rows = np.where(np.isnan(stacked), 0, np.arange(len(stacked))[:, None])
     np.maximum.accumulate(rows, axis=0, out=rows)
     return stacked[rows, np.arange(stacked.shape[1])][1:]
+
+
+# A symbol silent for more sessions than this while others trade is worth a warning: its
+# orders cannot fill and its price is carried stale.
+GAP_SESSIONS = 5
+
+
+class Gap(msgspec.Struct, frozen=True):
+    symbol: str
+    first: date  # first session without a bar
+    last: date  # last session without a bar
+    sessions: int
+
+
+def gaps(bars: Bars, symbols=None, *, min_sessions: int = GAP_SESSIONS, rows: tuple[int, int] | None = None) -> list[Gap]:
+    """Runs of more than `min_sessions` sessions with no bar for a symbol between its first
+    and last bar (before it is listed or after it stops is not a gap). With `rows`, only gaps
+    that overlap rows first..last."""
+    out = []
+    for symbol in symbols if symbols is not None else bars.symbols:
+        missing = np.isnan(bars.close[:, bars.column(symbol)])
+        present = np.flatnonzero(~missing)
+        if present.size < 2:
+            continue
+        inner = missing[present[0]: present[-1] + 1]
+        # starts and ends of the runs of missing rows, as offsets from the first bar
+        edges = np.diff(np.concatenate([[0], inner.astype(np.int8), [0]]))
+        for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            first, last = present[0] + start, present[0] + stop - 1
+            if stop - start > min_sessions and (rows is None or (first <= rows[1] and last >= rows[0])):
+                out.append(Gap(symbol, bars.dates[first], bars.dates[last], int(stop - start)))
+    return out
+
+
+def describe_gap(gap: Gap) -> str:
+    return (f"{gap.symbol} has no bars for {gap.sessions} sessions ({gap.first}..{gap.last}) while other symbols "
+            "do: its orders cannot fill and its price is carried from before")

@@ -211,8 +211,9 @@ def _journal(tmp_path: Path):
 
 
 SIM_BAD_FILES = {
-    "nan-close": (lambda f: _damage(f, "XLK", LAST_BAR, float("nan")), "missing, NaN, zero or negative price"),
-    "zero-close": (lambda f: _damage(f, "XLK", LAST_BAR, 0.0), "missing, NaN, zero or negative price"),
+    "nan-close": (lambda f: _damage(f, "XLK", LAST_BAR, float("nan")), "missing, NaN, infinite, zero or negative price"),
+    "zero-close": (lambda f: _damage(f, "XLK", LAST_BAR, 0.0), "missing, NaN, infinite, zero or negative price"),
+    "inf-close": (lambda f: _damage(f, "XLK", LAST_BAR, float("inf")), "missing, NaN, infinite, zero or negative price"),
     "truncated-parquet": (None, "cannot read bars.parquet"),
 }
 
@@ -256,7 +257,8 @@ def test_a_data_file_missing_a_configured_symbol_is_a_config_error_and_nothing_r
     bundled_bars().filter((pl.col("date") >= date(2022, 1, 1)) & (pl.col("symbol") != "XLK")).write_parquet(data)
     result = _sim_run_once(tmp_path, data, DAYS[0].day, monkeypatch)
     assert result.exit_code == 4, result.output
-    assert "unknown symbol 'XLK' (not in the available market data)" in result.output
+    assert "unknown symbol 'XLK' (not in the available market data, which holds: SPY, TLT, XLB, XLC, XLE, XLF, XLI, XLP, " \
+        "XLRE, XLU, XLV, XLY)" in result.output
     assert not (tmp_path / "journal.db").exists()
 
 
@@ -361,3 +363,21 @@ def test_the_first_cycle_check_guards_a_plans_first_trades_not_every_restart(tmp
         assert ledger(desk.ws, desk.fake, "alp").ok()
     finally:
         desk.close()
+
+
+@pytest.mark.timeout(60)
+def test_an_infinite_adjusted_close_stops_a_replay_with_one_line_naming_it(tmp_path, monkeypatch):
+    """It used to run and fail writing the journal ("NOT NULL constraint failed: nav.leverage")."""
+    data = tmp_path / "bars.parquet"
+    frame = bundled_bars().filter(pl.col("date") >= date(2022, 1, 1))
+    hit = (pl.col("symbol") == "XLK") & (pl.col("date") == date(2023, 6, 1))
+    frame.with_columns(pl.when(hit).then(float("inf")).otherwise(pl.col("adj_close")).alias("adj_close")).write_parquet(data)
+    ws = make_workspace(tmp_path)
+    ws.write_accounts("paper-sim:\n  broker: sim\n  models: [SectorRotationModel_v1]")
+    monkeypatch.setenv("BOTCTL_HEALTH_PORT", "0")
+    result = runner.invoke(app, ["--config-dir", str(tmp_path / "config"), "--db", str(tmp_path / "journal.db"),
+                                 "--data", str(data), "run", "--replay", "2023-05-01:2023-07-31"])
+    assert result.exit_code == 1, result.output
+    assert no_traceback(result.output) and len(result.output.strip().splitlines()) == 1, result.output
+    assert "bars.parquet has 1 row(s) with a missing, NaN, infinite, zero or negative price (first: XLK 2023-06-01, " \
+           "adj_close inf)" in result.output

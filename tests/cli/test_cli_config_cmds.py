@@ -73,7 +73,8 @@ def test_validate_checks_symbols_against_the_market_data(runner, config_dir):
     result = invoke(runner, config_dir, "validate")
     assert result.exit_code == 4
     assert problem_lines(result) == [
-        f"{at(strategies, 'GLD')}: universes.sectors_and_bonds[12]: unknown symbol 'GLD' (not in the available market data)"]
+        f"{at(strategies, 'GLD')}: universes.sectors_and_bonds[12]: unknown symbol 'GLD' (not in the available market data, which holds: SPY, TLT, XLB, XLC, XLE, XLF, XLI, XLK, XLP, "
+        "XLRE, XLU, XLV, XLY)"]
 
 
 def test_validate_refuses_a_plaintext_key_without_echoing_it(runner, config_dir):

@@ -208,7 +208,7 @@ def test_symbols_missing_from_the_market_data_are_reported_wherever_they_are_use
           Hold: {universe: core, steps: [select_all]}
     """), "accounts:\n  main:\n    models: [Momo, Hold]\n")
     assert_problems(found, {
-        "strategies.yaml:1:1: benchmark": "unknown symbol 'QQQ' (not in the available market data)",
+        "strategies.yaml:1:1: benchmark": "unknown symbol 'QQQ' (not in the available market data, which holds: ",
         "strategies.yaml:3:15: universes.core[1]": "unknown symbol 'ZZZZ'",
         "strategies.yaml:6:16: strategies.Momo.universe[0]": "unknown symbol 'AAPL'",
         "strategies.yaml:8:23: strategies.Momo.steps[0].when_regime.benchmark": "unknown symbol 'VIX'",
