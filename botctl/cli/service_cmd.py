@@ -17,6 +17,11 @@ from botctl.errors import UsageError
 def _botctl_path() -> str:
     """The botctl being run now: the single-file binary, or the virtualenv's script."""
     if getattr(sys, "frozen", False):
+        # The single file execs an unpacked copy from its cache folder; the unit must name the
+        # file itself, which the launcher passes on (packaging/selfextract-stub.sh).
+        launcher = os.environ.get("BOTCTL_LAUNCHER", "")
+        if launcher and Path(launcher).is_file():
+            return str(Path(launcher).resolve())
         return str(Path(sys.executable).resolve())
     argv0 = Path(sys.argv[0])
     if argv0.name == "botctl" and argv0.exists():
