@@ -33,5 +33,5 @@ step "run --replay" run --replay 2024-01-01:2024-03-31
 step "status" status
 step "tail" tail -n 5
 step "service unit" service unit
-grep -qx "ExecStart=$binary .*" "$work/out.txt" || { echo "smoke: the unit does not run $binary"; exit 1; }
+grep -qF "ExecStart=\"$binary\" " "$work/out.txt" || { echo "smoke: the unit does not run $binary"; exit 1; }
 [ "$(ls -A "$cache")" = "$(basename "${unpacked[0]}")" ] || { echo "smoke: later starts unpacked again"; exit 1; }
