@@ -40,9 +40,13 @@ from botctl.store.schema import MIGRATION_NAMES, MIGRATION_SET, index_hint
 if TYPE_CHECKING:
     from sqlite_utils import Database, Migrations
 
+    from botctl.store.writer_lock import WriterLock
+
 # The natural key named in "already in the journal" messages.
 _KEYS = {"runs": "run_id", "orders": "client_order_id", "fills": "fill_id", "control": "account"}
 _savepoints = itertools.count()
+# The update half of an order upsert applies only while the journal's row is still open.
+_ONLY_OPEN_ORDERS = f" WHERE orders.status IN ({', '.join(repr(s) for s in OPEN_ORDER_STATUSES)})"
 
 
 class DuplicateRecord(StoreError):
@@ -68,6 +72,7 @@ class Store:
         # Told of every record written, once it is committed (botctl.notify's Notifier.heard).
         self.listener: Callable[[Record], None] | None = None
         self._unheard: list[Record] = []  # written inside the open transaction, told at COMMIT
+        self.writer_lock: WriterLock | None = None  # held while this process trades on the journal
 
     @property
     def db(self) -> Database:
@@ -88,16 +93,31 @@ class Store:
         readonly: bool = False,
         durable: bool = True,
         migrations: Migrations | None = None,
+        trading: bool = False,
     ) -> Store:
         """Open (and create/migrate unless readonly) the journal at `path`.
 
         durable=False relaxes fsync to WAL's NORMAL (safe against crashes, not power loss):
-        for backtests. `migrations` exists so tests can simulate an upgrade.
+        for backtests. `migrations` exists so tests can simulate an upgrade. trading=True
+        takes the journal's writer lock first (held until close): for a process that trades,
+        refused with JournalBusy while another holds it.
         """
-        conn = open_database(
-            path, create=create, readonly=readonly, durable=durable, migrations=migrations
-        )
+        lock = None
+        if trading:
+            from botctl.store.writer_lock import WriterLock
+
+            lock = WriterLock(path)
+            lock.acquire()
+        try:
+            conn = open_database(
+                path, create=create, readonly=readonly, durable=durable, migrations=migrations
+            )
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         store = cls(conn, str(path), readonly=readonly)
+        store.writer_lock = lock
         if not readonly:
             store._import_unrecorded_end()
         return store
@@ -124,7 +144,7 @@ class Store:
             pass
         note = {"run": msgspec.to_builtins(ended), "event": msgspec.to_builtins(event)}
         try:
-            tmp = self._end_note_path() + ".tmp"
+            tmp = f"{self._end_note_path()}.{os.getpid()}.tmp"  # per process: never a shared temp file
             with open(tmp, "wb") as f:
                 f.write(msgspec.json.encode(note))
             os.replace(tmp, self._end_note_path())
@@ -161,6 +181,8 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+        if self.writer_lock is not None:
+            self.writer_lock.release()
 
     def __enter__(self) -> Store:
         return self
@@ -295,9 +317,18 @@ class Store:
                 count += cur.rowcount
         return count
 
-    def upsert_order(self, order: Order) -> None:
-        """Insert, or update the row with the same client_order_id (keeping its id)."""
-        self._write(CODECS[Order], order, "client_order_id")
+    def upsert_order(self, order: Order) -> bool:
+        """Insert, or update the row with the same client_order_id (keeping its id). An order
+        already final in the journal (filled, canceled, rejected, expired) is never changed:
+        nothing learnt later, least of all by a process working from stale state, can turn a
+        filled order back into a pending one. False when the row was left as it was."""
+        self._writable()
+        sql = CODECS[Order].upsert_sql("client_order_id") + _ONLY_OPEN_ORDERS
+        with self._guard(order):
+            cur = self._conn.execute(sql, CODECS[Order].encode(order))
+        if cur.rowcount > 0:  # an order left as it was is no news
+            self._heard(order)
+        return cur.rowcount > 0
 
     def upsert_run(self, run: Run) -> None:
         self._write(CODECS[Run], run, "run_id")
