@@ -49,6 +49,27 @@ _savepoints = itertools.count()
 _ONLY_OPEN_ORDERS = f" WHERE orders.status IN ({', '.join(repr(s) for s in OPEN_ORDER_STATUSES)})"
 
 
+# Runs a bot process performs, the ones `status`, `kill` and the health check look for.
+TRADING_KINDS = ("paper", "live", "replay")
+# Runs whose marks are a paper or live account's own state (a `manual` run is a kill with no
+# bot running, acting on that state). Backtests and replays never feed it.
+ACCOUNT_STATE_KINDS = ("paper", "live", "manual")
+BACKTESTS_SUFFIX = "-backtests"
+
+
+def backtest_journal(path: str | os.PathLike[str]) -> str:
+    """Where backtests beside the journal at `path` are journaled: `<stem>-backtests<suffix>`
+    in the same folder (`botctl.db` -> `botctl-backtests.db`), so a backtest never writes
+    into, locks or feeds the state of the trading journal. A path that already names a
+    backtests journal is kept."""
+    p = os.fspath(path)
+    folder, name = os.path.split(p)
+    stem, dot, suffix = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    if stem.endswith(BACKTESTS_SUFFIX):
+        return p
+    return os.path.join(folder, f"{stem}{BACKTESTS_SUFFIX}{dot}{suffix}")
+
+
 class DuplicateRecord(StoreError):
     """A record with the same natural key (client_order_id, fill_id, run_id...) exists."""
 
@@ -475,9 +496,33 @@ class Store:
             "fills", limit, account=account, run_id=run_id, client_order_id=client_order_id
         )
 
-    def latest_nav(self, account: str, run_id: str | None = None) -> NavSnapshot | None:
-        found = self._records("nav", 1, account=account, run_id=run_id)
+    def run_ids(self, kinds: Iterable[str]) -> list[str]:
+        """Ids of the runs of these kinds, oldest first."""
+        kinds = list(kinds)
+        with self._guard():
+            rows = self._conn.execute(
+                f"SELECT run_id FROM runs WHERE kind IN ({', '.join('?' * len(kinds))}) ORDER BY id", kinds
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def _in_runs(self, run_id: str | None, kinds: Iterable[str] | None) -> str | list[str] | None:
+        return run_id if kinds is None else self.run_ids(kinds)
+
+    def latest_nav(
+        self, account: str, run_id: str | None = None, kinds: Iterable[str] | None = None
+    ) -> NavSnapshot | None:
+        """The newest mark of `account` (in `run_id`, or in runs of `kinds`)."""
+        found = self._records("nav", 1, account=account, run_id=self._in_runs(run_id, kinds))
         return found[0] if found else None
+
+    def account_state(self, account: str) -> tuple[NavSnapshot | None, list[Position]]:
+        """A paper or live account's own latest mark and holdings, from its paper/live runs
+        (and kills with no bot running) only: never a backtest's or a replay's."""
+        runs = self.run_ids(ACCOUNT_STATE_KINDS)
+        latest = self._records("nav", 1, account=account, run_id=runs)
+        if not latest:
+            return None, []
+        return latest[0], self.positions_at_latest(account, latest[0].run_id)
 
     def nav_series(self, account: str, run_id: str) -> list[NavSnapshot]:
         return self._records("nav", None, account=account, run_id=run_id)
@@ -516,12 +561,14 @@ class Store:
         found = self._records("runs", 1, run_id=run_id)
         return found[0] if found else None
 
-    def latest_run(self) -> Run | None:
-        found = self._records("runs", 1)
+    def latest_run(self, kinds: Iterable[str] | None = None) -> Run | None:
+        """The newest run (of `kinds`, e.g. TRADING_KINDS for the bot's)."""
+        found = self._records("runs", 1, kind=None if kinds is None else list(kinds))
         return found[0] if found else None
 
     def runs(self) -> list[Run]:
         return self._records("runs", None)
 
 
-__all__ = ["DuplicateRecord", "Store", "severities_at_least"]
+__all__ = ["ACCOUNT_STATE_KINDS", "TRADING_KINDS", "DuplicateRecord", "Store", "backtest_journal",
+           "severities_at_least"]
