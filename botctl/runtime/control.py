@@ -113,7 +113,9 @@ def who_am_i(command: str | None = None) -> str:
 def request_halt(store, accounts: list[str], *, flatten: bool, reason: str, who: str) -> None:
     """Persist a halt for each account (one transaction), with a kill.requested event."""
     now = datetime.now(timezone.utc)
-    with store.transaction():
+    # priority(): the halt goes before the next write of any other process (a replay writing
+    # back to back would otherwise keep it waiting for seconds).
+    with store.priority(), store.transaction():
         for account in accounts:
             store.set_control(Control(account=account, halted=True, reason=reason, since=now, who=who, flatten=flatten))
             store.insert(Event(ts_event=now, subsystem="control", type="kill.requested", severity="WARN",

@@ -40,7 +40,7 @@ from botctl.store.schema import MIGRATION_NAMES, MIGRATION_SET, index_hint
 if TYPE_CHECKING:
     from sqlite_utils import Database, Migrations
 
-    from botctl.store.writer_lock import WriterLock
+    from botctl.store.writer_lock import Turnstile, WriterLock
 
 # The natural key named in "already in the journal" messages.
 _KEYS = {"runs": "run_id", "orders": "client_order_id", "fills": "fill_id", "control": "account"}
@@ -94,6 +94,7 @@ class Store:
         self.listener: Callable[[Record], None] | None = None
         self._unheard: list[Record] = []  # written inside the open transaction, told at COMMIT
         self.writer_lock: WriterLock | None = None  # held while this process trades on the journal
+        self._turnstile: Turnstile | None = None  # priority for kill's halt (created on first write)
 
     @property
     def db(self) -> Database:
@@ -202,6 +203,8 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+        if self._turnstile is not None:
+            self._turnstile.close()
         if self.writer_lock is not None:
             self.writer_lock.release()
 
@@ -263,6 +266,20 @@ class Store:
         if self.readonly:
             raise StoreError(f"{self.path} was opened read-only")
 
+    def _turn(self) -> Turnstile:
+        if self._turnstile is None:
+            from botctl.store.writer_lock import Turnstile
+
+            self._turnstile = Turnstile(self.path)
+        return self._turnstile
+
+    @contextmanager
+    def priority(self) -> Iterator[Store]:
+        """Writes inside go before every other process's next write transaction (for the
+        emergency stop: keep what is inside short)."""
+        with self._turn():
+            yield self
+
     @contextmanager
     def transaction(self) -> Iterator[Store]:
         """All writes inside commit together or not at all; nests via savepoints."""
@@ -282,6 +299,7 @@ class Store:
                 raise
             conn.execute(f"RELEASE {name}")
             return
+        self._turn().pass_through()  # a kill waiting for its halt goes first
         # IMMEDIATE: take the write lock up front; a deferred transaction that upgrades from
         # read to write gets SQLITE_BUSY without honouring busy_timeout in WAL mode.
         with self._guard():
@@ -315,6 +333,8 @@ class Store:
         self._writable()
         sql = codec.upsert_sql(upsert_key) if upsert_key else codec.insert_sql
         row = codec.encode(record)
+        if not self._conn.in_transaction:
+            self._turn().pass_through()
         with self._guard(record):
             cur = self._conn.execute(sql, row)
         self._heard(record)

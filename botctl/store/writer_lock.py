@@ -115,4 +115,68 @@ def _read_holder(fd: int) -> Holder:
     return Holder(pid=0, command="unknown", since=datetime.fromtimestamp(os.fstat(fd).st_mtime, timezone.utc))
 
 
-__all__ = ["Holder", "WriterLock", "busy_message", "lock_path"]
+class Turnstile:
+    """Priority for the emergency stop on `<journal>.priority`. SQLite's write lock is not
+    fair: a process writing back to back (a replay at full speed) can keep a kill's halt
+    waiting for seconds. Every write transaction first passes this turnstile (a shared flock
+    taken and dropped at once); a kill holds it exclusively around its own short halt
+    transaction, so other writers stop at the turnstile and the halt gets the next turn. A
+    writer never waits here more than TURNSTILE_WAIT_S (a stopped kill must not stop the bot),
+    and the lock dies with its holder."""
+
+    def __init__(self, journal: str | os.PathLike[str]) -> None:
+        name = os.fspath(journal)
+        self.path = None if name in ("", ":memory:") else os.path.realpath(os.path.expanduser(name)) + ".priority"
+        self._fd: int | None = None
+        self._exclusive = False
+
+    def _file(self) -> int | None:
+        if self._fd is None and self.path is not None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:
+                self.path = None  # no priority without the file; writing goes on as before
+        return self._fd
+
+    def pass_through(self) -> None:
+        fd = self._file() if not self._exclusive else None
+        if fd is None:
+            return
+        deadline = time.monotonic() + TURNSTILE_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(0.002)
+                continue
+            except OSError:
+                return
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+
+    def __enter__(self) -> Turnstile:
+        fd = self._file()
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._exclusive = True
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._exclusive:
+            self._exclusive = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+TURNSTILE_WAIT_S = 2.0
+
+__all__ = ["Holder", "Turnstile", "WriterLock", "busy_message", "lock_path"]
