@@ -1,7 +1,8 @@
 """One exception tree for botctl, and the stable exit codes the CLI maps it to.
 
 Exit codes are a contract (documented in README): 0 ok, 1 runtime error, 2 usage error,
-3 bot not running (where a command needs it), 4 config error.
+3 bot not running (where a command needs it), 4 config error, 5 the journal is in use by
+another trading process.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 EXIT_CONFIG = 4
+EXIT_BUSY = 5
 
 
 class BotctlError(Exception):
@@ -77,6 +79,12 @@ class BadMarketData(DataError):
 
 class StoreError(BotctlError):
     """The SQLite journal cannot be opened or written safely."""
+
+
+class JournalBusy(StoreError):
+    """Another process already trades on this journal (it holds the journal's writer lock)."""
+
+    exit_code = EXIT_BUSY
 
 
 class OrderDenied(BotctlError):

@@ -58,6 +58,16 @@ class Broker(Protocol):
 
     def cancel(self, client_order_id: str, now: datetime) -> Order | None: ...
 
+    def cancel_all(self, now: datetime) -> int:
+        """Cancel every open order the broker holds (the journal's and any other); the count."""
+        ...
+
+    def close_all(self, now: datetime) -> list[tuple[Order, list[Fill]]]:
+        """Close every position at market: the closing orders as placed (their `run_id` and
+        `account` left for the caller to fill in) and any fills already reported. The orders
+        are the broker's own, so they are journaled after the send, not before."""
+        ...
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -193,13 +193,20 @@ class AlpacaBroker:
             pass  # no longer cancelable (filled meanwhile): the lookup below says what it became
         return self.get_order(client_order_id)
 
-    def cancel_all(self) -> int:
+    def cancel_all(self, now: datetime) -> int:
         result = self._call("cancel all orders", self.client.cancel_orders)
         return len(result or [])
 
-    def close_all_positions(self) -> int:
+    def close_all(self, now: datetime) -> list[tuple[Order, list[Fill]]]:
+        from alpaca.trading.models import Order as AlpacaOrder
+
         result = self._call("close all positions", lambda: self.client.close_all_positions(cancel_orders=True))
-        return len(result or [])
+        out = []
+        for response in result or []:
+            if isinstance(response.body, AlpacaOrder):  # a symbol Alpaca could not close has no order
+                out.append(self._with_fills(msgspec.structs.replace(self._to_order(response.body, None),
+                                                                    reason="flatten")))
+        return out
 
     def submit(self, order: Order, now: datetime) -> tuple[Order, list[Fill]]:
         """Send a journaled order exactly once. A duplicate client id means it is already at the

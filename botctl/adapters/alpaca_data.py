@@ -5,7 +5,9 @@ notices and the symbol is fetched whole again."""
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -64,9 +66,16 @@ class AlpacaData:
         else:
             frame = self._fetch(symbol, start, today)
         frame = _checked(frame.unique(subset=["date"], keep="last").sort("date"), symbol, "Alpaca's answer")
-        tmp = path.with_suffix(".parquet.tmp")
-        frame.write_parquet(tmp)
-        tmp.replace(path)
+        # A name of its own: two processes refreshing one cache must not write one temp file.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            frame.write_parquet(tmp)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return frame
 
     def _fetch(self, symbol: str, start: date, today: date, adjustment: str = "all") -> pl.DataFrame:

@@ -69,6 +69,23 @@ class SimBroker:
         self._unpend(order)
         return self._set(order, status="canceled", ts_event=now)
 
+    def cancel_all(self, now: datetime) -> int:
+        pending = list(self._pending)
+        for client_id in pending:
+            self.cancel(client_id, now)
+        return len(pending)
+
+    def close_all(self, now: datetime) -> list[tuple[Order, list[Fill]]]:
+        out = []
+        for symbol, qty in sorted(self.qty.items()):
+            if not qty:
+                continue
+            order = Order(client_order_id=f"close-{now:%Y%m%dT%H%M%S%f}-{symbol}", run_id="", account="", symbol=symbol,
+                          side="sell" if qty > 0 else "buy", qty=abs(qty), status="pending", ts_init=now, ts_event=now,
+                          reason="flatten", ref_price=self.last_price.get(symbol) or self.avg_price.get(symbol))
+            out.append(self.submit(order, now))
+        return out
+
     def submit(self, order: Order, now: datetime) -> tuple[Order, list[Fill]]:
         if order.client_order_id in self.orders:  # idempotent, like a broker's unique client id
             return self.orders[order.client_order_id], []

@@ -66,7 +66,9 @@ def register(app: typer.Typer) -> None:
         Prints total return, CAGR, volatility, Sharpe, Sortino, max drawdown (and its length),
         Calmar, turnover, trades and exposure per model and per account, and the same for the
         benchmark, with alpha, beta and correlation against it. The run is journaled (orders,
-        fills, daily NAV) so status, tail and tui can show it.
+        fills, daily NAV) in its own file beside the database (botctl.db: botctl-backtests.db),
+        never in the trading journal, so `botctl --db botctl-backtests.db status|tail|tui`
+        can show it.
         """
         from botctl.adapters.file_data import load_bars
         from botctl.runtime.backtest import journal_backtest, monthly_tables, run_backtest, summary
@@ -81,10 +83,14 @@ def register(app: typer.Typer) -> None:
             err(f"warning: {describe_gap(gap)}")
         result = run_backtest(plan, bars, start=parse_date(start, "--start"), end=parse_date(end, "--end"))
         body = summary(result, risk_free=risk_free)
+        journal = None
         if not no_journal:
             from botctl.store import Store
+            from botctl.store.journal import backtest_journal
 
-            with Store.open(g.db, durable=False) as store:
+            # Never the trading journal: a backtest must not lock it, nor feed an account's state.
+            journal = backtest_journal(g.db)
+            with Store.open(journal, durable=False) as store:
                 journal_backtest(store, plan, result)
         if report is not None:
             from botctl.runtime.report import write_html_report
@@ -103,5 +109,5 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(body))
         else:
             print_table(body)
-            if not no_journal:
-                typer.echo(f"journaled as run {result.run_id} in {g.db}")
+            if journal is not None:
+                typer.echo(f"journaled as run {result.run_id} in {journal} (see: botctl --db {journal} status)")

@@ -32,28 +32,27 @@ def register(app: typer.Typer) -> None:
         """Emergency stop: halt trading (persisted), cancel open orders, and with --flatten close
         every position. A running bot acts within a second and acknowledges; with no bot running,
         botctl acts on each account's broker itself. The halt holds until `botctl resume`."""
-        from botctl.runtime.control import act_without_bot, request_halt, who_am_i
+        from botctl.runtime.control import kill as stop, who_am_i
         from botctl.store import Store
-        from botctl.store.overview import run_view
 
         g = globals_of(ctx)
         plan = load_plan(g)
         targets = _accounts(plan, account)
         with Store.open(g.db) as store:
-            view = run_view(store)
-            request_halt(store, [a.id for a in targets], flatten=flatten, reason=reason, who=who_am_i())
-            if view.running and not view.stale:
+            # Whether a bot runs is whether a process holds the journal's writer lock, not what
+            # the newest run row says (a stale heartbeat, a paced replay, a backtest after it).
+            holder, results, failed = stop(store, plan, targets, flatten=flatten, reason=reason, who=who_am_i())
+            if holder is not None:
                 outcome = _wait_for_ack(store, [a.id for a in targets], timeout)
-                body = {"running": True, "pid": view.run.pid, "acknowledged": outcome, "flatten": flatten}
+                body = {"running": True, "pid": holder.pid, "acknowledged": outcome, "flatten": flatten}
                 late = [a for a, ok in outcome.items() if not ok]
-                _report(body, as_json, f"bot pid {view.run.pid}: " + ", ".join(
+                _report(body, as_json, f"bot pid {holder.pid}: " + ", ".join(
                     f"{a} {'halted' if ok else 'NOT acknowledged'}" for a, ok in outcome.items()))
                 if late:
-                    typer.echo(f"timeout: no acknowledgement within {timeout:g}s for {', '.join(late)}; "
-                               "the halt stays recorded and applies when the bot reads it", err=True)
+                    typer.echo(f"timeout: no acknowledgement within {timeout:g}s for {', '.join(late)} from "
+                               f"{holder.describe()}; the halt stays recorded and applies when it reads it", err=True)
                     raise typer.Exit(EXIT_RUNTIME)
                 return
-            results, failed = act_without_bot(store, plan, targets, flatten=flatten, reason=reason)
         body = {"running": False, "accounts": results, "failed": failed, "flatten": flatten}
         _report(body, as_json, "no bot running; acted directly:\n" + "\n".join(
             [f"  {r['account']}: halted, {r['canceled']} open order(s) canceled"

@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         telemetry, server = _health(plan, health_port or 0)
         from botctl.notify.setup import for_run
 
-        with Store.open(g.db) as store, server, for_run(g, plan, store, telemetry, bars=bars, every_account=not account):
+        with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, bars=bars, every_account=not account):
             summary = run_replay(plan, bars, store, start, end, speed=pace, progress=Progress(), telemetry=telemetry,
                                  health=server or None)
         if as_json:
@@ -137,7 +137,7 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
     log = err if as_json else typer.echo
     from botctl.notify.setup import for_run
 
-    with Store.open(g.db) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account):
+    with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account):
         outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,
                               echo=log, telemetry=telemetry, health=server or None)
     if as_json:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from botctl.records import Control, Event
+from botctl.records import Control, Event, Order
 
 
 class ControlDesk:
@@ -57,6 +57,42 @@ class ControlDesk:
             self.store.set_control(msgspec.structs.replace(control, acked_at=datetime.now(timezone.utc)))
 
 
+def halt_at_broker(store, broker, account: str, run_id: str, *, flatten: bool, now: datetime) -> tuple[int, list[Order]]:
+    """Carry out a halt on a broker, journaled: cancel every open order at the broker, record
+    what became of the journal's open orders, then (flatten) close every position at market
+    and record the closing orders and their fills under `run_id`. The one cancel-then-flatten
+    of a trading process and of a kill with no bot running. Returns (orders canceled, closing
+    orders)."""
+    from botctl.records import OPEN_ORDER_STATUSES
+    from botctl.store.journal import ACCOUNT_STATE_KINDS
+
+    journal_open = store.orders(account, status=OPEN_ORDER_STATUSES, run_id=store.run_ids(ACCOUNT_STATE_KINDS))
+    broker.cancel_all(now)
+    canceled = 0
+    for order in journal_open:
+        fills = store.fills(client_order_id=order.client_order_id)
+        broker.remember_fills(order.client_order_id, sum(f.qty for f in fills), sum(f.qty * f.price for f in fills))
+        found = broker.get_order(order.client_order_id, order)
+        if found is None:  # journaled, never sent: nothing to cancel but the row
+            found = msgspec.structs.replace(order, status="canceled", ts_event=now,
+                                            reject_reason="canceled by kill; never reached the broker")
+        found = msgspec.structs.replace(found, run_id=order.run_id, account=order.account, reason=order.reason,
+                                        ts_init=order.ts_init, ref_price=order.ref_price)
+        with store.transaction():
+            store.upsert_order(found)
+            store.insert_many(broker.fills_for(found))
+        canceled += found.status == "canceled"
+    closing: list[Order] = []
+    if flatten:
+        for placed, fills in broker.close_all(now):
+            placed = msgspec.structs.replace(placed, run_id=run_id, account=account)
+            with store.transaction():
+                store.upsert_order(placed)
+                store.insert_many(msgspec.structs.replace(f, run_id=run_id, account=account) for f in fills)
+            closing.append(placed)
+    return canceled, closing
+
+
 # --- the operator's side: what `botctl kill`/`resume` and the dashboard write ------------------
 
 
@@ -77,12 +113,33 @@ def who_am_i(command: str | None = None) -> str:
 def request_halt(store, accounts: list[str], *, flatten: bool, reason: str, who: str) -> None:
     """Persist a halt for each account (one transaction), with a kill.requested event."""
     now = datetime.now(timezone.utc)
-    with store.transaction():
+    # priority(): the halt goes before the next write of any other process (a replay writing
+    # back to back would otherwise keep it waiting for seconds).
+    with store.priority(), store.transaction():
         for account in accounts:
             store.set_control(Control(account=account, halted=True, reason=reason, since=now, who=who, flatten=flatten))
             store.insert(Event(ts_event=now, subsystem="control", type="kill.requested", severity="WARN",
                                account=account, message=f"halt requested by {who}: {reason}",
                                details={"flatten": flatten}))
+
+
+def kill(store, plan, accounts, *, flatten: bool, reason: str, who: str):
+    """The emergency stop, as `botctl kill` and the dashboard do it: record the halt, then, if
+    no trading process holds the journal, act on each account's broker directly (holding the
+    journal's writer lock meanwhile, so no bot starts beside it). Returns (holder, done,
+    failed): holder is the running process that will act on the halt, or None."""
+    from botctl.store.writer_lock import WriterLock
+
+    request_halt(store, [a.id for a in accounts], flatten=flatten, reason=reason, who=who)
+    lock = WriterLock(store.path)
+    holder = lock.try_acquire()
+    if holder is not None:
+        return holder, [], []
+    try:
+        done, failed = act_without_bot(store, plan, accounts, flatten=flatten, reason=reason)
+    finally:
+        lock.release()
+    return None, done, failed
 
 
 def act_without_bot(store, plan, accounts, *, flatten: bool, reason: str) -> tuple[list[dict], list[dict]]:

@@ -55,12 +55,13 @@ def make_broker(account: AccountPlan, store, environ=os.environ):
 
 
 def journal_sim_broker(account: AccountPlan, store):
-    """A SimBroker holding what the journal says the account holds; it fills at the last close."""
+    """A SimBroker holding what the journal says the account holds (from its own paper runs
+    only, never a backtest's or replay's); it fills at the last close."""
     from botctl.adapters.sim_broker import SimBroker
 
-    latest = store.latest_nav(account.id)
+    latest, positions = store.account_state(account.id)
     broker = SimBroker(latest.cash if latest else account.starting_cash, msgspec.structs.replace(account.sim, fill="close"))
-    for position in store.positions_at_latest(account.id) if latest else []:
+    for position in positions:
         broker.qty[position.symbol] = position.qty
         broker.avg_price[position.symbol] = position.avg_price
         broker.last_price[position.symbol] = position.price
@@ -167,7 +168,7 @@ class LiveAccount:
 
     def _sync_positions(self, now: datetime) -> None:
         broker_positions = {s: p.qty for s, p in self.broker.positions().items() if p.qty}
-        journal = {p.symbol: p.qty for p in self.store.positions_at_latest(self.account.id)}
+        journal = {p.symbol: p.qty for p in self.store.account_state(self.account.id)[1]}
         mismatched = {s for s in set(broker_positions) | set(journal)
                       if abs(broker_positions.get(s, 0.0) - journal.get(s, 0.0)) > 1e-6}
         if mismatched:

@@ -218,19 +218,18 @@ class Trader:
     def _act_on_halt(self, live: LiveAccount, control: Control) -> None:
         if control.acked_at is not None:
             return
+        from botctl.runtime.control import halt_at_broker
+
         now = self.clock.now()
-        canceled = 0
-        for order in self.store.open_orders(live.account.id):
-            result = live.broker.cancel(order.client_order_id, now)
-            if result is not None:
-                canceled += 1
-                self.store.upsert_order(msgspec.structs.replace(
-                    result, run_id=order.run_id, account=order.account, reason=order.reason,
-                    ts_init=order.ts_init, ref_price=order.ref_price))
+        canceled, closing = halt_at_broker(self.store, live.broker, live.account.id, self.run.run_id,
+                                           flatten=control.flatten, now=now)
         live.event("kill.orders_canceled", f"halt by {control.who}: {canceled} open order(s) canceled", severity="WARN", now=now)
         if control.flatten:
-            closed = live.broker.close_all_positions() if hasattr(live.broker, "close_all_positions") else 0
-            live.event("kill.flatten", f"flatten: {closed} position(s) closed at market", severity="WARN", now=now)
+            live.event("kill.flatten", f"flatten: {len(closing)} position(s) closed at market", severity="WARN", now=now)
+            try:
+                live.mark(now)  # the book as it is now (the simulator's sells fill at once)
+            except BrokerError as exc:
+                self.event("mark.failed", str(exc), account=live.account.id, severity="ERROR")
         self.store.set_control(msgspec.structs.replace(control, acked_at=datetime.now(timezone.utc)))
 
     def heartbeat(self) -> None:

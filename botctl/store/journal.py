@@ -40,9 +40,34 @@ from botctl.store.schema import MIGRATION_NAMES, MIGRATION_SET, index_hint
 if TYPE_CHECKING:
     from sqlite_utils import Database, Migrations
 
+    from botctl.store.writer_lock import Turnstile, WriterLock
+
 # The natural key named in "already in the journal" messages.
 _KEYS = {"runs": "run_id", "orders": "client_order_id", "fills": "fill_id", "control": "account"}
 _savepoints = itertools.count()
+# The update half of an order upsert applies only while the journal's row is still open.
+_ONLY_OPEN_ORDERS = f" WHERE orders.status IN ({', '.join(repr(s) for s in OPEN_ORDER_STATUSES)})"
+
+
+# Runs a bot process performs, the ones `status`, `kill` and the health check look for.
+TRADING_KINDS = ("paper", "live", "replay")
+# Runs whose marks are a paper or live account's own state (a `manual` run is a kill with no
+# bot running, acting on that state). Backtests and replays never feed it.
+ACCOUNT_STATE_KINDS = ("paper", "live", "manual")
+BACKTESTS_SUFFIX = "-backtests"
+
+
+def backtest_journal(path: str | os.PathLike[str]) -> str:
+    """Where backtests beside the journal at `path` are journaled: `<stem>-backtests<suffix>`
+    in the same folder (`botctl.db` -> `botctl-backtests.db`), so a backtest never writes
+    into, locks or feeds the state of the trading journal. A path that already names a
+    backtests journal is kept."""
+    p = os.fspath(path)
+    folder, name = os.path.split(p)
+    stem, dot, suffix = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    if stem.endswith(BACKTESTS_SUFFIX):
+        return p
+    return os.path.join(folder, f"{stem}{BACKTESTS_SUFFIX}{dot}{suffix}")
 
 
 class DuplicateRecord(StoreError):
@@ -68,6 +93,8 @@ class Store:
         # Told of every record written, once it is committed (botctl.notify's Notifier.heard).
         self.listener: Callable[[Record], None] | None = None
         self._unheard: list[Record] = []  # written inside the open transaction, told at COMMIT
+        self.writer_lock: WriterLock | None = None  # held while this process trades on the journal
+        self._turnstile: Turnstile | None = None  # priority for kill's halt (created on first write)
 
     @property
     def db(self) -> Database:
@@ -88,16 +115,31 @@ class Store:
         readonly: bool = False,
         durable: bool = True,
         migrations: Migrations | None = None,
+        trading: bool = False,
     ) -> Store:
         """Open (and create/migrate unless readonly) the journal at `path`.
 
         durable=False relaxes fsync to WAL's NORMAL (safe against crashes, not power loss):
-        for backtests. `migrations` exists so tests can simulate an upgrade.
+        for backtests. `migrations` exists so tests can simulate an upgrade. trading=True
+        takes the journal's writer lock first (held until close): for a process that trades,
+        refused with JournalBusy while another holds it.
         """
-        conn = open_database(
-            path, create=create, readonly=readonly, durable=durable, migrations=migrations
-        )
+        lock = None
+        if trading:
+            from botctl.store.writer_lock import WriterLock
+
+            lock = WriterLock(path)
+            lock.acquire()
+        try:
+            conn = open_database(
+                path, create=create, readonly=readonly, durable=durable, migrations=migrations
+            )
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         store = cls(conn, str(path), readonly=readonly)
+        store.writer_lock = lock
         if not readonly:
             store._import_unrecorded_end()
         return store
@@ -124,7 +166,7 @@ class Store:
             pass
         note = {"run": msgspec.to_builtins(ended), "event": msgspec.to_builtins(event)}
         try:
-            tmp = self._end_note_path() + ".tmp"
+            tmp = f"{self._end_note_path()}.{os.getpid()}.tmp"  # per process: never a shared temp file
             with open(tmp, "wb") as f:
                 f.write(msgspec.json.encode(note))
             os.replace(tmp, self._end_note_path())
@@ -161,6 +203,10 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+        if self._turnstile is not None:
+            self._turnstile.close()
+        if self.writer_lock is not None:
+            self.writer_lock.release()
 
     def __enter__(self) -> Store:
         return self
@@ -220,6 +266,20 @@ class Store:
         if self.readonly:
             raise StoreError(f"{self.path} was opened read-only")
 
+    def _turn(self) -> Turnstile:
+        if self._turnstile is None:
+            from botctl.store.writer_lock import Turnstile
+
+            self._turnstile = Turnstile(self.path)
+        return self._turnstile
+
+    @contextmanager
+    def priority(self) -> Iterator[Store]:
+        """Writes inside go before every other process's next write transaction (for the
+        emergency stop: keep what is inside short)."""
+        with self._turn():
+            yield self
+
     @contextmanager
     def transaction(self) -> Iterator[Store]:
         """All writes inside commit together or not at all; nests via savepoints."""
@@ -239,6 +299,7 @@ class Store:
                 raise
             conn.execute(f"RELEASE {name}")
             return
+        self._turn().pass_through()  # a kill waiting for its halt goes first
         # IMMEDIATE: take the write lock up front; a deferred transaction that upgrades from
         # read to write gets SQLITE_BUSY without honouring busy_timeout in WAL mode.
         with self._guard():
@@ -272,6 +333,8 @@ class Store:
         self._writable()
         sql = codec.upsert_sql(upsert_key) if upsert_key else codec.insert_sql
         row = codec.encode(record)
+        if not self._conn.in_transaction:
+            self._turn().pass_through()
         with self._guard(record):
             cur = self._conn.execute(sql, row)
         self._heard(record)
@@ -295,9 +358,18 @@ class Store:
                 count += cur.rowcount
         return count
 
-    def upsert_order(self, order: Order) -> None:
-        """Insert, or update the row with the same client_order_id (keeping its id)."""
-        self._write(CODECS[Order], order, "client_order_id")
+    def upsert_order(self, order: Order) -> bool:
+        """Insert, or update the row with the same client_order_id (keeping its id). An order
+        already final in the journal (filled, canceled, rejected, expired) is never changed:
+        nothing learnt later, least of all by a process working from stale state, can turn a
+        filled order back into a pending one. False when the row was left as it was."""
+        self._writable()
+        sql = CODECS[Order].upsert_sql("client_order_id") + _ONLY_OPEN_ORDERS
+        with self._guard(order):
+            cur = self._conn.execute(sql, CODECS[Order].encode(order))
+        if cur.rowcount > 0:  # an order left as it was is no news
+            self._heard(order)
+        return cur.rowcount > 0
 
     def upsert_run(self, run: Run) -> None:
         self._write(CODECS[Run], run, "run_id")
@@ -444,9 +516,33 @@ class Store:
             "fills", limit, account=account, run_id=run_id, client_order_id=client_order_id
         )
 
-    def latest_nav(self, account: str, run_id: str | None = None) -> NavSnapshot | None:
-        found = self._records("nav", 1, account=account, run_id=run_id)
+    def run_ids(self, kinds: Iterable[str]) -> list[str]:
+        """Ids of the runs of these kinds, oldest first."""
+        kinds = list(kinds)
+        with self._guard():
+            rows = self._conn.execute(
+                f"SELECT run_id FROM runs WHERE kind IN ({', '.join('?' * len(kinds))}) ORDER BY id", kinds
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def _in_runs(self, run_id: str | None, kinds: Iterable[str] | None) -> str | list[str] | None:
+        return run_id if kinds is None else self.run_ids(kinds)
+
+    def latest_nav(
+        self, account: str, run_id: str | None = None, kinds: Iterable[str] | None = None
+    ) -> NavSnapshot | None:
+        """The newest mark of `account` (in `run_id`, or in runs of `kinds`)."""
+        found = self._records("nav", 1, account=account, run_id=self._in_runs(run_id, kinds))
         return found[0] if found else None
+
+    def account_state(self, account: str) -> tuple[NavSnapshot | None, list[Position]]:
+        """A paper or live account's own latest mark and holdings, from its paper/live runs
+        (and kills with no bot running) only: never a backtest's or a replay's."""
+        runs = self.run_ids(ACCOUNT_STATE_KINDS)
+        latest = self._records("nav", 1, account=account, run_id=runs)
+        if not latest:
+            return None, []
+        return latest[0], self.positions_at_latest(account, latest[0].run_id)
 
     def nav_series(self, account: str, run_id: str) -> list[NavSnapshot]:
         return self._records("nav", None, account=account, run_id=run_id)
@@ -485,12 +581,14 @@ class Store:
         found = self._records("runs", 1, run_id=run_id)
         return found[0] if found else None
 
-    def latest_run(self) -> Run | None:
-        found = self._records("runs", 1)
+    def latest_run(self, kinds: Iterable[str] | None = None) -> Run | None:
+        """The newest run (of `kinds`, e.g. TRADING_KINDS for the bot's)."""
+        found = self._records("runs", 1, kind=None if kinds is None else list(kinds))
         return found[0] if found else None
 
     def runs(self) -> list[Run]:
         return self._records("runs", None)
 
 
-__all__ = ["DuplicateRecord", "Store", "severities_at_least"]
+__all__ = ["ACCOUNT_STATE_KINDS", "TRADING_KINDS", "DuplicateRecord", "Store", "backtest_journal",
+           "severities_at_least"]

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import msgspec
 
 from botctl.records import Control, NavSnapshot, Order, Position, Run
-from botctl.store.journal import Store
+from botctl.store.journal import TRADING_KINDS, Store
 
 # A running bot heartbeats at least every cycle; beyond this it is presumed stuck or dead.
 HEARTBEAT_STALE_SECONDS = 300
@@ -54,7 +54,9 @@ def run_view(store: Store, now: datetime | None = None) -> RunView:
     from botctl.runtime.process import is_botctl_process
 
     now = now or datetime.now(timezone.utc)
-    run = store.latest_run()
+    # The bot's run: a backtest (or an older journal's, kept in this file) or a kill's manual
+    # run finishing later must neither hide a running bot nor a crashed one.
+    run = store.latest_run(TRADING_KINDS)
     if run is None:
         return RunView(None, False, False, False, "no run recorded yet")
     if run.status != "running":

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from botctl.runtime.control import act_without_bot, clear_halt, request_halt, who_am_i
+from botctl.runtime.control import clear_halt, request_halt, who_am_i
+from botctl.runtime.control import kill as stop
 
 KILL_REASON = "operator kill"  # as `botctl kill`
 
@@ -16,17 +17,15 @@ KILL_REASON = "operator kill"  # as `botctl kill`
 def kill(db: Path, plan, account: str, *, flatten: bool, reason: str = KILL_REASON) -> str:
     """Persist a halt for `account` (and act on its broker when no bot runs); a one-line outcome."""
     from botctl.store import Store
-    from botctl.store.overview import run_view
 
     with Store.open(db, create=False) as store:
-        view = run_view(store)
-        request_halt(store, [account], flatten=flatten, reason=reason, who=who_am_i())
-        if view.running and not view.stale:
-            return f"{account}: halt recorded; bot pid {view.run.pid} acts on it within a second"
         acc_plan = next((a for a in plan.accounts if a.id == account), None) if plan is not None else None
         if acc_plan is None:
+            request_halt(store, [account], flatten=flatten, reason=reason, who=who_am_i())
             return f"{account}: halt recorded (not in the config, so no broker was touched)"
-        done, failed = act_without_bot(store, plan, [acc_plan], flatten=flatten, reason=reason)
+        holder, done, failed = stop(store, plan, [acc_plan], flatten=flatten, reason=reason, who=who_am_i())
+        if holder is not None:
+            return f"{account}: halt recorded; bot pid {holder.pid} acts on it within a second"
     if failed:
         return f"{account}: halt recorded, but the broker could not be reached: {failed[0]['error']}"
     sold = f", {done[0]['sold']} position(s) sold" if flatten else ""

@@ -252,3 +252,34 @@ def test_fills_for_and_remember_fills_never_report_a_fill_twice(harness):
     assert _fill_qty(reported) == pytest.approx(7)
     assert len({f.fill_id for f in reported}) == len(reported)
     assert sum(f.qty * f.price for f in reported) == pytest.approx(700.0)
+
+
+def test_cancel_all_cancels_every_open_order(harness):
+    broker = harness.broker
+    harness.fills_now(False)
+    orders = [harness.order("SPY", "buy", 5), harness.order("TLT", "buy", 4)]
+    for order in orders:
+        broker.submit(order, harness.now)
+    assert len(broker.open_orders()) == 2
+
+    assert broker.cancel_all(harness.now) == 2
+    assert broker.open_orders() == []
+    assert [broker.get_order(o.client_order_id).status for o in orders] == ["canceled", "canceled"]
+    assert broker.cancel_all(harness.now) == 0
+
+
+def test_close_all_sells_every_position_at_market_and_reports_the_orders(harness):
+    broker = harness.broker
+    broker.submit(harness.order("SPY", "buy", 10), harness.now)
+    broker.submit(harness.order("TLT", "buy", 20.5), harness.now)
+
+    closing = broker.close_all(harness.now)
+    assert sorted((o.symbol, o.side, o.qty, o.reason) for o, _ in closing) == [
+        ("SPY", "sell", pytest.approx(10), "flatten"), ("TLT", "sell", pytest.approx(20.5), "flatten")]
+    settled = harness.settle([o for o, _ in closing])
+    fills = [f for _, fs in closing for f in fs] + [f for _, fs in settled for f in fs]
+    assert sorted((f.symbol, f.side) for f in fills) == [("SPY", "sell"), ("TLT", "sell")]
+    assert {f.symbol: f.qty for f in fills} == {"SPY": pytest.approx(10), "TLT": pytest.approx(20.5)}
+    assert broker.positions() == {}
+    assert broker.account().cash == pytest.approx(CASH)  # bought and sold at the same price, no costs
+    assert broker.close_all(harness.now) == []  # nothing left to close

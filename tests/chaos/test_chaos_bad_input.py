@@ -320,8 +320,8 @@ def test_a_signal_while_a_backtest_journals_leaves_all_of_it_or_none(tmp_path, s
     seen = set()
     for attempt in range(4):
         sig = (signal.SIGINT, signal.SIGTERM)[attempt % 2]
-        db = tmp_path / f"journal-{attempt}.db"
-        proc = _spawn(db, "backtest", "--json")
+        proc = _spawn(tmp_path / f"journal-{attempt}.db", "backtest", "--json")
+        db = tmp_path / f"journal-{attempt}-backtests.db"  # where backtests are journaled
         time.sleep(rng.uniform(0.4, 1.4))
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)

@@ -28,9 +28,10 @@ def shipped_config(folder: Path) -> Path:
 
 
 def backtest_journal(folder: Path, start: str, end: str) -> Path:
-    """Copy the shipped config into `folder`, backtest it from start to end, return the journal."""
+    """Copy the shipped config into `folder`, backtest it from start to end, return the journal
+    the backtest wrote (botctl-backtests.db, beside the trading journal botctl.db)."""
     shipped_config(folder)
     db = folder / "botctl.db"
     result = invoke("--config-dir", str(folder), "--db", str(db), "backtest", "--start", start, "--end", end, "--json")
     assert result.exit_code == 0, result.output
-    return db
+    return folder / "botctl-backtests.db"

@@ -171,7 +171,7 @@ def blocked_backtest(tmp_path_factory):
     config = make_config(base / "config", rotation_risk="{max_orders_per_cycle: 2}", adaptive_risk=TIGHT)
     db = base / "botctl.db"
     body = json.loads(botctl(config, db, "backtest", "--start", "2020-01-01", "--end", "2020-12-31", "--json").stdout)
-    return config, db, body
+    return config, base / "botctl-backtests.db", body  # backtests are journaled beside the journal
 
 
 def test_backtest_json_counts_blocks_by_rule(blocked_backtest):
@@ -292,7 +292,7 @@ def cash_account_backtest(tmp_path_factory):
     (config / "accounts.yaml").write_text(FIXED_ACCOUNTS)
     db = config.parent / "botctl.db"
     body = json.loads(botctl(config, db, "backtest", "--start", "2020-01-01", "--end", "2020-03-31", "--json").stdout)
-    return db, body
+    return config.parent / "botctl-backtests.db", body  # backtests are journaled beside the journal
 
 
 def test_a_buy_beyond_buying_power_is_blocked_by_the_guard(cash_account_backtest):

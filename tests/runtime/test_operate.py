@@ -157,40 +157,54 @@ def test_a_bot_restarted_while_halted_does_not_trade(bot, tmp_path):
     assert runs[-1] == ("replay", "finished")
 
 
-def test_kill_with_no_bot_running_cancels_and_flattens_in_the_journal(bot, tmp_path):
+def test_kill_with_no_bot_running_leaves_a_finished_replay_as_it_was(bot, tmp_path):
+    """A replay is not an account's state: a kill --flatten afterwards halts, sells nothing of
+    the replay's book and adds no mark (no NAV dated today in the replay's history)."""
     db = tmp_path / "botctl.db"
     done = bot(replay="2021-03-01:2021-03-05")
     assert done.proc.wait(timeout=120) == 0
     held = query(db, "select count(*) from positions where account='rotation-sim' and run_id=(select run_id from runs where kind='replay')"
                      " and ts_event=(select max(ts_event) from positions where account='rotation-sim')")[0][0]
     assert held > 0
+    before = query(db, "select account, count(*), max(ts_event) from nav group by account order by account")
     result = cli(db, "kill", "--flatten", "--json")
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["running"] is False
-    assert {r["account"]: r["sold"] > 0 for r in body["accounts"]} == {"rotation-sim": True, "adaptive-sim": True}
+    assert {r["account"]: r["sold"] for r in body["accounts"]} == {"rotation-sim": 0, "adaptive-sim": 0}
+    assert query(db, "select account, count(*), max(ts_event) from nav group by account order by account") == before
+    assert query(db, "select count(*) from orders o join runs r using (run_id) where r.kind = 'manual'") == [(0,)]
     status = json.loads(cli(db, "status", "--json").stdout)
     for account in status["accounts"].values():
-        assert account["halted"] and account["positions"] == [] and account["nav"] == pytest.approx(account["cash"])
+        assert account["halted"] and account["positions"]  # the replay's last book, shown as it was
     assert query(db, "select kind from runs order by id desc limit 1") == [("manual",)]
+
+
+def hold_writer_lock(db: Path) -> subprocess.Popen:
+    """A process (named like botctl) holding the journal's writer lock, as a trading bot does."""
+    code = ("import fcntl, json, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); "
+            "os.write(fd, json.dumps({'pid': os.getpid(), 'command': 'botctl run', 'since': '2026-01-02T03:04:05Z'}).encode()); "
+            "print('locked', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, os.path.realpath(db) + ".lock", "botctl"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
 
 
 def test_kill_reports_a_timeout_when_the_running_bot_does_not_acknowledge(tmp_path):
     db = tmp_path / "botctl.db"
     assert cli(db, "run", "--replay", "2021-03-01:2021-03-03", "--health-port", "0").returncode == 0
-    # Fake a live-looking run: this test process (pid alive, named like python -m pytest) is not botctl,
-    # so claim our own pid only if the command line says botctl; otherwise use a sleeping botctl-named process.
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "botctl"])
+    # A process holds the journal's writer lock, as a running bot does, but never reads the halt.
+    holder = hold_writer_lock(db)
     try:
-        time.sleep(0.2)
-        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-        with sqlite3.connect(db) as conn:
-            conn.execute("update runs set status='running', pid=?, started_at=?, heartbeat_at=?", (sleeper.pid, now, now))
         result = cli(db, "kill", "--timeout", "1")
         assert result.returncode == 1
         assert "timeout" in result.stderr and "NOT acknowledged" in result.stdout
+        assert f"pid {holder.pid}" in result.stdout and "`botctl run`" in result.stderr
+        assert query(db, "select halted, acked_at from control") == [(1, None)] * 2  # recorded, left to the holder
     finally:
-        sleeper.kill()
+        holder.kill()
 
 
 def test_health_and_metrics_while_running(bot, tmp_path):

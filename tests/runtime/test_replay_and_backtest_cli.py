@@ -42,7 +42,9 @@ def test_backtest_json_has_the_documented_shape_and_is_journaled(tmp_path):
         assert metrics["max_drawdown"] <= 0
         assert {"alpha", "beta", "correlation"} <= set(metrics)
     assert body["benchmark"]["symbol"] == "SPY"
-    db = tmp_path / "botctl.db"
+    # Journaled beside the trading journal, never in it.
+    assert not (tmp_path / "botctl.db").exists()
+    db = tmp_path / "botctl-backtests.db"
     (run_id, kind, status), = query(db, "select run_id, kind, status from runs")
     assert (kind, status) == ("backtest", "finished") and run_id == body["run_id"]
     # One NAV row per session (2019: 252, 2020: 253) plus the starting mark at the prior close.

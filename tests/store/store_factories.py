@@ -14,7 +14,7 @@ def at(minutes: int) -> datetime:
 
 
 def make_run(run_id: str = "r1", **kw) -> Run:
-    return Run(run_id=run_id, kind="backtest", plan_id="plan", started_at=T0, **kw)
+    return Run(**{"run_id": run_id, "kind": "backtest", "plan_id": "plan", "started_at": T0, **kw})
 
 
 def make_order(cid: str = "o1", run_id: str = "r1", account: str = "acct", **kw) -> Order:

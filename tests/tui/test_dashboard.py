@@ -146,6 +146,9 @@ def test_kill_after_confirming_writes_a_halt(db, make_app):
 def test_kill_and_flatten_writes_what_botctl_kill_writes(replayed, make_app, tmp_path):
     ours = copy_journal(replayed, tmp_path / "tui.db")
     theirs = copy_journal(replayed, tmp_path / "cli.db")
+    for journal in (ours, theirs):  # a kill flattens a paper account's own state, never a replay's
+        with sqlite3.connect(journal) as conn:
+            conn.execute("UPDATE runs SET kind = 'paper' WHERE kind = 'replay'")
     app = make_app(ours)
 
     async def steps(pilot):
