@@ -35,8 +35,8 @@ EVENT_TYPES: frozenset[str] = frozenset({
     "run.started", "run.finished", "run.failed", "run.stopped",
     "reconcile.failed", "reconcile.foreign_order", "reconcile.order_never_sent", "reconcile.order_updated",
     "reconcile.position_mismatch",
-    "order.rejected", "order.unknown", "gate.blocked", "breaker.tripped", "first_cycle.halted", "live.first_orders",
-    "broker.unavailable", "market.closed", "data.cache_damaged", "data.rejected", "data.missing_bar",
+    "order.rejected", "order.unknown", "order.canceled", "gate.blocked", "breaker.tripped", "first_cycle.halted", "live.first_orders",
+    "broker.unavailable", "market.closed", "data.cache_damaged", "data.rejected", "data.missing_bar", "data.gap",
     "cycle.failed", "cycle.owed", "mark.failed", "clock.jumped", "health.serving", "health.exposed",
     "kill.requested", "kill.failed", "kill.orders_canceled", "kill.flatten", "halt.cleared", "resume",
 })
