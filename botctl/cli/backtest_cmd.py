@@ -9,43 +9,120 @@ from pathlib import Path
 import typer
 
 from botctl.cli.common import err, globals_of, load_plan, parse_date
+from botctl.errors import UsageError
 
-ROW_KEYS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "max_drawdown_days",
-            "calmar", "turnover", "trades", "exposure", "alpha", "beta", "correlation")
-PERCENT = {"total_return", "cagr", "volatility", "max_drawdown", "turnover", "exposure", "alpha"}
+# The table's columns: (header, metric key or trade_stats key, kind), most important first:
+# when the terminal is too narrow the last ones are left out (`--json` has every figure).
+COLUMNS = (
+    ("total", "total_return", "pct"), ("CAGR", "cagr", "pct"), ("max DD", "max_drawdown", "pct"),
+    ("Sharpe", "sharpe", "num"), ("vol", "volatility", "pct"), ("trips", "round_trips", "int"),
+    ("win", "win_rate", "pct"), ("Sortino", "sortino", "num"), ("Calmar", "calmar", "num"),
+    ("alpha", "alpha", "pct"), ("beta", "beta", "num"), ("DD days", "max_drawdown_days", "int"),
+    ("exposure", "exposure", "pct"), ("turnover", "turnover", "pct"), ("fills", "trades", "int"),
+    ("corr", "correlation", "num"),
+)
+SIGNED = {"total_return", "cagr", "alpha"}  # coloured green above zero, red below
+TRADE_STATS = {"round_trips", "win_rate"}
 
 
-def _cell(key: str, value) -> str:
+def _cell(key: str, kind: str, value) -> str:
     if value is None:
         return "-"
-    if key in PERCENT:
+    if kind == "pct":
         return f"{value * 100:.2f}%"
-    if isinstance(value, int):
-        return str(value)
+    if kind == "int":
+        return str(int(value))
     return f"{value:.2f}"
 
 
-def print_table(body: dict) -> None:
+def _style(key: str, value) -> str:
+    if value is None:
+        return "dim"
+    if key in SIGNED:
+        return "green" if value > 0 else "red" if value < 0 else ""
+    if key == "max_drawdown":
+        return "red" if value < -0.2 else "yellow" if value < -0.1 else ""
+    return ""
+
+
+def table_rows(body: dict) -> list[tuple[str, dict]]:
     rows = [(f"model {n}", m) for n, m in body["models"].items()]
     rows += [(f"account {n}", m) for n, m in body["accounts"].items()]
     rows.append((f"benchmark {body['benchmark']['symbol']}", body["benchmark"]))
-    width = max(len(name) for name, _ in rows)
-    header = ["total", "cagr", "vol", "sharpe", "sortino", "maxdd", "dd_days", "calmar", "turnover", "trades",
-              "exposure", "alpha", "beta", "corr"]
-    typer.echo(f"backtest {body['start']} .. {body['end']}  (run {body['run_id']})")
-    typer.echo(f"{'':{width}}  " + " ".join(f"{h:>9}" for h in header))
+    return rows
+
+
+def _value(metrics: dict, key: str):
+    return (metrics.get("trade_stats") or {}).get(key) if key in TRADE_STATS else metrics.get(key)
+
+
+def fitting_columns(rows: list[tuple[str, dict]], width: int) -> list[tuple[str, str, str]]:
+    """The leading columns that fit `width` characters, each as wide as its widest cell."""
+    used = max(len(name) for name, _ in rows) + 1  # the name column and its padding
+    chosen = []
+    for column in COLUMNS:
+        header, key, kind = column
+        cell = max([len(header)] + [len(_cell(key, kind, _value(m, key))) for _, m in rows])
+        if used + cell + 2 > width:
+            break
+        used += cell + 2
+        chosen.append(column)
+    return chosen
+
+
+def print_table(body: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or Console(highlight=False)
+    rows = table_rows(body)
+    # On a terminal the table fits its width; written to a file or a pipe it is whole.
+    columns = fitting_columns(rows, console.width) if console.is_terminal else list(COLUMNS)
+    if not console.is_terminal:
+        console.width = max(console.width, 400)
+    console.print(f"backtest {body['start']} .. {body['end']}  (run {body['run_id']}, "
+                  f"breakers: {body.get('breakers', 'halt')})")
+    table = Table(box=None, pad_edge=False)
+    table.add_column("", no_wrap=True)
+    for header, _, _ in columns:
+        table.add_column(header, justify="right", no_wrap=True)
     for name, metrics in rows:
-        typer.echo(f"{name:{width}}  " + " ".join(f"{_cell(k, metrics.get(k)):>9}" for k in ROW_KEYS))
+        cells = [Text(_cell(key, kind, _value(metrics, key)), style=_style(key, _value(metrics, key)))
+                 for _, key, kind in columns]
+        table.add_row(Text(name, style="italic" if name.startswith("benchmark") else "bold"), *cells)
+    console.print(table)
+    if len(columns) < len(COLUMNS):
+        hidden = ", ".join(h for h, _, _ in COLUMNS[len(columns):])
+        console.print(f"({len(COLUMNS) - len(columns)} columns left out at {console.width} characters wide: "
+                      f"{hidden}; --json has every figure)", style="dim")
     for name, metrics in rows:
-        if metrics.get("blocked"):
-            counts = ", ".join(f"{rule} {n}" for rule, n in metrics["blocked"].items())
-            typer.echo(f"{name}: risk guard blocked {sum(metrics['blocked'].values())} order(s): {counts}")
-        if metrics.get("blocked", {}).get("suspect_data") or metrics.get("collar_widened"):
-            typer.echo(f"{name}: suspect data deferred {metrics['blocked'].get('suspect_data', 0)} decision(s); "
-                       f"{metrics.get('collar_widened', 0)} decided on moves beyond the price collar judged real "
-                       "(the market's move and the symbol's volatility)")
-        if metrics.get("halted"):
-            typer.echo(f"{name}: HALTED by a circuit breaker ({metrics['halted']})")
+        for line in notes_for(name, metrics, body.get("breakers", "halt")):
+            console.print(Text(line, style="yellow" if "blocked" in line else "bold red"))
+
+
+def notes_for(name: str, metrics: dict, breakers: str) -> list[str]:
+    """What a reader must know about a row: blocked orders, and each breaker trip with what it skipped."""
+    out = []
+    if metrics.get("blocked"):
+        counts = ", ".join(f"{rule} {n}" for rule, n in metrics["blocked"].items())
+        out.append(f"{name}: risk guard blocked {sum(metrics['blocked'].values())} order(s): {counts}")
+    if metrics.get("blocked", {}).get("suspect_data") or metrics.get("collar_widened"):
+        out.append(f"{name}: suspect data deferred {metrics['blocked'].get('suspect_data', 0)} decision(s); "
+                   f"{metrics.get('collar_widened', 0)} decided on moves beyond the price collar judged real "
+                   "(the market's move and the symbol's volatility)")
+    for trip in metrics.get("breaker_trips") or []:
+        skipped = trip["skipped_rebalances"]
+        if trip["resumed_at"]:
+            after = f"trading resumed {trip['resumed_at']}"
+        else:
+            after = "HALTED to the end, holdings frozen"
+            if breakers == "halt":
+                after += ": the figures after this date are not the strategy's (--breakers resume-next-session or off)"
+        what = (f"; {len(skipped)} scheduled rebalance(s) skipped ({skipped[0]} .. {skipped[-1]})" if skipped
+                else "")
+        out.append(f"{name}: circuit breaker {trip['rule']} tripped on {trip['at']} ({trip['reason']}); {after}{what}")
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +137,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
         report: Path = typer.Option(None, "--report", help="Also write a self-contained HTML report here."),
         no_journal: bool = typer.Option(False, "--no-journal", help="Do not record the run in the database."),
+        breakers: str = typer.Option(
+            "halt", "--breakers", metavar="halt|resume-next-session|off",
+            help="What a tripped circuit breaker does: halt (the default, what the unattended account does: "
+                 "no new orders to the end), resume-next-session (trading resumes at the next session, the "
+                 "drawdown measured afresh), off (breakers not evaluated: the strategy alone)."),
     ) -> None:
         """Run the plan through the engine and the simulated broker over historical bars.
 
@@ -74,6 +156,10 @@ def register(app: typer.Typer) -> None:
         from botctl.runtime.backtest import journal_backtest, monthly_tables, run_backtest, summary
         from botctl.strategy.bars import bars_from_frame
 
+        from botctl.runtime.book import BREAKER_MODES
+
+        if breakers not in BREAKER_MODES:
+            raise UsageError(f"--breakers expects one of {', '.join(BREAKER_MODES)}, got {breakers!r}")
         g = globals_of(ctx)
         plan = load_plan(g, models=model or None, accounts=account or None)
         bars = bars_from_frame(load_bars(g.data), plan.symbols)
@@ -81,7 +167,8 @@ def register(app: typer.Typer) -> None:
 
         for gap in gaps(bars):
             err(f"warning: {describe_gap(gap)}")
-        result = run_backtest(plan, bars, start=parse_date(start, "--start"), end=parse_date(end, "--end"))
+        result = run_backtest(plan, bars, start=parse_date(start, "--start"), end=parse_date(end, "--end"),
+                              breakers=breakers)
         body = summary(result, risk_free=risk_free)
         journal = None
         if not no_journal:

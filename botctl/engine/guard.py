@@ -23,8 +23,20 @@ from botctl.records import SubmitOrder
 from botctl.spec.model import RiskSpec
 
 
-# Limits are inclusive: a value that equals its limit up to float rounding passes.
+# Limits are inclusive: a value that equals its limit up to float rounding passes. Every limit
+# of `check_orders` and every breaker is compared through `over`/`under`, so all of them agree
+# (a fallback of weight 1.0 sized from float prices comes out at 1.0000000000000002 of NAV).
 EPSILON = 1e-9
+
+
+def over(value: float, limit: float) -> bool:
+    """`value` exceeds `limit` by more than rounding (relative to the limit's size)."""
+    return value > limit + EPSILON * max(1.0, abs(limit))
+
+
+def under(value: float, floor: float) -> bool:
+    """`value` is below `floor` by more than rounding."""
+    return value < floor - EPSILON * max(1.0, abs(floor))
 
 
 class Block(msgspec.Struct, frozen=True):
@@ -237,7 +249,7 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
         else:
             close = book.last_close.get(order.symbol)
             move = abs(order.ref_price / close - 1) if close else math.inf
-            if move > risk.price_collar_pct + EPSILON and order.symbol not in book.accepted_moves:
+            if over(move, risk.price_collar_pct) and order.symbol not in book.accepted_moves:
                 reason = ("price_collar", f"{order.symbol} at {order.ref_price:.4f} is {move:.1%} from the last close "
                           f"{close if close else 'unknown'}, over {risk.price_collar_pct:.1%}", risk.price_collar_pct, move)
         if reason is None and len(accepted) >= risk.max_orders_per_cycle:
@@ -250,12 +262,12 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
             if since < risk.cooldown_minutes:
                 reason = ("cooldown", f"{order.symbol} filled {since:.0f} min ago, cooldown {risk.cooldown_minutes} min",
                           risk.cooldown_minutes, since)
-        if reason is None and not buy and order.qty > qty.get(order.symbol, 0.0) + EPSILON:
+        if reason is None and not buy and over(order.qty, qty.get(order.symbol, 0.0)):
             reason = ("no_short", f"sell of {order.qty:g} {order.symbol} exceeds the {qty.get(order.symbol, 0.0):g} held",
                       qty.get(order.symbol, 0.0), order.qty)
         if reason is None and buy:
             reason = _buy_limits(order, notional, risk, book, qty, value_of, gross)
-            if reason is None and buying_power is not None and notional > buying_power + EPSILON:
+            if reason is None and buying_power is not None and over(notional, buying_power):
                 reason = ("buying_power", f"order of ${notional:,.2f} exceeds the ${max(buying_power, 0):,.2f} of buying power left",
                           buying_power, notional)
         if reason is not None:
@@ -273,19 +285,19 @@ def _buy_limits(order, notional, risk, book, qty, value_of, gross):
     nav = book.nav
     if order.symbol not in book.universe:
         return ("universe", f"{order.symbol} is not in the plan's universes", 0, 1)
-    if notional > risk.max_order_notional:
+    if over(notional, risk.max_order_notional):
         return ("max_order_notional", f"order of ${notional:,.2f} over ${risk.max_order_notional:,.2f}",
                 risk.max_order_notional, notional)
     if nav <= 0:
         return ("buying_power", "no equity to buy with", 0, nav)
-    if notional / nav > risk.max_order_pct_nav:
+    if over(notional / nav, risk.max_order_pct_nav):
         return ("max_order_pct_nav", f"order is {notional / nav:.1%} of NAV, over {risk.max_order_pct_nav:.1%}",
                 risk.max_order_pct_nav, notional / nav)
     weight = (value_of(order.symbol) + notional) / nav
-    if weight > risk.max_weight + EPSILON:
+    if over(weight, risk.max_weight):
         return ("max_weight", f"{order.symbol} would be {weight:.1%} of NAV, over {risk.max_weight:.1%}", risk.max_weight, weight)
     leverage = (gross() + notional) / nav
-    if leverage > risk.max_gross_leverage + EPSILON:
+    if over(leverage, risk.max_gross_leverage):
         return ("max_gross_leverage", f"gross leverage would be {leverage:.2f}x, over {risk.max_gross_leverage:.2f}x",
                 risk.max_gross_leverage, leverage)
     return None
@@ -300,19 +312,36 @@ def after_fill(state: GuardState, symbol: str, at: datetime) -> GuardState:
     return msgspec.structs.replace(state, last_fill_at={**state.last_fill_at, symbol: at})
 
 
-def after_mark(state: GuardState, risk: RiskSpec, nav: float) -> tuple[GuardState, tuple[str, str] | None]:
-    """Take a closing NAV mark: raise the high-water mark, and return (state, (rule, reason))
-    when a breaker trips. The day's loss is measured from the previous closing NAV."""
+class Breach(msgspec.Struct, frozen=True):
+    """A tripped breaker: its rule, a sentence for people, and the numbers compared."""
+
+    rule: str
+    reason: str
+    value: float  # drawdown or day's loss as a fraction (<= 0), or the reject count
+    limit: float  # the configured limit, in the same unit (the drawdown floor as a negative fraction)
+
+
+def mark_breach(state: GuardState, risk: RiskSpec, nav: float) -> tuple[GuardState, Breach | None]:
+    """Take a closing NAV mark: raise the high-water mark, and say which breaker trips, if one
+    does. The day's loss is measured from the previous closing NAV."""
     hwm = max(state.high_water_mark, nav)
     previous = state.last_close_nav
     breach = None
-    if hwm > 0 and nav / hwm - 1 < -risk.max_drawdown - EPSILON:
-        breach = ("max_drawdown", f"NAV ${nav:,.2f} is {1 - nav / hwm:.1%} below its high-water mark ${hwm:,.2f}, "
-                                  f"over the {risk.max_drawdown:.1%} limit")
-    elif previous > 0 and nav / previous - 1 < -risk.max_daily_loss - EPSILON:
-        breach = ("max_daily_loss", f"NAV fell {1 - nav / previous:.1%} in a session (${previous:,.2f} -> ${nav:,.2f}), "
-                                    f"over the {risk.max_daily_loss:.1%} limit")
+    if hwm > 0 and under(nav / hwm - 1, -risk.max_drawdown):
+        breach = Breach("max_drawdown", f"NAV ${nav:,.2f} is {1 - nav / hwm:.1%} below its high-water mark "
+                                        f"${hwm:,.2f}, over the {risk.max_drawdown:.1%} limit",
+                        nav / hwm - 1, -risk.max_drawdown)
+    elif previous > 0 and under(nav / previous - 1, -risk.max_daily_loss):
+        breach = Breach("max_daily_loss", f"NAV fell {1 - nav / previous:.1%} in a session (${previous:,.2f} -> "
+                                          f"${nav:,.2f}), over the {risk.max_daily_loss:.1%} limit",
+                        nav / previous - 1, -risk.max_daily_loss)
     return msgspec.structs.replace(state, high_water_mark=hwm, last_close_nav=nav), breach
+
+
+def after_mark(state: GuardState, risk: RiskSpec, nav: float) -> tuple[GuardState, tuple[str, str] | None]:
+    """`mark_breach` as (state, (rule, reason)) for the live loop."""
+    state, breach = mark_breach(state, risk, nav)
+    return state, (breach.rule, breach.reason) if breach else None
 
 
 def after_reject(state: GuardState, risk: RiskSpec, at: datetime) -> tuple[GuardState, tuple[str, str] | None]:
@@ -325,19 +354,20 @@ def after_reject(state: GuardState, risk: RiskSpec, at: datetime) -> tuple[Guard
     return new, None
 
 
-def after_marks(state: GuardState, risk: RiskSpec, navs) -> tuple[GuardState, tuple[int, str, str] | None]:
-    """`after_mark` over a run of closing marks at once (the backtest's fast path). Returns
-    the state after the marks up to and including the first breach, and (index, rule, reason)
-    of that breach. A plain loop: spans are a month of sessions, too short for numpy to pay."""
+def after_marks(state: GuardState, risk: RiskSpec, navs) -> tuple[GuardState, tuple[int, Breach] | None]:
+    """`mark_breach` over a run of closing marks at once (the backtest's fast path). Returns
+    the state after the marks up to and including the first breach, and (index, breach) of
+    that breach. A plain loop: spans are a month of sessions, too short for numpy to pay."""
     hwm, previous = state.high_water_mark, state.last_close_nav
+    # The same floors as `under` applies in `mark_breach` (both limits are fractions below 1).
     drawdown_floor = -risk.max_drawdown - EPSILON
     loss_floor = -risk.max_daily_loss - EPSILON
     for i, nav in enumerate(navs):
         peak = nav if nav > hwm else hwm
         if (peak > 0 and nav / peak - 1 < drawdown_floor) or (previous > 0 and nav / previous - 1 < loss_floor):
             before = msgspec.structs.replace(state, high_water_mark=hwm, last_close_nav=previous)
-            after, breach = after_mark(before, risk, float(nav))
+            after, breach = mark_breach(before, risk, float(nav))
             assert breach is not None
-            return after, (i, *breach)
+            return after, (i, breach)
         hwm, previous = peak, nav
     return msgspec.structs.replace(state, high_water_mark=float(hwm), last_close_nav=float(previous)), None

@@ -18,7 +18,7 @@ import numpy as np
 from botctl.engine.metrics import compute_metrics, monthly_returns
 from botctl.errors import DataError, UsageError
 from botctl.records import Run
-from botctl.runtime.book import Book
+from botctl.runtime.book import Book, BreakerTrip
 from botctl.runtime.session_times import close_at, open_at
 from botctl.spec.plan import AccountPlan, Plan
 from botctl.strategy.bars import Bars
@@ -35,7 +35,8 @@ class BookCurve(msgspec.Struct):
     traded_notional: float
     trades: int
     blocked: dict[str, int] = {}  # orders the risk guard blocked, by rule
-    halted: str | None = None  # why a circuit breaker halted the book, if one did
+    halted: str | None = None  # why the book is halted at the end, if it is
+    trips: list[BreakerTrip] = []  # every circuit breaker trip, in order
     # decisions taken on a move beyond the fixed price collar that the market's move and the
     # symbol's volatility explain (guard.judge_bars): the fixed collar alone would have moved them
     collar_widened: int = 0
@@ -50,6 +51,7 @@ class BacktestResult(msgspec.Struct):
     benchmark: BookCurve
     books: list[Book]
     engine_seconds: float
+    breakers: str = "halt"
 
 
 def rows_for(bars: Bars, start: date | None, end: date | None) -> tuple[int, int]:
@@ -93,7 +95,8 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
         name=book.account.id, dates=[bars.dates[r] for r in book.mark_rows],
         nav=np.array(book.mark_nav), gross=np.array(book.mark_gross),
         traded_notional=book.traded_notional, trades=len(book.fills),
-        blocked=dict(book.blocks), halted=book.halt, collar_widened=book.collar_widened,
+        blocked=dict(book.blocks), halted=book.halted_at(last), trips=list(book.trips),
+        collar_widened=book.collar_widened,
     )
 
 
@@ -103,13 +106,15 @@ def model_account(account: AccountPlan, model_name: str) -> AccountPlan:
     return msgspec.structs.replace(account, id=model_name, models=(solo,), symbols=model.symbols)
 
 
-def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date | None = None) -> BacktestResult:
+def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date | None = None,
+                 breakers: str = "halt") -> BacktestResult:
+    """`breakers` is what a tripped circuit breaker does (see book.BREAKER_MODES)."""
     first, last = rows_for(bars, start, end)
     run_id = f"bt-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     clock = time.perf_counter()
     # One signal set for the whole plan: books that share a model share its signals.
     signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps))
-    books = [Book(account, bars, run_id=run_id, namespace=run_id, signals=signals) for account in plan.accounts]
+    books = [Book(account, bars, run_id=run_id, namespace=run_id, signals=signals, breakers=breakers) for account in plan.accounts]
     accounts = {b.account.id: run_book(b, first, last) for b in books}
     models: dict[str, BookCurve] = {}
     for account in plan.accounts:
@@ -118,7 +123,8 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
             models.setdefault(account.models[0].name, accounts[account.id])
         for model in account.models:
             if model.name not in models:
-                solo = Book(model_account(account, model.name), bars, run_id=run_id, namespace=run_id, signals=signals)
+                solo = Book(model_account(account, model.name), bars, run_id=run_id, namespace=run_id, signals=signals,
+                            breakers=breakers)
                 models[model.name] = run_book(solo, first, last)
     engine_seconds = time.perf_counter() - clock
     column = bars.symbols.index(plan.benchmark)
@@ -127,7 +133,8 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
     benchmark = BookCurve(name=plan.benchmark, dates=list(bars.dates[first - 1: last + 1]),
                           nav=base_cash * bench_close / bench_close[0], gross=np.full(len(bench_close), base_cash),
                           traded_notional=0.0, trades=0)
-    return BacktestResult(run_id, bars.dates[first], bars.dates[last], accounts, models, benchmark, books, engine_seconds)
+    return BacktestResult(run_id, bars.dates[first], bars.dates[last], accounts, models, benchmark, books, engine_seconds,
+                          breakers)
 
 
 def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: float) -> dict:
@@ -140,7 +147,17 @@ def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: floa
         metrics["blocked"] = dict(sorted(curve.blocked.items()))
         metrics["halted"] = curve.halted
         metrics["collar_widened"] = curve.collar_widened
+        metrics["breaker_trips"] = [trip_record(t, curve.dates[-1]) for t in curve.trips]
     return metrics
+
+
+def trip_record(trip: BreakerTrip, end: date) -> dict:
+    """A breaker trip as `backtest --json` gives it: the session it tripped at, the rule, the
+    numbers compared, when trading resumed (None: halted to the end) and the rebalances skipped."""
+    resumed = trip.resumed_at if trip.resumed_at is not None and trip.resumed_at <= end else None
+    return {"rule": trip.rule, "at": trip.at.date().isoformat(), "value": trip.value, "limit": trip.limit,
+            "resumed_at": resumed.isoformat() if resumed else None, "reason": trip.reason,
+            "skipped_rebalances": [d.isoformat() for d in trip.skipped]}
 
 
 def summary(result: BacktestResult, *, risk_free: float = 0.0) -> dict:
@@ -152,6 +169,7 @@ def summary(result: BacktestResult, *, risk_free: float = 0.0) -> dict:
         "run_id": result.run_id,
         "start": result.start.isoformat(),
         "end": result.end.isoformat(),
+        "breakers": result.breakers,
         "models": {n: curve_metrics(c, result.benchmark, risk_free) for n, c in result.models.items()},
         "accounts": {n: curve_metrics(c, result.benchmark, risk_free) for n, c in result.accounts.items()},
         "benchmark": {"symbol": result.benchmark.name, **bench},

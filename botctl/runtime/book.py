@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from datetime import date, datetime
 
+import msgspec
 import numpy as np
 
 from botctl.adapters.sim_broker import SimBroker
@@ -29,9 +30,32 @@ from botctl.runtime.session_times import close_at
 from botctl.strategy.schedule import rebalance_sessions
 
 
+# What a tripped circuit breaker does to a backtest book (`backtest --breakers`):
+#   halt                 what an unattended account does: no new orders to the end (holdings kept);
+#   resume-next-session  the halt is cleared before the next session's open, as an operator would,
+#                        and the drawdown breaker is measured from the NAV at the trip from then on;
+#   off                  breakers are not evaluated: the figures are the strategy's alone.
+BREAKER_MODES = ("halt", "resume-next-session", "off")
+
+
+class BreakerTrip(msgspec.Struct, kw_only=True):
+    """One breaker trip in a book: when, why, and the rebalances it skipped."""
+
+    rule: str
+    reason: str
+    at: datetime
+    value: float
+    limit: float
+    resumed_at: date | None = None  # the session trading resumed, None while halted
+    skipped: list[date] = []  # scheduled rebalance sessions not traded because of it
+
+
 class Book:
     def __init__(self, account: AccountPlan, bars: Bars, *, run_id: str, namespace: str,
-                 signals: Signals | None = None) -> None:
+                 signals: Signals | None = None, breakers: str = "halt") -> None:
+        if breakers not in BREAKER_MODES:
+            raise ValueError(f"breakers must be one of {', '.join(BREAKER_MODES)}, not {breakers!r}")
+        self.breakers = breakers
         self.account = account
         self.bars = bars
         self.run_id = run_id
@@ -72,6 +96,8 @@ class Book:
         # orders until it is cleared. `on_halt` lets the replay/live runtime persist the halt.
         self.halt: str | None = None
         self.on_halt: Callable[[str, str, str, datetime], None] | None = None
+        self.trips: list[BreakerTrip] = []
+        self._resume_row: int | None = None  # with resume-next-session: the session the halt ends
 
     def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
         values = matrix[row]
@@ -102,7 +128,13 @@ class Book:
     def rebalance(self, row: int, due: list[str], now: datetime) -> CycleResult | None:
         """Decide on bar `row - 1` (the last closed bar) and submit the orders at `now`.
         Returns None when nothing was decided (nothing due, halted, or suspect data)."""
-        if row < 1 or not due or self.halt:
+        if self._resume_row is not None and row >= self._resume_row:
+            self._resume(row)
+        if row < 1 or not due:
+            return None
+        if self.halt:
+            if self.trips and self.trips[-1].resumed_at is None:
+                self.trips[-1].skipped.append(self.bars.dates[row])
             return None
         verdict = guard.judge_bars(self.bars, row - 1, self.account.symbols, self.account.risk.price_collar_pct,
                                    self.columns)
@@ -142,6 +174,8 @@ class Book:
         self.submitted_due = list(due)
         for i, command in enumerate(accepted):
             if self.halt:  # a reject earlier in this cycle tripped a breaker: send nothing more
+                if self._resume_row is not None:
+                    self.owed.update(due)  # the rebalance is finished when the halt ends
                 for rest in accepted[i:]:
                     self._blocked(guard.Block(rule="halted", message=f"account halted ({self.halt})", order=rest,
                                               limit=0.0, value=1.0), now)
@@ -228,11 +262,8 @@ class Book:
             self.broker.mark({s: float(p) for s, p in zip(symbols, closes[-1]) if not math.isnan(p)})
         self._last_close_row = last
         navs = (cash + held).tolist()
-        self.guard, breach = guard.after_marks(self.guard, self.account.risk, navs)
-        if breach is not None and not self.halt:
-            index, rule, reason = breach
-            row = first + index
-            self.trip(rule, reason, stamp(row) if stamp else close_at(self.bars.dates[row]))
+        if self.breakers != "off":
+            self._check_marks(first, navs, stamp)
         self.mark_rows.extend(range(first, last + 1))
         self.mark_nav.extend(navs)
         self.mark_cash.extend(cash.tolist())
@@ -275,15 +306,55 @@ class Book:
             count += 1
         return count
 
-    def trip(self, rule: str, reason: str, at: datetime, *, subsystem: str = "guard") -> None:
+    def _check_marks(self, first: int, navs: list[float], stamp: Callable[[int], datetime] | None) -> None:
+        """Feed closing marks of rows first.. to the breakers; trip on a breach."""
+        done = 0
+        while done < len(navs):
+            self.guard, found = guard.after_marks(self.guard, self.account.risk, navs[done:])
+            if found is None:
+                return
+            index, breach = found
+            row = first + done + index
+            done += index + 1
+            if self.halt and self.breakers == "halt":
+                return  # already halted to the end: later breaches change nothing
+            self.trip(breach.rule, breach.reason, stamp(row) if stamp else close_at(self.bars.dates[row]),
+                      value=breach.value, limit=breach.limit)
+            if self.breakers == "resume-next-session":
+                self._resume_after(row)
+                # Cleared by the operator: the drawdown is measured afresh from here.
+                self.guard = msgspec.structs.replace(self.guard, high_water_mark=navs[done - 1])
+
+    def trip(self, rule: str, reason: str, at: datetime, *, subsystem: str = "guard",
+             value: float = math.nan, limit: float = math.nan) -> None:
         """Halt the account: no new orders until the halt is cleared. Holdings are kept."""
         self.halt = f"{rule}: {reason}"
+        self.trips.append(BreakerTrip(rule=rule, reason=reason, at=at, value=value, limit=limit))
         self.events.append(Event(
             ts_event=at, subsystem=subsystem, type="breaker.tripped", severity="CRITICAL", run_id=self.run_id,
             account=self.account.id, message=f"account halted: {reason}", details={"rule": rule},
         ))
         if self.on_halt is not None:
             self.on_halt(self.account.id, rule, reason, at)
+
+    def halted_at(self, row: int) -> str | None:
+        """The halt in force at session `row` (a breaker's with the session it tripped at)."""
+        if not self.halt or (self._resume_row is not None and self._resume_row <= row):
+            return None
+        trip = self.trips[-1] if self.trips else None
+        if trip is not None and trip.resumed_at is None:
+            return f"{trip.rule} on {trip.at.date()}: {trip.reason}"
+        return self.halt
+
+    def _resume_after(self, row: int) -> None:
+        """resume-next-session: the halt tripped at session `row` ends at the next session."""
+        self._resume_row = row + 1
+        if row + 1 < len(self.bars.dates):
+            self.trips[-1].resumed_at = self.bars.dates[row + 1]
+
+    def _resume(self, row: int) -> None:
+        self._resume_row = None
+        self.halt = None
 
     def _blocked(self, block: guard.Block, at: datetime) -> None:
         self.blocks[block.rule] = self.blocks.get(block.rule, 0) + 1
@@ -308,5 +379,7 @@ class Book:
                 message=order.reject_reason or "rejected", details={"client_order_id": order.client_order_id},
             ))
             self.guard, breach = guard.after_reject(self.guard, self.account.risk, order.ts_event)
-            if breach is not None and not self.halt:
-                self.trip(*breach, order.ts_event)
+            if breach is not None and not self.halt and self.breakers != "off":
+                self.trip(*breach, order.ts_event, value=len(self.guard.reject_times), limit=self.account.risk.max_rejects)
+                if self.breakers == "resume-next-session":
+                    self._resume_after(self.bars.index_of(order.ts_event.date()))

@@ -106,8 +106,9 @@ def test_after_marks_stops_at_the_first_breach():
     spec = risk(max_daily_loss=0.05, max_drawdown=0.5)
     navs = [100.0, 103.0, 97.0, 90.0, 80.0, 120.0]  # day 3: -7.2% (day 2: -5.8% as well)
     new, breach = guard.after_marks(state(), spec, navs)
-    index, rule, reason = breach
-    assert (index, rule) == (2, "max_daily_loss") and "5.0%" in reason
+    index, tripped = breach
+    assert (index, tripped.rule) == (2, "max_daily_loss") and "5.0%" in tripped.reason
+    assert tripped.value == pytest.approx(97.0 / 103.0 - 1) and tripped.limit == -0.05
     assert (new.high_water_mark, new.last_close_nav) == (103.0, 97.0)
 
 
@@ -118,9 +119,9 @@ def test_after_marks_without_a_breach_keeps_the_last_mark_and_the_peak():
 
 def sequential(s, spec, navs):
     for i, nav in enumerate(navs):
-        s, breach = guard.after_mark(s, spec, nav)
+        s, breach = guard.mark_breach(s, spec, nav)
         if breach is not None:
-            return s, (i, *breach)
+            return s, (i, breach)
     return s, None
 
 

@@ -214,11 +214,17 @@ def test_backtest_respects_the_per_cycle_limit_in_what_it_placed(blocked_backtes
 def test_backtest_reports_a_tripped_breaker(blocked_backtest):
     _, db, body = blocked_backtest
     adaptive = body["accounts"]["adaptive-sim"]
-    assert adaptive["halted"] and adaptive["halted"].startswith("max_daily_loss:")
+    assert adaptive["halted"] and adaptive["halted"].startswith("max_daily_loss on 2020-")
     assert adaptive["blocked"] == {}
     (when, details), = query(db, "select ts_event, details from events where type = 'breaker.tripped' "
                                  "and account = 'adaptive-sim'")
     assert json.loads(details)["rule"] == "max_daily_loss"
+    (trip,) = adaptive["breaker_trips"]
+    assert trip["rule"] == "max_daily_loss" and trip["at"] == when[:10] and trip["resumed_at"] is None
+    assert trip["limit"] == -0.03 and trip["value"] < -0.03
+    # Halted to the end: every scheduled rebalance after the trip is listed as skipped.
+    assert trip["skipped_rebalances"] and all(day > trip["at"] for day in trip["skipped_rebalances"])
+    assert body["breakers"] == "halt" and body["accounts"]["rotation-sim"]["breaker_trips"] == []
     later = query(db, "select count(*) from orders where account = 'adaptive-sim' and ts_init > ?", when)[0][0]
     assert later == 0
     assert query(db, "select count(*) from events where type = 'breaker.tripped' and account = 'rotation-sim'") == [(0,)]
@@ -229,7 +235,31 @@ def test_backtest_text_output_mentions_blocks_and_halts(blocked_backtest, tmp_pa
     out = botctl(config, tmp_path / "x.db", "backtest", "--start", "2020-01-01", "--end", "2020-12-31",
                  "--no-journal").stdout
     assert re.search(r"rotation-sim: risk guard blocked \d+ order\(s\)", out)
-    assert "adaptive-sim: HALTED" in out and "max_daily_loss" in out
+    assert re.search(r"adaptive-sim: circuit breaker max_daily_loss tripped on 2020-\d\d-\d\d .*HALTED to the end", out)
+    assert re.search(r"\d+ scheduled rebalance\(s\) skipped", out)
+
+
+def test_breakers_resume_next_session_trades_on_after_each_trip(blocked_backtest, tmp_path):
+    config, _, halted = blocked_backtest
+    body = json.loads(botctl(config, tmp_path / "x.db", "backtest", "--start", "2020-01-01", "--end", "2020-12-31",
+                             "--json", "--no-journal", "--breakers", "resume-next-session").stdout)
+    adaptive = body["accounts"]["adaptive-sim"]
+    first = halted["accounts"]["adaptive-sim"]["breaker_trips"][0]
+    assert adaptive["breaker_trips"][0]["at"] == first["at"]  # the same first trip, then resumed
+    assert adaptive["halted"] is None
+    for trip in adaptive["breaker_trips"]:
+        assert trip["resumed_at"] > trip["at"] and trip["skipped_rebalances"] == []
+    assert adaptive["trades"] > halted["accounts"]["adaptive-sim"]["trades"]
+
+
+def test_breakers_off_never_trips_and_a_bad_mode_is_a_usage_error(blocked_backtest, tmp_path):
+    config, _, _ = blocked_backtest
+    body = json.loads(botctl(config, tmp_path / "x.db", "backtest", "--start", "2020-01-01", "--end", "2020-12-31",
+                             "--json", "--no-journal", "--breakers", "off").stdout)
+    assert all(not a["breaker_trips"] and a["halted"] is None for a in body["accounts"].values())
+    bad = CliRunner().invoke(app, ["--config-dir", str(config), "--db", str(tmp_path / "x.db"), "backtest",
+                                   "--breakers", "sometimes"], env=ENV)
+    assert bad.exit_code == 2 and "--breakers expects one of halt, resume-next-session, off" in bad.output
 
 
 # --- plan shows the limits -------------------------------------------------------------------

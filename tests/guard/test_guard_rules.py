@@ -359,3 +359,27 @@ def test_every_order_is_either_accepted_or_blocked_exactly_once():
     assert {b.rule for b in blocked} == {"max_gross_leverage", "universe", "price_collar", "max_orders_per_cycle"}
     assert accepted == [sell("A", 10), sell("C", 10), buy("B", 1)]
     assert set(UNIVERSE) >= {o.symbol for o in accepted}
+
+
+# --- every limit inclusive up to rounding, the same way ---------------------------------------
+
+
+def test_a_full_nav_order_a_rounding_error_over_the_limit_passes_every_rule():
+    # A weight-1.0 fallback sized from float prices: 1.0000000000000002 of NAV.
+    nav = 100_000.0
+    notional = nav * (1 + 2.220446049250313e-16)
+    order = buy("A", notional / PRICE)
+    accepted, blocked = check([order], risk(max_order_pct_nav=1.0, max_weight=1.0, max_gross_leverage=1.0,
+                                            max_order_notional=nav), portfolio(nav=nav))
+    assert blocked == [] and accepted == [order]
+
+
+@pytest.mark.parametrize("limit", ["max_order_pct_nav", "max_weight", "max_gross_leverage", "max_order_notional"])
+def test_every_size_limit_blocks_a_real_excess_the_same_way(limit):
+    nav = 100_000.0
+    values = {"max_order_pct_nav": 0.5, "max_weight": 0.5, "max_gross_leverage": 0.5, "max_order_notional": 50_000.0}
+    spec = risk(**{"max_order_pct_nav": 1.0, "max_weight": 1.0, "max_gross_leverage": 1.5,
+                   "max_order_notional": 1e9, limit: values[limit]})
+    at_limit = check([buy("A", 500 * (1 + 1e-15))], spec, portfolio(nav=nav))
+    over = check([buy("A", 500 * (1 + 1e-6))], spec, portfolio(nav=nav))
+    assert at_limit[1] == [] and [b.rule for b in over[1]] == [limit]
