@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 
 from botctl.engine.metrics import compute_metrics, monthly_returns
+from botctl.engine.roundtrips import RoundTrip, TradeFill, round_trips, trade_stats, trip_record as round_trip_record
 from botctl.errors import DataError, UsageError
 from botctl.records import Run
 from botctl.runtime.book import Book, BreakerTrip
@@ -40,6 +41,7 @@ class BookCurve(msgspec.Struct):
     # decisions taken on a move beyond the fixed price collar that the market's move and the
     # symbol's volatility explain (guard.judge_bars): the fixed collar alone would have moved them
     collar_widened: int = 0
+    round_trips: list[RoundTrip] = []  # flat-to-flat trades, closed ones first, then those open at the end
 
 
 class BacktestResult(msgspec.Struct):
@@ -97,7 +99,19 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
         traded_notional=book.traded_notional, trades=len(book.fills),
         blocked=dict(book.blocks), halted=book.halted_at(last), trips=list(book.trips),
         collar_widened=book.collar_widened,
+        round_trips=book_round_trips(book, last),
     )
+
+
+def book_round_trips(book: Book, last: int) -> list[RoundTrip]:
+    """The book's fills as round trips, marked at the session `last` for those still open."""
+    reasons = {o.client_order_id: o.reason for o in book.orders}
+    fills = [TradeFill(f.symbol, f.side, f.qty, f.price, f.ts_event, reasons.get(f.client_order_id, "rebalance"),
+                       f.commission) for f in book.fills]
+    close, column = book.bars.close, book.signals.columns
+    return round_trips(fills, sessions=book.bars.dates[: last + 1],
+                       closes=lambda symbol, a, b: close[a: b + 1, column[symbol]].tolist(),
+                       last_prices=book.broker.last_price, open_reason="halt" if book.halted_at(last) else "end")
 
 
 def model_account(account: AccountPlan, model_name: str) -> AccountPlan:
@@ -148,6 +162,8 @@ def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: floa
         metrics["halted"] = curve.halted
         metrics["collar_widened"] = curve.collar_widened
         metrics["breaker_trips"] = [trip_record(t, curve.dates[-1]) for t in curve.trips]
+        metrics["trade_stats"] = trade_stats(curve.round_trips)
+        metrics["round_trips"] = [round_trip_record(t) for t in curve.round_trips]
     return metrics
 
 

@@ -1,16 +1,16 @@
 """The dashboard's numbers, computed from plain series: period returns against the benchmark,
-drawdown, and trade statistics from fills. Pure (no store, no clock), so tests can pin them."""
+drawdown, and trade statistics by round trip. Pure (no store, no clock), so tests can pin them."""
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 
 from botctl.engine.metrics import compute_metrics, drawdown_series
+from botctl.engine.roundtrips import RoundTripLedger, TradeFill
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ def rebased(values: list[float], to: float = 100.0) -> list[float]:
 
 @dataclass
 class TradeStats:
-    """Round trips closed so far: each fill that reduces a position is one trade, its P&L
-    against the FIFO cost of the lots it closes and its hold time their qty-weighted age."""
+    """Round trips closed so far (engine.roundtrips: flat to flat, FIFO lots), with their hold
+    time in days from the entering fill to the one that made the position flat."""
 
     trades: int = 0
     wins: int = 0
@@ -108,41 +108,24 @@ class TradeStats:
 
 @dataclass
 class TradeBook:
-    """Open lots per symbol (qty > 0 long, < 0 short), fed fills in journal order; keeps
-    running statistics so a refresh only has to read the fills it has not seen."""
+    """Fills in journal order fed to a round-trip ledger; keeps running statistics so a
+    refresh only has to read the fills it has not seen."""
 
     last_id: int = 0
     scope: tuple[str, ...] = ()  # the runs whose fills it has read (see data.Source)
-    lots: dict[str, deque] = field(default_factory=dict)
+    ledger: RoundTripLedger = field(default_factory=RoundTripLedger)
     stats: TradeStats = field(default_factory=TradeStats)
 
     def add(self, fill_id: int, symbol: str, side: str, qty: float, price: float, day: float) -> None:
         """`day` is the fill time in days (any epoch, e.g. a Julian day)."""
         self.last_id = max(self.last_id, fill_id)
-        signed = qty if side == "buy" else -qty
-        lots = self.lots.setdefault(symbol, deque())
-        pnl = cost = held = closed = 0.0
-        while lots and signed and (lots[0][0] > 0) != (signed > 0):
-            lot = lots[0]
-            take = min(abs(lot[0]), abs(signed))
-            direction = 1.0 if lot[0] > 0 else -1.0
-            pnl += (price - lot[1]) * take * direction
-            cost += lot[1] * take
-            held += (day - lot[2]) * take
-            closed += take
-            lot[0] -= take * direction
-            signed += take * direction
-            if abs(lot[0]) < 1e-9:
-                lots.popleft()
-        if abs(signed) > 1e-9:
-            lots.append([signed, price, day])
-        if closed > 0:
+        for trip in self.ledger.add(TradeFill(symbol, side, qty, price, day)):
             s = self.stats
             s.trades += 1
-            s.wins += pnl > 0
-            s.hold_days_total += held / closed
-            trade = (pnl, symbol, pnl / cost if cost else 0.0)
-            if s.best is None or pnl > s.best[0]:
+            s.wins += trip.pnl > 0
+            s.hold_days_total += trip.exit_at - trip.entry_at
+            trade = (trip.pnl, symbol, trip.ret)
+            if s.best is None or trip.pnl > s.best[0]:
                 s.best = trade
-            if s.worst is None or pnl < s.worst[0]:
+            if s.worst is None or trip.pnl < s.worst[0]:
                 s.worst = trade

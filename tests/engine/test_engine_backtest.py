@@ -32,3 +32,22 @@ def test_a_start_before_the_data_begins_at_the_second_session(plan, bundled_bars
     result = run_backtest(plan, bundled_bars, start=date(1990, 1, 1), end=date(1995, 12, 31))
     assert result.start == bundled_bars.dates[1]  # the first session has no prior close to decide on
     assert result.accounts["rotation-sim"].dates[0] == bundled_bars.dates[0]
+
+
+def test_round_trips_account_for_every_dollar_of_each_curve(plan, bundled_bars):
+    from botctl.runtime.backtest import summary
+
+    result = run_backtest(plan, bundled_bars, start=date(2015, 1, 1), end=date(2025, 12, 31))
+    body = summary(result)
+    for name, curve in [*result.accounts.items(), *result.models.items()]:
+        # Closed round trips realised, open ones marked at the last close: together the NAV change.
+        assert sum(t.pnl for t in curve.round_trips) == pytest.approx(curve.nav[-1] - curve.nav[0], rel=1e-9)
+        listed = {**body["accounts"], **body["models"]}[name]
+        assert listed["trade_stats"]["round_trips"] == sum(1 for t in curve.round_trips if t.exit_at is not None)
+        assert listed["trade_stats"]["round_trips"] < listed["trades"]  # fewer round trips than fills
+        assert {"symbol", "entry_at", "exit_at", "entry_price", "exit_price", "qty", "pnl", "return",
+                "sessions_held", "exit_reason", "mae", "mfe"} <= set(listed["round_trips"][0])
+    # The shipped model halts on 2025-04-04: what it still holds is listed as held by the halt.
+    model = body["models"]["SectorRotationModel_v1"]
+    assert [t["at"] for t in model["breaker_trips"]] == ["2025-04-04"]
+    assert {t["exit_reason"] for t in model["round_trips"] if t["exit_at"] is None} == {"halt"}

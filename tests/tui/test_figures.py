@@ -24,17 +24,16 @@ def test_a_round_trip_is_one_trade_with_its_pnl_and_hold_time():
     assert stats.best == pytest.approx((100.0, "XLK", 0.1)) and stats.worst == stats.best
 
 
-def test_sells_close_the_oldest_lots_first_and_partial_sells_count_once():
+def test_a_partial_sell_closes_part_of_the_round_trip_which_counts_once_when_flat():
     stats = feed(TradeBook(), [
         ("XLE", "buy", 10, 50.0, 0.0),
         ("XLE", "buy", 10, 60.0, 10.0),
-        ("XLE", "sell", 15, 55.0, 20.0),  # 10 @ 50 (+50) and 5 @ 60 (-25): one trade, +25
-        ("XLE", "sell", 5, 40.0, 40.0),  # the rest of the 60 lot: -100
+        ("XLE", "sell", 15, 55.0, 20.0),  # FIFO: 10 @ 50 (+50) and 5 @ 60 (-25)
+        ("XLE", "sell", 5, 40.0, 40.0),  # the rest of the 60 lot: -100; flat: one round trip, -75
     ])
-    assert stats.trades == 2 and stats.wins == 1
-    assert stats.best[0] == pytest.approx(25.0) and stats.worst[0] == pytest.approx(-100.0)
-    # hold: (10*20 + 5*10) / 15 days, then 30 days
-    assert stats.avg_hold_days == pytest.approx(((250 / 15) + 30) / 2)
+    assert stats.trades == 1 and stats.wins == 0
+    assert stats.best[0] == pytest.approx(-75.0) and stats.best[2] == pytest.approx(-75.0 / 1100.0)
+    assert stats.avg_hold_days == 40.0  # from the first buy to the sale that made it flat
 
 
 def test_a_sell_without_a_lot_opens_a_short_that_a_buy_closes():
