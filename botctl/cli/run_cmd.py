@@ -119,7 +119,10 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(f"replay {summary.status}: {summary.sessions} sessions {summary.start} .. {summary.end} (run {summary.run_id})")
         for acc, nav in summary.navs.items():
-            typer.echo(f"  {acc}: NAV ${nav:,.2f}, {summary.orders[acc]} orders")
+            pnl, ret = summary.total_pnl.get(acc), summary.total_return.get(acc)
+            since = (f", total P&L ${pnl:+,.2f} ({ret:+.2%}) on ${summary.invested[acc]:,.2f} put in"
+                     if pnl is not None and ret is not None else "")
+            typer.echo(f"  {acc}: NAV ${nav:,.2f}{since}, {summary.orders[acc]} orders")
         typer.echo(f"journal: {g.db}  (see: botctl status, botctl tail, botctl tui)")
 
 

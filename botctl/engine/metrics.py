@@ -25,9 +25,12 @@ With ``n`` navs ``nav_0 .. nav_{n-1}``:
 Metrics returned by :func:`compute_metrics` (plain ``float``/``int`` or ``None``):
 
 ``total_return``
-    ``nav_{n-1} / nav_0 - 1``.
+    ``nav_{n-1} / base - 1``, where ``base`` is ``invested`` (the money put in:
+    starting cash plus deposits) when given, else ``nav_0``. Backtest curves start at
+    their starting cash, so both agree there; :func:`pnl_since` is the same definition
+    for a single NAV (status, the replay summary, the dashboard).
 ``cagr``
-    ``(nav_{n-1} / nav_0) ** (1 / years) - 1``; ``-1.0`` when the curve ends at or
+    ``(nav_{n-1} / base) ** (1 / years) - 1``; ``-1.0`` when the curve ends at or
     below zero (everything lost).
 ``volatility``
     ``std(r, ddof=1) * sqrt(252)``.
@@ -38,7 +41,8 @@ Metrics returned by :func:`compute_metrics` (plain ``float``/``int`` or ``None``
     ``DD = sqrt(mean(min(x_t, 0) ** 2))`` is averaged over *all* days, not only the
     down days.
 ``max_drawdown``
-    ``min_t(nav_t / max_{s<=t} nav_s - 1)``, a fraction ``<= 0`` (``-0.3392`` is a
+    ``min_t(nav_t / max(invested, max_{s<=t} nav_s) - 1)`` (the running peak starts at
+    ``invested`` when given, as the drawdown breaker's high-water mark does), a fraction ``<= 0`` (``-0.3392`` is a
     33.92% drawdown).
 ``max_drawdown_days``
     duration, in trading days (rows), of the drawdown that reaches ``max_drawdown``:
@@ -85,6 +89,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# The one definition of P&L from the money put in. It lives in a numpy-free module so that
+# `status` can use it without importing numpy; it is part of this module's contract.
+from botctl.engine.pnl import pnl_since
+
 TRADING_DAYS = 252
 DAYS_PER_YEAR = 365.25
 # Daily return standard deviations (and drawdowns) smaller than this are float noise.
@@ -96,6 +104,7 @@ __all__ = [
     "compute_metrics",
     "drawdown_series",
     "monthly_returns",
+    "pnl_since",
 ]
 
 
@@ -134,21 +143,25 @@ def _years(dates: Sequence[object]) -> float:
     return (as_date(dates[-1]) - as_date(dates[0])).days / DAYS_PER_YEAR
 
 
-def drawdown_series(nav: np.ndarray) -> np.ndarray:
-    """``nav / running max of nav - 1`` at every point (``<= 0``; same length as ``nav``)."""
+def drawdown_series(nav: np.ndarray, invested: float | None = None) -> np.ndarray:
+    """``nav / running max of nav - 1`` at every point (``<= 0``; same length as ``nav``).
+    With ``invested`` (the money put in) the running max starts there, as the drawdown
+    breaker's high-water mark does: a curve that never rose above it is measured from it."""
     values = _as_array(nav)
     if values.size == 0:
         return np.empty(0, dtype=np.float64)
     peak = np.maximum.accumulate(values)
+    if invested is not None and math.isfinite(invested):
+        peak = np.maximum(peak, float(invested))
     with np.errstate(divide="ignore", invalid="ignore"):
         return values / peak - 1.0
 
 
-def _max_drawdown(nav: np.ndarray) -> tuple[float | None, int | None]:
+def _max_drawdown(nav: np.ndarray, invested: float | None = None) -> tuple[float | None, int | None]:
     """(max drawdown, its duration in rows from peak to recovery or to the end)."""
     if nav.size == 0:
         return None, None
-    dd = drawdown_series(nav)
+    dd = drawdown_series(nav, invested)
     if not np.all(np.isfinite(dd)):
         return None, None
     trough = int(np.argmin(dd))
@@ -156,8 +169,10 @@ def _max_drawdown(nav: np.ndarray) -> tuple[float | None, int | None]:
     if depth > -_EPS:
         return 0.0, 0
     at_high = dd >= -_EPS
-    # The peak is the last new high at or before the trough (dd[0] is always 0).
-    peak = int(np.flatnonzero(at_high[: trough + 1])[-1])
+    # The peak is the last new high at or before the trough (row 0 when the curve starts
+    # below the money put in and never got back to it).
+    highs = np.flatnonzero(at_high[: trough + 1])
+    peak = int(highs[-1]) if highs.size else 0
     after = np.flatnonzero(at_high[trough + 1 :])
     end = trough + 1 + int(after[0]) if after.size else nav.size - 1
     return depth, end - peak
@@ -172,6 +187,7 @@ def compute_metrics(
     turnover_notional: float = 0.0,
     trades: int = 0,
     gross_exposure: np.ndarray | None = None,
+    invested: float | None = None,
 ) -> dict[str, float | int | None]:
     """Performance metrics of a daily equity curve; see the module docstring for definitions."""
     with np.errstate(all="ignore"):
@@ -183,6 +199,7 @@ def compute_metrics(
             turnover_notional=turnover_notional,
             trades=trades,
             gross_exposure=gross_exposure,
+            invested=invested,
         )
 
 
@@ -195,6 +212,7 @@ def _compute(
     turnover_notional: float,
     trades: int,
     gross_exposure: np.ndarray | None,
+    invested: float | None,
 ) -> dict[str, float | int | None]:
     values = _as_array(nav)
     n = values.size
@@ -209,13 +227,14 @@ def _compute(
 
     years = _years(dates)
     rf_d = float(risk_free) / TRADING_DAYS
-    start_ok = n > 0 and math.isfinite(values[0]) and values[0] > 0
+    base = float(invested) if invested is not None else (float(values[0]) if n > 0 else math.nan)
+    start_ok = n > 0 and math.isfinite(base) and base > 0
 
-    # Growth.
+    # Growth, from the money put in.
     total_return: float | None = None
     cagr: float | None = None
     if start_ok:
-        growth = float(values[-1] / values[0])
+        growth = float(values[-1] / base)
         total_return = _finite(growth - 1.0)
         if years > 0 and math.isfinite(growth):
             cagr = -1.0 if growth <= 0 else _finite(np.power(growth, 1.0 / years) - 1.0)
@@ -240,7 +259,7 @@ def _compute(
             sortino = _finite(mean_x * TRADING_DAYS / (downside * math.sqrt(TRADING_DAYS)))
 
     # Drawdown.
-    max_dd, max_dd_days = _max_drawdown(values)
+    max_dd, max_dd_days = _max_drawdown(values, invested)
     calmar = None
     if cagr is not None and max_dd is not None and max_dd < 0:
         calmar = _finite(cagr / abs(max_dd))

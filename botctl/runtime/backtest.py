@@ -42,6 +42,7 @@ class BookCurve(msgspec.Struct):
     # symbol's volatility explain (guard.judge_bars): the fixed collar alone would have moved them
     collar_widened: int = 0
     round_trips: list[RoundTrip] = []  # flat-to-flat trades, closed ones first, then those open at the end
+    invested: float | None = None  # the money put in (starting cash): what total return is measured from
 
 
 class BacktestResult(msgspec.Struct):
@@ -99,7 +100,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
         traded_notional=book.traded_notional, trades=len(book.fills),
         blocked=dict(book.blocks), halted=book.halted_at(last), trips=list(book.trips),
         collar_widened=book.collar_widened,
-        round_trips=book_round_trips(book, last),
+        round_trips=book_round_trips(book, last), invested=book.account.starting_cash,
     )
 
 
@@ -146,7 +147,7 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
     base_cash = plan.accounts[0].starting_cash
     benchmark = BookCurve(name=plan.benchmark, dates=list(bars.dates[first - 1: last + 1]),
                           nav=base_cash * bench_close / bench_close[0], gross=np.full(len(bench_close), base_cash),
-                          traded_notional=0.0, trades=0)
+                          traded_notional=0.0, trades=0, invested=base_cash)
     return BacktestResult(run_id, bars.dates[first], bars.dates[last], accounts, models, benchmark, books, engine_seconds,
                           breakers)
 
@@ -156,7 +157,7 @@ def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: floa
     # Traded notional counts both legs; turnover is reported one-way (a full switch = 100%).
     metrics = compute_metrics(curve.dates, curve.nav, benchmark_nav=benchmark.nav if benchmark else None,
                               risk_free=risk_free, turnover_notional=curve.traded_notional / 2, trades=curve.trades,
-                              gross_exposure=gross)
+                              gross_exposure=gross, invested=curve.invested)
     if benchmark is not None:
         metrics["blocked"] = dict(sorted(curve.blocked.items()))
         metrics["halted"] = curve.halted

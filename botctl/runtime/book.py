@@ -269,6 +269,13 @@ class Book:
         self.mark_cash.extend(cash.tolist())
         self.mark_gross.extend(gross.tolist())
 
+    def opening_mark(self, at: datetime) -> NavSnapshot:
+        """The money put in, marked before the first trade: what a run's total P&L, return and
+        drawdown are measured from (the backtest's first mark, at the prior close, is the same)."""
+        cash = self.account.starting_cash
+        return NavSnapshot(run_id=self.run_id, account=self.account.id, ts_event=at, nav=cash, cash=cash,
+                           gross_exposure=0.0, leverage=0.0)
+
     def snapshot(self, i: int, now: datetime) -> NavSnapshot:
         nav, gross = self.mark_nav[i], self.mark_gross[i]
         return NavSnapshot(run_id=self.run_id, account=self.account.id, ts_event=now, nav=nav,

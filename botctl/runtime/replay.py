@@ -17,12 +17,14 @@ from datetime import date, datetime, timedelta, timezone
 
 import msgspec
 
+from botctl.engine.pnl import pnl_since
 from botctl.errors import DataError, failure_text
 from botctl.records import Event, Run
 from botctl.runtime.book import Book
 from botctl.runtime.control import ControlDesk
 from botctl.runtime.health import HealthServer, Telemetry, record_address
 from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
+from botctl.runtime.session_times import close_at
 from botctl.spec.plan import Plan
 from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
@@ -36,6 +38,9 @@ class ReplaySummary(msgspec.Struct):
     status: str
     navs: dict[str, float]
     orders: dict[str, int]
+    invested: dict[str, float] = {}  # the money put in (starting cash), per account
+    total_pnl: dict[str, float | None] = {}  # NAV minus the money put in (engine.pnl.pnl_since)
+    total_return: dict[str, float | None] = {}
 
 
 class SimClock:
@@ -167,6 +172,11 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
             store.insert(Event(ts_event=clock.now(), subsystem="runtime", type="run.started", run_id=run_id,
                                message=f"replay {sessions[0].day}..{sessions[-1].day} at speed {speed or 'max'}"))
             controls.poll(clock.now())  # a bot started while halted reconciles but does not trade
+            # The money put in, marked at the close before the first session (as a backtest's
+            # first mark is): status and the dashboard measure P&L and drawdown from it.
+            first_row = rows.get(sessions[0].day)
+            opened_at = close_at(bars.dates[first_row - 1]) if first_row else clock.now()
+            store.insert_many(book.opening_mark(opened_at) for book in books)
             for index, session in enumerate(sessions):
                 row = rows.get(session.day)
                 first = min(m.schedule.after_open_minutes for b in books for m in b.account.models)
@@ -217,8 +227,12 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
     store.insert(Event(ts_event=clock.now(), subsystem="runtime", type=f"run.{status}", run_id=run_id,
                        message=f"{done} of {len(sessions)} sessions replayed"))
     store.upsert_run(msgspec.structs.replace(run, status=status, ended_at=ended, heartbeat_at=ended))
+    navs = {b.account.id: b.broker.equity() for b in books}
+    invested = {b.account.id: b.account.starting_cash for b in books}
+    pnl = {a: pnl_since(navs[a], invested[a]) for a in navs}
     return ReplaySummary(
         run_id=run_id, start=sessions[0].day, end=sessions[max(done - 1, 0)].day, sessions=done, status=status,
-        navs={b.account.id: b.broker.equity() for b in books},
-        orders={b.account.id: len({o.client_order_id for o in b.orders}) for b in books},
+        navs=navs, orders={b.account.id: len({o.client_order_id for o in b.orders}) for b in books},
+        invested=invested, total_pnl={a: p for a, (p, _) in pnl.items()},
+        total_return={a: r for a, (_, r) in pnl.items()},
     )

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import msgspec
 
+from botctl.engine.pnl import pnl_since
 from botctl.records import Control, NavSnapshot, Order, Position, Run
 from botctl.store.journal import TRADING_KINDS, Store
 
@@ -94,7 +95,8 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
         if run is not None and run.kind == "manual" and len(two) == 2:
             base_run = two[0][1].run_id
         first = store.rows_after("nav", 0, 1, account=account, run_id=base_run)
-        total_pnl = latest.nav - first[0][1].nav if first else None
+        # The run's first mark is the money put in (journaled at the starting cash before any trade).
+        total_pnl = pnl_since(latest.nav, first[0][1].nav)[0] if first else None
     nav = latest.nav if latest else None
     views = [PositionView(p.symbol, p.qty, p.price, p.value, p.value / nav if nav else 0.0,
                           (p.price - p.avg_price) * p.qty) for p in positions]

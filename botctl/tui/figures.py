@@ -9,7 +9,7 @@ from datetime import date
 
 import numpy as np
 
-from botctl.engine.metrics import compute_metrics, drawdown_series
+from botctl.engine.metrics import compute_metrics, drawdown_series, pnl_since
 from botctl.engine.roundtrips import RoundTripLedger, TradeFill
 
 
@@ -51,11 +51,16 @@ def _base_index(dates: list[date], key) -> int | None:
     return 0
 
 
-def performance(dates: list[date], nav: list[float], bench: list[float]) -> Performance:
+def performance(dates: list[date], nav: list[float], bench: list[float], invested: float | None = None) -> Performance:
     """Day, month-to-date, year-to-date and total returns of `nav` and `bench` (aligned with
-    `dates`; NaN where the benchmark has no bar), the CAPM alpha and the drawdown now."""
+    `dates`; NaN where the benchmark has no bar), the CAPM alpha and the drawdown now.
+
+    Total return and drawdown are measured from the money put in (`invested`; by default the
+    first mark, which a journal writes at the starting cash before the first trade), by the
+    same definitions as backtests (engine.metrics)."""
     if not nav:
         return Performance([], None, None, None, None)
+    invested = nav[0] if invested is None else invested
     values = np.asarray(nav, dtype=np.float64)
     b = np.asarray(bench, dtype=np.float64) if len(bench) == len(nav) else np.full(len(nav), np.nan)
     bases = {
@@ -67,12 +72,13 @@ def performance(dates: list[date], nav: list[float], bench: list[float]) -> Perf
     periods = [PeriodReturn(label, _ret(values[-1], values[i]) if i is not None else None,
                             _ret(b[-1], b[i]) if i is not None else None)
                for label, i in bases.items()]
+    periods[-1] = PeriodReturn("Total", pnl_since(float(values[-1]), invested)[1], periods[-1].benchmark)
     alpha = beta = None
     usable = np.isfinite(b)
     if usable.sum() >= 3:
         metrics = compute_metrics([d for d, ok in zip(dates, usable) if ok], values[usable], benchmark_nav=b[usable])
         alpha, beta = metrics.get("alpha"), metrics.get("beta")
-    dd = drawdown_series(values)
+    dd = drawdown_series(values, invested)
     finite = dd[np.isfinite(dd)]
     return Performance(periods, alpha, beta, float(dd[-1]) if math.isfinite(dd[-1]) else None,
                        float(finite.min()) if finite.size else None)

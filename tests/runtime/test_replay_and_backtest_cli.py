@@ -80,8 +80,11 @@ def test_replay_writes_the_journal_like_live_trading(tmp_path):
     # XNYS sessions Feb 3 .. Apr 30 2020: 19 (Presidents' Day closed) + 22 + 21 (Good Friday closed).
     assert summary["sessions"] == 62
     assert query(db, "select kind, status from runs") == [("replay", "finished")]
+    # One closing mark per session, after the money put in marked at the close before the first.
     navs = dict(query(db, "select account, count(*) from nav group by account"))
-    assert navs == {"rotation-sim": 62, "adaptive-sim": 62}
+    assert navs == {"rotation-sim": 63, "adaptive-sim": 63}
+    assert query(db, "select ts_event, nav from nav where account = 'rotation-sim' order by id limit 1") == [
+        ("2020-01-31T21:00:00.000000Z", 100_000.0)]
     # Three rebalances (the first session, March 2, April 1) for each account.
     cycles = query(db, "select count(distinct substr(ts_init, 1, 10)) from orders")[0][0]
     assert cycles == 3
@@ -90,6 +93,13 @@ def test_replay_writes_the_journal_like_live_trading(tmp_path):
     assert rows and all(abs(oq - fq) < 1e-9 and ordered for _, oq, fq, ordered in rows)
     assert query(db, "select count(*) from events where type = 'run.finished'")[0][0] == 1
     assert summary["navs"]["rotation-sim"] == pytest.approx(query(db, "select nav from nav where account='rotation-sim' order by id desc limit 1")[0][0])
+    # One P&L definition, from the money put in: the replay's summary and status agree.
+    status = json.loads(botctl(tmp_path, "status", "--json").stdout)
+    for account, nav in summary["navs"].items():
+        assert summary["invested"][account] == 100_000.0
+        assert summary["total_pnl"][account] == pytest.approx(nav - 100_000.0)
+        assert summary["total_return"][account] == pytest.approx(nav / 100_000.0 - 1)
+        assert status["accounts"][account]["total_pnl"] == pytest.approx(nav - 100_000.0)
 
 
 def test_replay_stops_cleanly_on_sigterm(tmp_path):

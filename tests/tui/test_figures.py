@@ -97,3 +97,15 @@ def test_a_long_fill_history_is_read_in_chunks_and_only_once(db):
         whole.trades.trades, whole.trades.wins, whole.trades.best, whole.trades.worst)
     again = source.snapshot("rotation-sim", market=False)  # nothing new: nothing re-read
     assert again.trades.trades == stats.trades and not again.trades_partial
+
+
+def test_total_return_and_drawdown_are_measured_from_the_money_put_in():
+    days = [date(2021, 1, 4), date(2021, 1, 5), date(2021, 1, 6)]
+    nav = [99_000.0, 98_000.0, 99_500.0]  # never back to the $100,000 put in
+    perf = performance(days, nav, [1.0, 1.0, 1.0], invested=100_000.0)
+    total = next(p for p in perf.periods if p.label == "Total")
+    assert total.portfolio == pytest.approx(-0.005)
+    assert perf.max_drawdown == pytest.approx(-0.02) and perf.drawdown == pytest.approx(-0.005)
+    # Without it, the first mark is the base (a journal writes the money put in as its first mark).
+    assert next(p for p in performance(days, nav, [1.0] * 3).periods if p.label == "Total").portfolio == \
+        pytest.approx(99_500 / 99_000 - 1)
