@@ -180,6 +180,7 @@ def register(app: typer.Typer) -> None:
             with Store.open(journal, durable=False) as store:
                 journal_backtest(store, plan, result)
         if report is not None:
+            from botctl.runtime.backtest import report_context
             from botctl.runtime.report import write_html_report
 
             clock = time.perf_counter()
@@ -190,7 +191,8 @@ def register(app: typer.Typer) -> None:
                        result.benchmark.name: body["benchmark"]}
             write_html_report(report, title=f"botctl backtest {body['start']} .. {body['end']}",
                               dates=result.benchmark.dates, curves=curves, benchmark_name=result.benchmark.name,
-                              benchmark_nav=result.benchmark.nav, metrics=metrics, monthly=monthly_tables(result))
+                              benchmark_nav=result.benchmark.nav, metrics=metrics, monthly=monthly_tables(result),
+                              context=report_context(plan, result, body, data_source=str(g.data or "bundled sample data")))
             err(f"report written to {report} ({time.perf_counter() - clock:.2f}s)")
         if as_json:
             typer.echo(json.dumps(body))

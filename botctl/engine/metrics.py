@@ -317,8 +317,11 @@ def monthly_returns(dates: Sequence[datetime.date], nav: np.ndarray) -> list[tup
 
     A month's return is its last nav over the previous month's last nav, minus one;
     the first month is measured from the first nav of the curve (so a curve that
-    starts mid-month gets a partial first month). A month whose base nav is not
-    positive has return ``NaN``. ``dates`` must be ascending.
+    starts mid-month gets a partial first month). A first month that holds only that
+    first nav (a backtest's starting mark at the close before its first session) is
+    not listed when later months follow: it is the base of the next month, with no
+    return of its own. A month whose base nav is not positive has return ``NaN``.
+    ``dates`` must be ascending.
     """
     values = _as_array(nav)
     if len(dates) != values.size:
@@ -339,6 +342,9 @@ def monthly_returns(dates: Sequence[datetime.date], nav: np.ndarray) -> list[tup
         last = v
     assert current is not None
     out.append((current[0], current[1], _month_return(last, base)))
+    if len(out) > 1 and values.size > 1 and (as_date(dates[0]).year, as_date(dates[0]).month) != \
+            (as_date(dates[1]).year, as_date(dates[1]).month):
+        out.pop(0)
     return out
 
 

@@ -211,5 +211,32 @@ def journal_backtest(store, plan: Plan, result: BacktestResult) -> None:
 
 
 def monthly_tables(result: BacktestResult) -> dict:
-    curves = {**result.accounts, **result.models}
+    """Monthly returns per curve, named as the report names them, the benchmark last."""
+    curves = {**{f"account {n}": c for n, c in result.accounts.items()},
+              **{f"model {n}": c for n, c in result.models.items()}, result.benchmark.name: result.benchmark}
     return {name: monthly_returns(c.dates, c.nav) for name, c in curves.items()}
+
+
+def step_text(step) -> str:
+    """A strategy step with its parameters, as written in strategies.yaml."""
+    fields = msgspec.to_builtins(step)
+    name = fields.pop("step")
+    return f"{name}: {{{', '.join(f'{k}: {v}' for k, v in fields.items())}}}"
+
+
+def report_context(plan: Plan, result: BacktestResult, body: dict, *, data_source: str) -> dict:
+    """What the HTML report says about the run beyond the curves: ids, data, models, round trips."""
+    models = {}
+    for account in plan.accounts:
+        for model in account.models:
+            schedule = model.schedule
+            models.setdefault(model.name, {
+                "description": model.description, "universe": ", ".join(model.universe),
+                "schedule": f"{schedule.every}, session {schedule.day} of the period, "
+                            f"{schedule.after_open_minutes} min after the open",
+                "steps": [step_text(step) for step in model.steps],
+            })
+    trips = {**{f"account {n}": m["round_trips"] for n, m in body["accounts"].items()},
+             **{f"model {n}": m["round_trips"] for n, m in body["models"].items()}}
+    return {"run_id": result.run_id, "plan_id": plan.plan_id, "data_source": data_source,
+            "breakers": result.breakers, "models": models, "round_trips": trips}

@@ -64,6 +64,27 @@ def test_backtest_report_is_written(tmp_path):
     html = report.read_text()
     assert "<svg" in html and "SectorRotationModel_v1" in html and "SPY" in html
     assert not (tmp_path / "botctl.db").exists()
+    # What the report must say: ids, data, the models' steps with parameters, the round trips.
+    assert "run: <b>bt-" in html and "plan: <b>" in html and "data: <b>bundled sample data</b>" in html
+    assert "select_momentum: {lookback_days: 126, top: 3, min_return: 0.0}" in html
+    assert "fallback: {to: TLT, weight: 1.0}" in html
+    assert "<h2>Round trips</h2>" in html and "rebalance</td>" in html
+    assert 'id="scale-log"' in html  # the log-scale view of the equity chart
+    metrics = html[html.index("<h2>Metrics</h2>"): html.index("<h2>Equity")]
+    assert "{" not in metrics and "[" not in metrics  # no raw dicts or lists in the tables
+    monthly = html[html.index("<h2>Monthly returns</h2>"): html.index("<h2>Models</h2>")]
+    assert "<td class=\"name\">2022 SPY</td>" in monthly  # the benchmark under each year
+    assert "<td class=\"name\">2021</td>" not in monthly  # no row for the lone starting mark
+
+
+def test_backtest_report_dates_a_breaker_trip(tmp_path):
+    report = tmp_path / "report.html"
+    result = botctl(tmp_path, "backtest", "--start", "2025-01-01", "--report", str(report), "--no-journal")
+    assert result.exit_code == 0, result.output
+    html = report.read_text()
+    assert "<b>max_daily_loss</b> 2025-04-04: halted to the end" in html
+    assert "model SectorRotationModel_v1: max_daily_loss 2025-04-04" in html  # marked on the equity chart
+    assert "model SectorRotationModel_v1: circuit breaker max_daily_loss tripped on 2025-04-04" in result.output
 
 
 def test_backtest_rejects_bad_dates_with_usage_exit(tmp_path):

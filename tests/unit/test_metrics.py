@@ -216,7 +216,7 @@ def test_monthly_returns_across_a_year_end_and_edge_cases():
 
 def test_numpy_datetime64_dates_are_accepted():
     dates = np.array(["2021-01-29", "2021-02-26"], dtype="datetime64[D]")
-    assert monthly_returns(list(dates), np.array([100.0, 110.0]))[1][:2] == (2021, 2)
+    assert monthly_returns(list(dates), np.array([100.0, 110.0])) == [(2021, 2, pytest.approx(0.1))]
     m = compute_metrics(list(dates), np.array([100.0, 110.0]))
     assert m["total_return"] == pytest.approx(0.1)
 
@@ -305,3 +305,9 @@ def test_never_nan_or_inf(values, rf):
     bench = nav[::-1].copy()
     m = compute_metrics(days(nav.size), nav, benchmark_nav=bench, risk_free=rf, gross_exposure=nav)
     assert_clean(m)
+
+
+def test_a_lone_starting_mark_is_the_base_of_the_next_month_not_a_month():
+    dates = [dt.date(2014, 12, 31), dt.date(2015, 1, 2), dt.date(2015, 1, 30)]
+    out = monthly_returns(dates, np.array([100.0, 101.0, 110.0]))
+    assert out == [(2015, 1, pytest.approx(0.10))]  # no 2014 row with one empty December

@@ -92,7 +92,7 @@ def test_report_is_written_and_self_contained(tmp_path):
     checker.close()
     assert checker.errors == []
     assert checker.stack == []
-    assert checker.tags.count("svg") == 2  # equity and drawdown charts
+    assert checker.tags.count("svg") == 3  # equity (linear and log scale) and drawdown charts
     assert "polyline" in checker.tags
     # No external resources of any kind.
     assert checker.external == []
@@ -119,7 +119,7 @@ def test_metrics_table_formats_fractions_as_percentages(tmp_path):
         benchmark_nav=nav, metrics=metrics, monthly={},
     )
     text = path.read_text()
-    table = text[text.index('class="metrics"') : text.index("</table>")]
+    table = text[text.index('class="metrics') : text.index("<h2>Equity")]
     assert "-50.00%" in table  # max drawdown
     assert "50.00%" in table  # total return
     assert "1,234" in table  # trades as an int
