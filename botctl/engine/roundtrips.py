@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 
 import msgspec
+import numpy as np
 
 # Quantities below this are float residue of a position that is flat.
 QTY_EPSILON = 1e-9
@@ -175,14 +176,15 @@ def _excursions(trip: RoundTrip, sessions: Sequence[date], closes) -> None:
     trip.sessions_held = last - first
     if closes is None or not trip.entry_price:
         return
-    prices = [p for p in closes(trip.symbol, first, last) if math.isfinite(p)]
+    prices = np.asarray(closes(trip.symbol, first, last), dtype=np.float64)
     if trip.exit_price is not None:
-        prices.append(trip.exit_price)
-    if not prices:
+        prices = np.append(prices, trip.exit_price)
+    prices = prices[np.isfinite(prices)]
+    if not prices.size:
         return
-    sign = 1.0 if trip.side == "long" else -1.0
-    moves = [sign * (p / trip.entry_price - 1) for p in prices]
-    trip.mae, trip.mfe = min(0.0, min(moves)), max(0.0, max(moves))
+    low, high = float(prices.min()) / trip.entry_price - 1, float(prices.max()) / trip.entry_price - 1
+    worst, best = (low, high) if trip.side == "long" else (-high, -low)
+    trip.mae, trip.mfe = min(0.0, worst), max(0.0, best)
 
 
 def trade_stats(trips: Sequence[RoundTrip]) -> dict:

@@ -99,8 +99,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
         nav=np.array(book.mark_nav), gross=np.array(book.mark_gross),
         traded_notional=book.traded_notional, trades=len(book.fills),
         blocked=dict(book.blocks), halted=book.halted_at(last), trips=list(book.trips),
-        collar_widened=book.collar_widened,
-        round_trips=book_round_trips(book, last), invested=book.account.starting_cash,
+        collar_widened=book.collar_widened, invested=book.account.starting_cash,
     )
 
 
@@ -111,7 +110,7 @@ def book_round_trips(book: Book, last: int) -> list[RoundTrip]:
                        f.commission) for f in book.fills]
     close, column = book.bars.close, book.signals.columns
     return round_trips(fills, sessions=book.bars.dates[: last + 1],
-                       closes=lambda symbol, a, b: close[a: b + 1, column[symbol]].tolist(),
+                       closes=lambda symbol, a, b: close[a: b + 1, column[symbol]],
                        last_prices=book.broker.last_price, open_reason="halt" if book.halted_at(last) else "end")
 
 
@@ -131,6 +130,7 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
     signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps))
     books = [Book(account, bars, run_id=run_id, namespace=run_id, signals=signals, breakers=breakers) for account in plan.accounts]
     accounts = {b.account.id: run_book(b, first, last) for b in books}
+    solos: dict[str, Book] = {}
     models: dict[str, BookCurve] = {}
     for account in plan.accounts:
         if len(account.models) == 1 and abs(account.models[0].budget - 1.0) < 1e-12:
@@ -141,7 +141,13 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
                 solo = Book(model_account(account, model.name), bars, run_id=run_id, namespace=run_id, signals=signals,
                             breakers=breakers)
                 models[model.name] = run_book(solo, first, last)
+                solos[model.name] = solo
     engine_seconds = time.perf_counter() - clock
+    # Reporting, like the metrics: round trips are read off each book's fills after the run.
+    for book in books:
+        accounts[book.account.id].round_trips = book_round_trips(book, last)
+    for name, solo in solos.items():
+        models[name].round_trips = book_round_trips(solo, last)
     column = bars.symbols.index(plan.benchmark)
     bench_close = bars.close[first - 1: last + 1, column]
     base_cash = plan.accounts[0].starting_cash

@@ -89,3 +89,11 @@ def test_no_fills_no_statistics():
     stats = trade_stats(round_trips([]))
     assert stats["round_trips"] == 0 and stats["win_rate"] is None and stats["profit_factor"] is None
     assert stats["exits_by_reason"] == {}
+
+
+def test_a_shorts_excursions_are_signed_for_its_side():
+    closes = {"A": [100.0, 90.0, 120.0]}
+    (trip,) = round_trips([fill("A", "sell", 10, 100.0, 0), fill("A", "buy", 10, 110.0, 2)], sessions=DAYS,
+                          closes=lambda s, a, b: closes[s][a: b + 1])
+    assert trip.side == "short" and trip.pnl == pytest.approx(-100.0)
+    assert trip.mae == pytest.approx(-0.20) and trip.mfe == pytest.approx(0.10)
