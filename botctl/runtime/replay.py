@@ -176,7 +176,8 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
             # first mark is): status and the dashboard measure P&L and drawdown from it.
             first_row = rows.get(sessions[0].day)
             opened_at = close_at(bars.dates[first_row - 1]) if first_row else clock.now()
-            store.insert_many(book.opening_mark(opened_at) for book in books)
+            with store.transaction():
+                store.insert_many(book.opening_mark(opened_at) for book in books)
             for index, session in enumerate(sessions):
                 row = rows.get(session.day)
                 first = min(m.schedule.after_open_minutes for b in books for m in b.account.models)
