@@ -82,7 +82,7 @@ def print_table(body: dict, console=None) -> None:
     if not console.is_terminal:
         console.width = max(console.width, 400)
     console.print(f"backtest {body['start']} .. {body['end']}  (run {body['run_id']}, "
-                  f"breakers: {body.get('breakers', 'halt')})")
+                  f"breakers: {body.get('breakers', 'halt')}, between rebalances: {body.get('rebalancing', 'hold')})")
     table = Table(box=None, pad_edge=False)
     table.add_column("", no_wrap=True)
     for header, _, _ in columns:
@@ -142,6 +142,10 @@ def register(app: typer.Typer) -> None:
             help="What a tripped circuit breaker does: halt (the default, what the unattended account does: "
                  "no new orders to the end), resume-next-session (trading resumes at the next session, the "
                  "drawdown measured afresh), off (breakers not evaluated: the strategy alone)."),
+        rebalancing: str = typer.Option(
+            "hold", "--rebalancing", metavar="hold|reweight",
+            help="Between scheduled rebalances: hold the shares bought (the default, what the bot does) or "
+                 "reweight to the schedule's last targets every session, keeping its selection."),
     ) -> None:
         """Run the plan through the engine and the simulated broker over historical bars.
 
@@ -156,10 +160,12 @@ def register(app: typer.Typer) -> None:
         from botctl.runtime.backtest import journal_backtest, monthly_tables, run_backtest, summary
         from botctl.strategy.bars import bars_from_frame
 
-        from botctl.runtime.book import BREAKER_MODES
+        from botctl.runtime.book import BREAKER_MODES, REBALANCING_MODES
 
         if breakers not in BREAKER_MODES:
             raise UsageError(f"--breakers expects one of {', '.join(BREAKER_MODES)}, got {breakers!r}")
+        if rebalancing not in REBALANCING_MODES:
+            raise UsageError(f"--rebalancing expects one of {', '.join(REBALANCING_MODES)}, got {rebalancing!r}")
         g = globals_of(ctx)
         plan = load_plan(g, models=model or None, accounts=account or None)
         bars = bars_from_frame(load_bars(g.data), plan.symbols)
@@ -168,7 +174,7 @@ def register(app: typer.Typer) -> None:
         for gap in gaps(bars):
             err(f"warning: {describe_gap(gap)}")
         result = run_backtest(plan, bars, start=parse_date(start, "--start"), end=parse_date(end, "--end"),
-                              breakers=breakers)
+                              breakers=breakers, rebalancing=rebalancing)
         body = summary(result, risk_free=risk_free)
         journal = None
         if not no_journal:

@@ -55,6 +55,7 @@ class BacktestResult(msgspec.Struct):
     books: list[Book]
     engine_seconds: float
     breakers: str = "halt"
+    rebalancing: str = "hold"
 
 
 def rows_for(bars: Bars, start: date | None, end: date | None) -> tuple[int, int]:
@@ -91,7 +92,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
         # Holdings stay fixed until the next scheduled session, or the next session at all
         # when a rebalance refused on suspect data is still owed.
         later = bisect.bisect_right(scheduled_rows, row)
-        following = row + 1 if book.owed else (scheduled_rows[later] if later < len(scheduled_rows) else last + 1)
+        following = row + 1 if book.owed or book.rebalancing == "reweight" else (scheduled_rows[later] if later < len(scheduled_rows) else last + 1)
         book.mark_span(row, following - 1)
         row = following
     return BookCurve(
@@ -121,14 +122,16 @@ def model_account(account: AccountPlan, model_name: str) -> AccountPlan:
 
 
 def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date | None = None,
-                 breakers: str = "halt") -> BacktestResult:
-    """`breakers` is what a tripped circuit breaker does (see book.BREAKER_MODES)."""
+                 breakers: str = "halt", rebalancing: str = "hold") -> BacktestResult:
+    """`breakers` is what a tripped circuit breaker does (book.BREAKER_MODES); `rebalancing`
+    what a book does between scheduled rebalances (book.REBALANCING_MODES)."""
     first, last = rows_for(bars, start, end)
     run_id = f"bt-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     clock = time.perf_counter()
     # One signal set for the whole plan: books that share a model share its signals.
     signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps))
-    books = [Book(account, bars, run_id=run_id, namespace=run_id, signals=signals, breakers=breakers) for account in plan.accounts]
+    books = [Book(account, bars, run_id=run_id, namespace=run_id, signals=signals, breakers=breakers,
+                  rebalancing=rebalancing) for account in plan.accounts]
     accounts = {b.account.id: run_book(b, first, last) for b in books}
     solos: dict[str, Book] = {}
     models: dict[str, BookCurve] = {}
@@ -139,7 +142,7 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
         for model in account.models:
             if model.name not in models:
                 solo = Book(model_account(account, model.name), bars, run_id=run_id, namespace=run_id, signals=signals,
-                            breakers=breakers)
+                            breakers=breakers, rebalancing=rebalancing)
                 models[model.name] = run_book(solo, first, last)
                 solos[model.name] = solo
     engine_seconds = time.perf_counter() - clock
@@ -155,7 +158,7 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
                           nav=base_cash * bench_close / bench_close[0], gross=np.full(len(bench_close), base_cash),
                           traded_notional=0.0, trades=0, invested=base_cash)
     return BacktestResult(run_id, bars.dates[first], bars.dates[last], accounts, models, benchmark, books, engine_seconds,
-                          breakers)
+                          breakers, rebalancing)
 
 
 def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: float) -> dict:
@@ -193,6 +196,7 @@ def summary(result: BacktestResult, *, risk_free: float = 0.0) -> dict:
         "start": result.start.isoformat(),
         "end": result.end.isoformat(),
         "breakers": result.breakers,
+        "rebalancing": result.rebalancing,
         "models": {n: curve_metrics(c, result.benchmark, risk_free) for n, c in result.models.items()},
         "accounts": {n: curve_metrics(c, result.benchmark, risk_free) for n, c in result.accounts.items()},
         "benchmark": {"symbol": result.benchmark.name, **bench},
@@ -245,4 +249,4 @@ def report_context(plan: Plan, result: BacktestResult, body: dict, *, data_sourc
     trips = {**{f"account {n}": m["round_trips"] for n, m in body["accounts"].items()},
              **{f"model {n}": m["round_trips"] for n, m in body["models"].items()}}
     return {"run_id": result.run_id, "plan_id": plan.plan_id, "data_source": data_source,
-            "breakers": result.breakers, "models": models, "round_trips": trips}
+            "breakers": result.breakers, "rebalancing": result.rebalancing, "models": models, "round_trips": trips}

@@ -36,6 +36,11 @@ from botctl.strategy.schedule import rebalance_sessions
 #                        and the drawdown breaker is measured from the NAV at the trip from then on;
 #   off                  breakers are not evaluated: the figures are the strategy's alone.
 BREAKER_MODES = ("halt", "resume-next-session", "off")
+# Between two scheduled rebalances a book can (`backtest --rebalancing`):
+#   hold      keep the shares bought (the weights drift with prices): what the live bot does;
+#   reweight  trade back to the schedule's last targets at every session, keeping its selection
+#             (what constant-weight references and weight-based backtests assume).
+REBALANCING_MODES = ("hold", "reweight")
 
 
 class BreakerTrip(msgspec.Struct, kw_only=True):
@@ -52,10 +57,13 @@ class BreakerTrip(msgspec.Struct, kw_only=True):
 
 class Book:
     def __init__(self, account: AccountPlan, bars: Bars, *, run_id: str, namespace: str,
-                 signals: Signals | None = None, breakers: str = "halt") -> None:
+                 signals: Signals | None = None, breakers: str = "halt", rebalancing: str = "hold") -> None:
         if breakers not in BREAKER_MODES:
             raise ValueError(f"breakers must be one of {', '.join(BREAKER_MODES)}, not {breakers!r}")
+        if rebalancing not in REBALANCING_MODES:
+            raise ValueError(f"rebalancing must be one of {', '.join(REBALANCING_MODES)}, not {rebalancing!r}")
         self.breakers = breakers
+        self.rebalancing = rebalancing
         self.account = account
         self.bars = bars
         self.run_id = run_id
@@ -130,10 +138,11 @@ class Book:
         Returns None when nothing was decided (nothing due, halted, or suspect data)."""
         if self._resume_row is not None and row >= self._resume_row:
             self._resume(row)
-        if row < 1 or not due:
+        reweight = not due and self.rebalancing == "reweight" and bool(self.decisions)
+        if row < 1 or not (due or reweight):
             return None
         if self.halt:
-            if self.trips and self.trips[-1].resumed_at is None:
+            if due and self.trips and self.trips[-1].resumed_at is None:
                 self.trips[-1].skipped.append(self.bars.dates[row])
             return None
         verdict = guard.judge_bars(self.bars, row - 1, self.account.symbols, self.account.risk.price_collar_pct,
@@ -157,6 +166,9 @@ class Book:
         result = decide_cycle(self.account, self.signals, row - 1, due, self.decisions,
                               dict(self.broker.qty), self.broker.cash, closes, fractional=self.broker.fractional)
         self.decisions = result.decisions
+        if reweight:  # no model re-decided: the orders only restore the last targets
+            result = msgspec.structs.replace(
+                result, orders=[msgspec.structs.replace(o, reason="reweight") for o in result.orders])
         today = self.bars.dates[row]
         portfolio = guard.Portfolio(
             nav=self.broker.equity(), qty=dict(self.broker.qty), prices=closes,

@@ -510,7 +510,8 @@ def _identical_to(navs: Mapping[str, np.ndarray]) -> dict[str, str]:
 
 def _context_html(context: Mapping[str, object]) -> str:
     facts = [(label, context.get(key)) for key, label in
-             (("run_id", "run"), ("plan_id", "plan"), ("data_source", "data"), ("breakers", "circuit breakers"))]
+             (("run_id", "run"), ("plan_id", "plan"), ("data_source", "data"), ("breakers", "circuit breakers"),
+              ("rebalancing", "between rebalances"))]
     return '<p class="meta">' + " &middot; ".join(f"{_E(label)}: <b>{_E(str(value))}</b>"
                                                    for label, value in facts if value is not None) + "</p>"
 

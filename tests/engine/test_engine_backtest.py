@@ -51,3 +51,25 @@ def test_round_trips_account_for_every_dollar_of_each_curve(plan, bundled_bars):
     model = body["models"]["SectorRotationModel_v1"]
     assert [t["at"] for t in model["breaker_trips"]] == ["2025-04-04"]
     assert {t["exit_reason"] for t in model["round_trips"] if t["exit_at"] is None} == {"halt"}
+
+
+def test_reweight_trades_back_to_the_last_targets_every_session_keeping_the_selection(plan, bundled_bars):
+    from botctl.strategy.schedule import rebalance_sessions
+
+    window = dict(start=date(2021, 1, 1), end=date(2021, 6, 30))
+    held = run_backtest(plan, bundled_bars, **window)
+    weighted = run_backtest(plan, bundled_bars, **window, rebalancing="reweight")
+    model = next(m for a in plan.accounts for m in a.models if m.name == "SectorRotationModel_v1")
+    scheduled = set(rebalance_sessions(bundled_bars.dates, model.schedule)) | {held.start}
+    for result, mode in ((held, "hold"), (weighted, "reweight")):
+        book = next(b for b in result.books if b.account.id == "adaptive-sim")
+        days = {o.ts_init.date() for o in book.orders}
+        off_schedule = {o.ts_init.date() for o in book.orders if o.reason == "reweight"}
+        if mode == "hold":
+            assert days <= scheduled and not off_schedule
+        else:
+            assert len(off_schedule) > 20 and not off_schedule & scheduled
+            # The selection is the schedule's: no symbol is bought off schedule that was not held.
+            bought = {o.symbol for o in book.orders if o.reason == "reweight" and o.side == "buy"}
+            assert bought <= {o.symbol for o in book.orders if o.reason == "rebalance" and o.side == "buy"}
+    assert weighted.accounts["adaptive-sim"].trades > held.accounts["adaptive-sim"].trades
