@@ -62,7 +62,8 @@ class Bot:
     def sessions_marked(self) -> int:
         if not self.db.exists():
             return 0
-        return query(self.db, "select count(*) from nav where account = 'rotation-sim'")[0][0]
+        marks = query(self.db, "select count(*) from nav where account = 'rotation-sim'")[0][0]
+        return max(0, marks - 1)  # the first mark is the money put in, before the first session
 
     def stop(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGTERM)
