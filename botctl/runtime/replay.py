@@ -24,7 +24,6 @@ from botctl.runtime.book import Book
 from botctl.runtime.control import ControlDesk
 from botctl.runtime.health import HealthServer, Telemetry, record_address
 from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
-from botctl.runtime.session_times import close_at
 from botctl.spec.plan import Plan
 from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
@@ -172,12 +171,11 @@ def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: 
             store.insert(Event(ts_event=clock.now(), subsystem="runtime", type="run.started", run_id=run_id,
                                message=f"replay {sessions[0].day}..{sessions[-1].day} at speed {speed or 'max'}"))
             controls.poll(clock.now())  # a bot started while halted reconciles but does not trade
-            # The money put in, marked at the close before the first session (as a backtest's
-            # first mark is): status and the dashboard measure P&L and drawdown from it.
-            first_row = rows.get(sessions[0].day)
-            opened_at = close_at(bars.dates[first_row - 1]) if first_row else clock.now()
+            # The money put in, marked when the replay's clock starts, before the first session's
+            # open: status and the dashboard measure P&L and drawdown from it. (Not at the
+            # previous close: that time may already hold an earlier run's closing mark.)
             with store.transaction():
-                store.insert_many(book.opening_mark(opened_at) for book in books)
+                store.insert_many(book.opening_mark(clock.now()) for book in books)
             for index, session in enumerate(sessions):
                 row = rows.get(session.day)
                 first = min(m.schedule.after_open_minutes for b in books for m in b.account.models)

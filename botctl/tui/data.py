@@ -75,6 +75,7 @@ class Snapshot:
     recorded_health_url: str | None = None  # where the run said it serves /health
     days: list[date] = field(default_factory=list)
     nav: list[float] = field(default_factory=list)
+    invested: float | None = None  # what Total return and drawdown are measured from
     bench: list[float] = field(default_factory=list)
     benchmark: str = "SPY"
     perf: Performance | None = None
@@ -105,6 +106,7 @@ class _Curve:
     last_id: int = 0
     days: list[date] = field(default_factory=list)
     nav: list[float] = field(default_factory=list)
+    invested: float | None = None  # the scope's first mark: the money put in (engine.pnl)
 
 
 def _ts(text: str) -> datetime:
@@ -231,6 +233,8 @@ class Source:
         rows = store.conn.execute(
             f"SELECT id, ts_event, nav FROM nav INDEXED BY nav_account_id WHERE account = ? AND id > ? "
             f"AND run_id IN ({marks}) ORDER BY id", (account, curve.last_id, *scope)).fetchall()
+        if curve.invested is None and rows:
+            curve.invested = rows[0][2]  # kept when a later mark the same day replaces it
         for row_id, ts, nav in rows:
             day = ny_date(_ts(ts))
             if curve.days and curve.days[-1] == day:  # a later mark the same day replaces the earlier
@@ -239,7 +243,7 @@ class Source:
                 curve.days.append(day)
                 curve.nav.append(nav)
             curve.last_id = row_id
-        snap.days, snap.nav = list(curve.days), list(curve.nav)
+        snap.days, snap.nav, snap.invested = list(curve.days), list(curve.nav), curve.invested
 
     def _read_trades(self, store, account: str, scope: tuple[str, ...], limit: int) -> tuple[TradeStats, bool]:
         """Feed the account's trade book the next `limit` fills it has not seen; (stats, more
@@ -294,7 +298,7 @@ class Source:
         snap.bars_end = market.bars_end()
         if snap.days:
             snap.bench = market.benchmark(snap.benchmark, snap.days)
-            snap.perf = performance(snap.days, snap.nav, snap.bench)
+            snap.perf = performance(snap.days, snap.nav, snap.bench, invested=snap.invested)
         if acc_plan is not None:
             snap.models = model_states(market, acc_plan, now)
             snap.rankings = rankings(market, acc_plan, now)

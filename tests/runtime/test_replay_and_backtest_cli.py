@@ -101,11 +101,11 @@ def test_replay_writes_the_journal_like_live_trading(tmp_path):
     # XNYS sessions Feb 3 .. Apr 30 2020: 19 (Presidents' Day closed) + 22 + 21 (Good Friday closed).
     assert summary["sessions"] == 62
     assert query(db, "select kind, status from runs") == [("replay", "finished")]
-    # One closing mark per session, after the money put in marked at the close before the first.
+    # One closing mark per session, after the money put in, marked before the first open.
     navs = dict(query(db, "select account, count(*) from nav group by account"))
     assert navs == {"rotation-sim": 63, "adaptive-sim": 63}
     assert query(db, "select ts_event, nav from nav where account = 'rotation-sim' order by id limit 1") == [
-        ("2020-01-31T21:00:00.000000Z", 100_000.0)]
+        ("2020-02-03T14:29:00.000000Z", 100_000.0)]
     # Three rebalances (the first session, March 2, April 1) for each account.
     cycles = query(db, "select count(distinct substr(ts_init, 1, 10)) from orders")[0][0]
     assert cycles == 3
