@@ -81,8 +81,7 @@ def test_panels_show_the_journals_latest_positions_and_figures(db, make_app):
         assert last_fill in activity and "2021-03-01" in activity and "15:00" in activity
         assert "no open orders" in text_of(app.query_one(w.OrdersPanel))
         assert "no warnings or errors" in text_of(app.query_one(w.ErrorsPanel))
-        # 61 sessions' closes after the money put in, marked at the close before the first.
-        assert len(app.snapshot.nav) == len(app.snapshot.bench) == 62
+        assert len(app.snapshot.nav) == len(app.snapshot.bench) == 61
 
     drive(app, steps)
 
