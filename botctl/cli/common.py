@@ -90,9 +90,10 @@ def check_global_paths(g: Globals) -> Globals:
         except OSError as exc:
             if exc.errno == errno.ENAMETOOLONG:
                 raise UsageError(f"{option}: file name too long ({len(str(path))} characters)") from None
-            if exc.errno == errno.ENOTDIR:
-                continue  # a file used as a folder: the command's own "cannot open" says it
-            raise UsageError(f"{option} {shown_path(path)}: {exc.strerror}") from None
+            if exc.errno == errno.ENOTDIR or option == "--config-dir":
+                continue  # the command's own "cannot open" / "cannot read" says it
+            error = StoreError if option == "--db" else DataError
+            raise error(f"{option} {shown_path(path)}: {exc.strerror}") from None
         if option == "--db" and not stat.S_ISREG(info.st_mode):
             raise StoreError(f"--db {shown_path(path)} is {file_kind(info.st_mode)}, not a botctl database")
         if option == "--db" and not os.access(path, os.R_OK):
