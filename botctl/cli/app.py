@@ -3,6 +3,7 @@ own module; this one wires them, owns the global options and turns errors into e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -59,17 +60,8 @@ class BotctlGroup(TyperGroup):
     stdout. Global options may also be written after the command."""
 
     def make_context(self, info_name, args, parent=None, **extra):
-        try:
+        with _one_line_errors(_wants_json(list(args))):
             return super().make_context(info_name, args, parent, **extra)
-        except _PASS_THROUGH:
-            raise
-        except click_errors.NoArgsIsHelpError as exc:
-            exc.show()
-            raise typer.Exit(exc.exit_code) from None
-        except click_errors.ClickException as exc:
-            raise fail(_usage_line(exc), exc.exit_code, as_json=_wants_json(list(args))) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", EXIT_INTERRUPTED, as_json=False) from None
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         ctx.meta["botctl.json"] = _wants_json(args)
@@ -114,40 +106,60 @@ class BotctlGroup(TyperGroup):
         return [*args[:i], *hoisted, args[i], *rest]
 
     def invoke(self, ctx):
-        as_json = bool(ctx.meta.get("botctl.json"))
-        try:
+        with _one_line_errors(bool(ctx.meta.get("botctl.json"))):
             return super().invoke(ctx)
-        except _PASS_THROUGH:
-            raise
-        except click_errors.NoArgsIsHelpError as exc:
-            exc.show()
-            raise typer.Exit(exc.exit_code) from None
-        except click_errors.ClickException as exc:
-            raise fail(_usage_line(exc), exc.exit_code, as_json=as_json) from None
-        except ConfigError as exc:
-            for problem in exc.problems:
-                err(str(problem))
-            summary = f"{len(exc.problems)} problem(s) in the config; nothing was run"
-            err(summary)
-            if as_json:
-                typer.echo(json.dumps({"error": summary, "exit_code": exc.exit_code,
-                                       "problems": [str(p) for p in exc.problems]}))
-            raise typer.Exit(exc.exit_code) from None
-        except BotctlError as exc:
-            raise fail(str(exc), exc.exit_code, as_json=as_json) from None
-        except BrokenPipeError:
-            # The reader went away (`botctl tail | head`): nothing left to say, and not a failure.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(0) from None
-        except KeyboardInterrupt:
+
+
+@contextlib.contextmanager
+def _one_line_errors(as_json: bool):
+    """Around parsing and running a command: each error as its line and exit code."""
+    try:
+        yield
+    except _PASS_THROUGH:
+        raise
+    except click_errors.NoArgsIsHelpError as exc:
+        exc.show()
+        raise typer.Exit(exc.exit_code) from None
+    except click_errors.ClickException as exc:
+        raise fail(_usage_line(exc), exc.exit_code, as_json=as_json) from None
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err(str(problem))
+        summary = f"{len(exc.problems)} problem(s) in the config; nothing was run"
+        err(summary)
+        if as_json:
+            typer.echo(json.dumps({"error": summary, "exit_code": exc.exit_code,
+                                   "problems": [str(p) for p in exc.problems]}))
+        raise typer.Exit(exc.exit_code) from None
+    except BotctlError as exc:
+        raise fail(str(exc), exc.exit_code, as_json=as_json) from None
+    except BrokenPipeError:
+        # The reader went away (`botctl tail | head`): nothing left to say, and not a failure.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", EXIT_INTERRUPTED, as_json=as_json) from None
+    except TyperException as exc:
+        raise fail(str(exc), getattr(exc, "exit_code", EXIT_RUNTIME), as_json=as_json) from None
+    except Exception as exc:
+        if _interrupted(exc):
             raise fail("interrupted", EXIT_INTERRUPTED, as_json=as_json) from None
-        except TyperException as exc:
-            raise fail(str(exc), getattr(exc, "exit_code", EXIT_RUNTIME), as_json=as_json) from None
-        except Exception as exc:
-            if os.environ.get("BOTCTL_DEBUG"):
-                raise
-            raise fail(f"{failure_text(exc)} (set BOTCTL_DEBUG=1 for a traceback)", EXIT_RUNTIME, as_json=as_json) from None
+        if os.environ.get("BOTCTL_DEBUG"):
+            raise
+        raise fail(f"{failure_text(exc)} (set BOTCTL_DEBUG=1 for a traceback)", EXIT_RUNTIME, as_json=as_json) from None
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C wrapped in another exception: Python turns a KeyboardInterrupt raised while a
+    class is being created (in `__set_name__`) into a RuntimeError caused by it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _option_of(command, name: str):

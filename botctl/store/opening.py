@@ -104,7 +104,7 @@ def _check_writable(p: Path, exists: bool, shown: object) -> None:
         raise StoreError(f"directory {parent} is read-only; botctl needs to write {p.name} there")
 
 
-def _connect(p: Path, readonly: bool, shown: object) -> sqlite3.Connection:
+def _connect(p: Path, readonly: bool, shown: object, *, immutable: bool = False) -> sqlite3.Connection:
     # isolation_level=None: no implicit BEGIN, so a read never holds a transaction open and
     # Store decides exactly where transactions start (BEGIN IMMEDIATE).
     # check_same_thread=False: the TUI reads from worker threads; Store is still used by one
@@ -112,7 +112,7 @@ def _connect(p: Path, readonly: bool, shown: object) -> sqlite3.Connection:
     try:
         if readonly:
             return sqlite3.connect(
-                p.resolve().as_uri() + "?mode=ro",
+                p.resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro"),
                 uri=True,
                 timeout=BUSY_TIMEOUT_S,
                 isolation_level=None,
@@ -149,16 +149,7 @@ def _readable(conn: sqlite3.Connection, p: Path, shown: object) -> sqlite3.Conne
             f"are still in {wal.name}, which SQLite can only read with a {p.name}-shm file it "
             "must create there; run as the bot's user or make the folder writable"
         )
-    try:
-        return sqlite3.connect(
-            p.resolve().as_uri() + "?mode=ro&immutable=1",
-            uri=True,
-            timeout=BUSY_TIMEOUT_S,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-    except sqlite3.Error as e:
-        raise describe(e, shown) from e
+    return _connect(p, True, shown, immutable=True)
 
 
 def _inspect(conn: sqlite3.Connection, shown: object) -> _State:

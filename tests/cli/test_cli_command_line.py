@@ -163,3 +163,27 @@ def test_control_characters_from_the_journal_never_reach_the_terminal(journal, t
     assert "evil\\x1b[2J\\nFAKE: all good\\u202e" in outputs[0]
     assert "\\x1b]0;owned\\x07\\r\\n" in outputs[1]
     assert "X\\x1b[31m" in outputs[2]
+
+
+# Ctrl-C inside another exception ------------------------------------------------------------------
+
+def test_ctrl_c_wrapped_by_python_in_another_exception_is_still_an_interruption():
+    import typer
+
+    from botctl.cli.app import BotctlGroup
+
+    probe = typer.Typer(cls=BotctlGroup)
+
+    @probe.command()
+    def load() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:  # what Python does to Ctrl-C during a class's __set_name__
+            raise RuntimeError("Error calling __set_name__ on 'cached_property' instance") from exc
+
+    @probe.command()
+    def other() -> None:
+        pass
+
+    result = CliRunner().invoke(probe, ["load"])
+    assert (result.exit_code, result.stderr) == (130, "interrupted\n")
