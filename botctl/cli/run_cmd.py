@@ -134,7 +134,7 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
     check_live_opt_in(plan, live)
     telemetry, server = _health(plan, 0 if once else plan.health.port if health_port is None else health_port)
     # One line per cycle and the next wake-up, on stdout unless stdout carries the JSON answer.
-    log = err if as_json else typer.echo
+    log = err if as_json else out  # cycle lines carry account names and broker texts: escaped
     from botctl.notify.setup import for_run
 
     with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account):
