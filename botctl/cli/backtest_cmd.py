@@ -74,8 +74,12 @@ def check_report_path(report: Path, db: Path, *, force: bool) -> None:
         raise UsageError(f"--report {shown}: {exc.strerror}") from None
     if not stat.S_ISDIR(parent_info.st_mode):
         raise UsageError(f"--report {shown}: {shown_path(target.parent)} is not a folder")
-    if any(resolved == Path(f"{journal}{suffix}") for suffix in JOURNAL_COMPANIONS):
-        raise UsageError(f"--report {shown} is the journal ({db}) or one of its files; choose another path")
+    from botctl.store.journal import backtest_journal
+
+    journals = [journal, Path(backtest_journal(db)).expanduser().resolve()]  # the trading one and the backtests'
+    if any(resolved == Path(f"{j}{suffix}") for j in journals for suffix in JOURNAL_COMPANIONS):
+        raise UsageError(f"--report {shown} is a journal ({db} or its backtests file) or one of their files; "
+                         "choose another path")
     try:
         info = os.stat(resolved)
     except FileNotFoundError:

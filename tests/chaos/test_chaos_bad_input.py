@@ -456,8 +456,9 @@ def test_backtest_report_refuses_every_path_that_would_destroy_something(journal
     os.mkfifo(work / "fifo")
     before = db.read_bytes()
     cases = [
-        (str(db), "is the journal"), (str(work / "." / "botctl.db"), "is the journal"),
-        (f"{db}-wal", "is the journal"), (f"{db}-shm", "is the journal"), (str(work / "link.db"), "is the journal"),
+        (str(db), "is a journal"), (str(work / "." / "botctl.db"), "is a journal"),
+        (f"{db}-wal", "is a journal"), (f"{db}-shm", "is a journal"), (str(work / "link.db"), "is a journal"),
+        (str(work / "botctl-backtests.db"), "is a journal"), (str(work / "botctl-backtests.db-wal"), "is a journal"),
         (str(work / "hard.db"), "is the journal"), (str(work / "other.db"), "is an SQLite database"),
         (".", "is a directory"), (str(work), "is a directory"), ("/dev/null", "is a character device"),
         (str(work / "fifo"), "is a FIFO"), (str(work / "nowhere" / "deeper" / "r.html"), "does not exist (it is not created"),
