@@ -7,6 +7,8 @@ another trading process.
 
 from __future__ import annotations
 
+from botctl.text import printable
+
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -42,7 +44,7 @@ class ConfigProblem:
         text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
         # Keys and names come from the file: a newline or a terminal escape in them must not
         # split the one-line report or reach the operator's terminal raw.
-        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        return printable(text)
 
     def __repr__(self) -> str:
         return f"ConfigProblem({str(self)!r})"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import stat
 import time
 from pathlib import Path
 
 import typer
 
-from botctl.cli.common import err, globals_of, load_plan, parse_date
+from botctl.cli.common import err, file_kind, globals_of, load_plan, parse_date, shown_path
 from botctl.errors import UsageError
 
 # The table's columns: (header, metric key or trade_stats key, kind), most important first:
@@ -125,6 +128,52 @@ def notes_for(name: str, metrics: dict, breakers: str) -> list[str]:
     return out
 
 
+JOURNAL_COMPANIONS = ("", "-wal", "-shm", "-journal", ".lock")  # files SQLite and botctl keep beside a journal
+
+
+def check_report_path(report: Path, db: Path, *, force: bool) -> None:
+    """Refuse a --report path that would destroy something: the journal or a file beside it
+    (whatever the path is spelled like, or linked as), any SQLite database, anything that is
+    not a regular file (a device, a FIFO, a folder, `.`), an existing file without --force, or
+    a folder that does not exist (none is ever created). The writer replaces the file
+    atomically (a temporary file in the same folder, then a rename)."""
+    shown = shown_path(report)
+    target = report.expanduser()
+    try:
+        resolved = target.resolve()
+        journal = db.expanduser().resolve()
+        parent_info = os.stat(resolved.parent)
+    except FileNotFoundError:
+        raise UsageError(f"--report {shown}: the folder {shown_path(target.parent)} does not exist "
+                         "(it is not created; make it first)") from None
+    except OSError as exc:
+        raise UsageError(f"--report {shown}: {exc.strerror}") from None
+    if not stat.S_ISDIR(parent_info.st_mode):
+        raise UsageError(f"--report {shown}: {shown_path(target.parent)} is not a folder")
+    from botctl.store.journal import backtest_journal
+
+    journals = [journal, Path(backtest_journal(db)).expanduser().resolve()]  # the trading one and the backtests'
+    if any(resolved == Path(f"{j}{suffix}") for j in journals for suffix in JOURNAL_COMPANIONS):
+        raise UsageError(f"--report {shown} is a journal ({db} or its backtests file) or one of their files; "
+                         "choose another path")
+    try:
+        info = os.stat(resolved)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"--report {shown}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"--report {shown} is {file_kind(info.st_mode)}; a report is written to a regular file")
+    with contextlib.suppress(OSError):
+        if journal.exists() and os.path.samefile(resolved, journal):
+            raise UsageError(f"--report {shown} is the journal ({db}) under another name; choose another path")
+    with contextlib.suppress(OSError), open(resolved, "rb") as fh:
+        if fh.read(16) == b"SQLite format 3\x00":
+            raise UsageError(f"--report {shown} is an SQLite database; a report never replaces one")
+    if not force:
+        raise UsageError(f"--report {shown} exists; add --force to replace it")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def backtest(
@@ -135,7 +184,9 @@ def register(app: typer.Typer) -> None:
         account: list[str] = typer.Option(None, "--account", help="Only these accounts (repeatable)."),
         risk_free: float = typer.Option(0.0, "--risk-free", help="Annual risk-free rate for Sharpe/Sortino/alpha."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
-        report: Path = typer.Option(None, "--report", help="Also write a self-contained HTML report here."),
+        report: Path = typer.Option(None, "--report", help="Also write a self-contained HTML report here "
+                                    "(a new file in an existing folder; --force to replace a file)."),
+        force: bool = typer.Option(False, "--force", help="Let --report replace an existing file (never the journal)."),
         no_journal: bool = typer.Option(False, "--no-journal", help="Do not record the run in the database."),
         breakers: str = typer.Option(
             "halt", "--breakers", metavar="halt|resume-next-session|off",
@@ -167,6 +218,8 @@ def register(app: typer.Typer) -> None:
         if rebalancing not in REBALANCING_MODES:
             raise UsageError(f"--rebalancing expects one of {', '.join(REBALANCING_MODES)}, got {rebalancing!r}")
         g = globals_of(ctx)
+        if report is not None:
+            check_report_path(report, g.db, force=force)  # before the run: a refusal must not cost one
         plan = load_plan(g, models=model or None, accounts=account or None)
         bars = bars_from_frame(load_bars(g.data), plan.symbols)
         from botctl.strategy.bars import describe_gap, gaps
@@ -189,6 +242,7 @@ def register(app: typer.Typer) -> None:
             from botctl.runtime.backtest import report_context
             from botctl.runtime.report import write_html_report
 
+            check_report_path(report, g.db, force=force)  # again: the run may have created the journal
             clock = time.perf_counter()
             curves = {**{f"account {n}": c.nav for n, c in result.accounts.items()},
                       **{f"model {n}": c.nav for n, c in result.models.items()}}

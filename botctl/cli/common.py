@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from botctl.errors import ConfigError, ConfigProblem, UsageError
+from botctl.errors import ConfigError, ConfigProblem, DataError, StoreError, UsageError
+from botctl.text import printable
 
 
 @dataclass(frozen=True)
@@ -26,15 +29,78 @@ def globals_of(ctx: typer.Context) -> Globals:
 
 
 def read_config_file(path: Path) -> bytes:
+    """The file's bytes, checked before reading: a regular file (a FIFO would block, a device
+    such as /dev/zero never ends) of at most MAX_BYTES; never more than MAX_BYTES + 1 read."""
+    from botctl.spec.yamlsource import MAX_BYTES
+
+    def problem(message: str) -> ConfigError:
+        return ConfigError([ConfigProblem(path.name, 1, 1, "", message)])
+
     try:
-        return path.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what it is.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        raise ConfigError([ConfigProblem(path.name, 1, 1, "", f"no such file in {path.parent.resolve()} "
-                                         "(set --config-dir or $BOTCTL_CONFIG_DIR)")]) from None
-    except IsADirectoryError:
-        raise ConfigError([ConfigProblem(path.name, 1, 1, "", "is a directory, not a file")]) from None
+        raise problem(f"no such file in {path.parent.resolve()} (set --config-dir or $BOTCTL_CONFIG_DIR)") from None
     except OSError as exc:
-        raise ConfigError([ConfigProblem(path.name, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+        raise problem(f"cannot read: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise problem(f"is {file_kind(info.st_mode)}, not a file")
+        raise problem(f"file is too large ({info.st_size} bytes; the limit is {MAX_BYTES})")
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(MAX_BYTES + 1)  # the file may grow after fstat
+        except OSError as exc:
+            raise problem(f"cannot read: {exc.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise problem(f"file is too large (over {MAX_BYTES} bytes, the limit)")
+    return data
+
+
+def file_kind(mode: int) -> str:
+    """'a directory', 'a FIFO', ... for an error message."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def shown_path(path: Path | str, limit: int = 120) -> str:
+    """A path for a message: absurdly long ones are cut (a one-line error stays readable)."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...({len(text)} characters)"
+
+
+def check_global_paths(g: Globals) -> Globals:
+    """Refuse, before any command reads them, paths that could never work: a name too long for
+    the system, a journal that is not a regular file (a FIFO would hang SQLite, a device is no
+    database), data that is neither a file nor a folder. Missing paths are left to the
+    commands, which say what to do."""
+    for option, path in (("--config-dir", g.config_dir), ("--db", g.db), ("--data", g.data)):
+        if path is None:
+            continue
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise UsageError(f"{option}: file name too long ({len(str(path))} characters)") from None
+            if exc.errno == errno.ENOTDIR or option == "--config-dir":
+                continue  # the command's own "cannot open" / "cannot read" says it
+            error = StoreError if option == "--db" else DataError
+            raise error(f"{option} {shown_path(path)}: {exc.strerror}") from None
+        if option == "--db" and not stat.S_ISREG(info.st_mode):
+            raise StoreError(f"--db {shown_path(path)} is {file_kind(info.st_mode)}, not a botctl database")
+        if option == "--db" and not os.access(path, os.R_OK):
+            raise StoreError(f"cannot read the journal {shown_path(path)}: permission denied")
+        if option == "--data" and not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            raise DataError(f"--data {shown_path(path)} is {file_kind(info.st_mode)}, not a data file or folder")
+    return g
 
 
 def load_config(g: Globals):
@@ -61,8 +127,15 @@ def load_plan(g: Globals, *, models: list[str] | None = None, accounts: list[str
     return compile_plan(load_config(g), models=models, accounts=accounts)
 
 
+def out(line: str = "") -> None:
+    """One line of output on stdout. Names, symbols, reasons and error texts come from files,
+    the journal or a broker: control characters in them are escaped (botctl.text)."""
+    typer.echo(printable(line))
+
+
 def err(message: str) -> None:
-    typer.echo(message, err=True)
+    """One line on stderr, escaped like out()."""
+    typer.echo(printable(message), err=True)
 
 
 def parse_date(value: str | None, option: str):

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import typer
 
-from botctl.cli.common import globals_of, load_config, load_plan, parse_date
+from botctl.cli.common import globals_of, load_config, load_plan, out, parse_date
 
 
 def next_rebalances(schedule, today: date, count: int = 3) -> list[date]:
@@ -53,23 +53,24 @@ def register(app: typer.Typer) -> None:
                     model_body["next_rebalances"] = [d.isoformat() for d in upcoming[model_body["name"]]]
             typer.echo(json.dumps(body, indent=2))
             return
-        typer.echo(f"plan {compiled.plan_id}  (benchmark {compiled.benchmark}; next dates from {today})")
+        out(f"plan {compiled.plan_id}  (benchmark {compiled.benchmark}; next dates from {today})")
         for acc in compiled.accounts:
-            typer.echo(f"\naccount {acc.id}: broker {acc.broker}, mode {acc.mode}, data {acc.data}"
+            out()
+            out(f"account {acc.id}: broker {acc.broker}, mode {acc.mode}, data {acc.data}"
                        + (f", starting cash ${acc.starting_cash:,.0f}" if acc.broker == "sim" else
                           f", keys from ${acc.api_key_env} / ${acc.secret_key_env}"))
-            typer.echo(f"  symbols: {' '.join(acc.symbols)}")
+            out(f"  symbols: {' '.join(acc.symbols)}")
             r = acc.risk
-            typer.echo(f"  risk: max weight {r.max_weight:.0%}, max gross leverage {r.max_gross_leverage:g}x, "
+            out(f"  risk: max weight {r.max_weight:.0%}, max gross leverage {r.max_gross_leverage:g}x, "
                        f"max order ${r.max_order_notional:,.0f} / {r.max_order_pct_nav:.0%} of NAV, "
                        f"collar {r.price_collar_pct:.0%}, {r.max_orders_per_cycle}/cycle, {r.max_orders_per_day}/day, "
                        f"cooldown {r.cooldown_minutes} min, data <= {r.max_data_age_days} days old")
-            typer.echo(f"  breakers: drawdown {r.max_drawdown:.0%}, daily loss {r.max_daily_loss:.0%}, "
+            out(f"  breakers: drawdown {r.max_drawdown:.0%}, daily loss {r.max_daily_loss:.0%}, "
                        f"{r.max_rejects} rejects in {r.reject_window_minutes} min")
             for m in acc.models:
                 steps = ", ".join(s.__struct_config__.tag for s in m.steps)
-                typer.echo(f"  model {m.name}: budget {m.budget:.1%}")
-                typer.echo(f"    universe: {' '.join(m.universe)}")
-                typer.echo(f"    rebalance: {describe_schedule(m.schedule)}")
-                typer.echo(f"    steps: {steps}")
-                typer.echo(f"    next: {', '.join(d.isoformat() for d in upcoming[m.name]) or 'none in the calendar'}")
+                out(f"  model {m.name}: budget {m.budget:.1%}")
+                out(f"    universe: {' '.join(m.universe)}")
+                out(f"    rebalance: {describe_schedule(m.schedule)}")
+                out(f"    steps: {steps}")
+                out(f"    next: {', '.join(d.isoformat() for d in upcoming[m.name]) or 'none in the calendar'}")

@@ -11,13 +11,15 @@ from datetime import date, datetime, timedelta, timezone
 import msgspec
 import typer
 
-from botctl.cli.common import err, globals_of
+from botctl.cli.common import err, globals_of, out
 from botctl.cli.runs_cmd import require_run
-from botctl.errors import EXIT_RUNTIME, UsageError
+from botctl.errors import EXIT_NOT_RUNNING, EXIT_RUNTIME, UsageError
 from botctl.records import SEVERITIES as SEVERITY_LEVELS
 from botctl.records import fill_price_text
+from botctl.text import printable
 
 KINDS = {"orders": "orders", "fills": "fills", "nav": "nav", "events": "events"}
+MAX_ROWS = 2**63 - 1  # SQLite's largest LIMIT
 
 
 def _open_readonly(g):
@@ -57,12 +59,15 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         account: list[str] = typer.Option(None, "--account", help="Only these accounts (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        require_running: bool = typer.Option(False, "--require-running",
+                                             help="Exit 3 when no bot is running (a finished run, or none yet)."),
     ) -> None:
         """Is the bot running, and how is each account: NAV, cash, leverage, P&L, positions,
         open orders, models, halts, last and next cycle, last error.
 
         Exit 0 when healthy, 1 when the bot should be running but is not (dead pid or stale
         heartbeat) or the last run failed, so scripts and container health checks can rely on it.
+        With --require-running, also 3 when no bot runs at all (a run that finished cleanly).
         """
         from botctl.store.overview import account_view, journal_accounts, run_view, simulated_now
 
@@ -125,6 +130,9 @@ def register(app: typer.Typer) -> None:
             _print_status(body)
         if rv.stale:
             raise typer.Exit(EXIT_RUNTIME)
+        if require_running and not rv.running:
+            err(f"error: the bot is not running ({rv.reason})")
+            raise typer.Exit(EXIT_NOT_RUNNING)
 
     @app.command()
     def tail(
@@ -157,10 +165,15 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"--severity must be one of {', '.join(SEVERITY_LEVELS)}, got {severity!r}")
             filters["severity_at_least"] = level
         color = sys.stdout.isatty() and not as_json
+        n = min(n, MAX_ROWS)  # "more rows than SQLite can count" is every row
         g = globals_of(ctx)
         with _open_readonly(g) as store:
             if run:
                 filters["run_id"] = require_run(store, run).run_id
+            if account:
+                _check_known(store, g, "account", account)
+            if symbol:
+                _check_known(store, g, "symbol", filters["symbol"])
             last_id = 0
             for row_id, record in store.newest(KINDS[kind], n, **filters) if n else []:
                 _print_record(kind, record, as_json, color)
@@ -181,6 +194,26 @@ def register(app: typer.Typer) -> None:
                         time.sleep(interval)
             except KeyboardInterrupt:
                 return
+
+
+def _check_known(store, g, column: str, value: str) -> None:
+    """A --account or --symbol that neither the journal nor the config knows is a typo, not an
+    empty result: a usage error listing the known ones. (`*` or `%` are plain characters.)"""
+    tables = ("orders", "fills", "events") + (("nav",) if column == "account" else ())
+    with store._guard():
+        for table in tables:
+            if store.conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1", (value,)).fetchone():
+                return
+        seen = {row[0] for table in tables
+                for row in store.conn.execute(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")}
+    plan, _ = _plan_or_none(g)
+    configured = set()
+    if plan is not None:
+        configured = {a.id for a in plan.accounts} if column == "account" else set(plan.symbols)
+    if value in configured:
+        return  # configured, nothing journaled yet
+    known = ", ".join(sorted(seen | configured)) or "none yet"
+    raise UsageError(f"unknown {column} {value!r} (known: {known})")
 
 
 def _is_model_book(account: str, plan) -> bool:
@@ -208,38 +241,39 @@ def _print_status(body: dict) -> None:
         state = f"UNHEALTHY: {body['state']}"
     elif not body["running"]:
         state = f"not running ({body['state']})"
-    typer.echo(f"bot: {state}" + (f", pid {body['pid']}, up {body['uptime_s']:.0f}s" if body["pid"] else "")
+    out(f"bot: {state}" + (f", pid {body['pid']}, up {body['uptime_s']:.0f}s" if body["pid"] else "")
                + (f", last heartbeat {body['heartbeat_at']}" if body["heartbeat_at"] else ""))
     if body["run"]:
         run = body["run"]
         period = f" {run['period_start']}..{run['period_end']}" if run.get("period_start") else ""
-        typer.echo(f"last run: {run['run_id']} ({run['kind']}{period}, {run['status']})")
+        out(f"last run: {run['run_id']} ({run['kind']}{period}, {run['status']})")
     if body["config_error"]:
-        typer.echo(f"config: {body['config_error']}")
+        out(f"config: {body['config_error']}")
     for acc_id, a in body["accounts"].items():
         halted = f"HALTED since {a['halted_since']}: {a['halt_reason']}" if a["halted"] else "trading allowed"
-        typer.echo(f"\naccount {acc_id} ({a['broker'] or '?'}, {a['mode'] or '?'}): {halted}")
+        out()
+        out(f"account {acc_id} ({a['broker'] or '?'}, {a['mode'] or '?'}): {halted}")
         if a["nav"] is None:
-            typer.echo("  no NAV recorded yet")
+            out("  no NAV recorded yet")
         else:
-            typer.echo(f"  NAV {_money(a['nav'])}  cash {_money(a['cash'])}  leverage {a['leverage']:.2f}x  "
+            out(f"  NAV {_money(a['nav'])}  cash {_money(a['cash'])}  leverage {a['leverage']:.2f}x  "
                        f"day P&L {_money(a['day_pnl'])}  total P&L {_money(a['total_pnl'])}  (marked {a['marked_at']})")
         if a["positions"]:
-            typer.echo(f"  positions, {_BASIS_TEXT[a['price_basis']]}:")
+            out(f"  positions, {_BASIS_TEXT[a['price_basis']]}:")
         for p in a["positions"]:
-            typer.echo(f"  {p['symbol']:<6} {p['qty']:>12.4f} @ {p['price']:>10.2f} = {_money(p['value']):>14} "
+            out(f"  {p['symbol']:<6} {p['qty']:>12.4f} @ {p['price']:>10.2f} = {_money(p['value']):>14} "
                        f"{p['weight']:>7.1%}  unrealised {_money(p['unrealized_pnl'])}")
         if a["open_orders"]:
-            typer.echo(f"  open orders: {len(a['open_orders'])}")
+            out(f"  open orders: {len(a['open_orders'])}")
             for o in a["open_orders"][:10]:
-                typer.echo(f"    {o['side']} {o['qty']:g} {o['symbol']} ({o['status']}) {o['client_order_id']}")
+                out(f"    {o['side']} {o['qty']:g} {o['symbol']} ({o['status']}) {o['client_order_id']}")
         for m in a["models"]:
-            typer.echo(f"  model {m['name']}: budget {m['budget']:.1%}, next rebalance {m['next_rebalance']}")
-        typer.echo(f"  last cycle {a['last_cycle_at'] or '-'}; next cycle {a['next_cycle_at'] or '-'}")
+            out(f"  model {m['name']}: budget {m['budget']:.1%}, next rebalance {m['next_rebalance']}")
+        out(f"  last cycle {a['last_cycle_at'] or '-'}; next cycle {a['next_cycle_at'] or '-'}")
         if a["last_error"]:
-            typer.echo(f"  last error: {a['last_error']}")
+            out(f"  last error: {a['last_error']}")
         if a.get("last_warning"):
-            typer.echo(f"  last warning: {a['last_warning']}")
+            out(f"  last warning: {a['last_warning']}")
 
 
 _COLORS = {"WARN": "yellow", "ERROR": "red", "CRITICAL": "bright_red", "buy": "green", "sell": "red"}
@@ -266,4 +300,5 @@ def _print_record(kind: str, record, as_json: bool, color: bool) -> None:
                 f"{record.subsystem}/{record.type}" + (f" {record.symbol}" if record.symbol else "")
                 + (f": {record.message}" if record.message else ""))
         key = record.severity
+    line = printable(line)  # escaped before the colour's own escape codes are added
     typer.echo(typer.style(line, fg=_COLORS.get(key)) if color and key in _COLORS else line)

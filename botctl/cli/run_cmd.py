@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from botctl.cli.common import err, globals_of, load_plan, parse_date
+from botctl.cli.common import err, globals_of, load_plan, out, parse_date
 from botctl.errors import EXIT_RUNTIME, UsageError
 
 
@@ -117,13 +117,13 @@ def register(app: typer.Typer) -> None:
 
             typer.echo(json.dumps(msgspec.to_builtins(summary)))
             return
-        typer.echo(f"replay {summary.status}: {summary.sessions} sessions {summary.start} .. {summary.end} (run {summary.run_id})")
+        out(f"replay {summary.status}: {summary.sessions} sessions {summary.start} .. {summary.end} (run {summary.run_id})")
         for acc, nav in summary.navs.items():
             pnl, ret = summary.total_pnl.get(acc), summary.total_return.get(acc)
             since = (f", total P&L ${pnl:+,.2f} ({ret:+.2%}) on ${summary.invested[acc]:,.2f} put in"
                      if pnl is not None and ret is not None else "")
-            typer.echo(f"  {acc}: NAV ${nav:,.2f}{since}, {summary.orders[acc]} orders")
-        typer.echo(f"journal: {g.db}  (see: botctl status, botctl tail, botctl tui)")
+            out(f"  {acc}: NAV ${nav:,.2f}{since}, {summary.orders[acc]} orders")
+        out(f"journal: {g.db}  (see: botctl status, botctl tail, botctl tui)")
 
 
 def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Path, as_json: bool,
@@ -137,7 +137,7 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
     check_live_opt_in(plan, live)
     telemetry, server = _health(plan, 0 if once else plan.health.port if health_port is None else health_port)
     # One line per cycle and the next wake-up, on stdout unless stdout carries the JSON answer.
-    log = err if as_json else typer.echo
+    log = err if as_json else out  # cycle lines carry account names and broker texts: escaped
     from botctl.notify.setup import for_run
 
     with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account):
@@ -146,9 +146,9 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
     if as_json:
         typer.echo(json.dumps(outcome))
     else:
-        typer.echo(f"run {outcome['run_id']} {outcome['status']}")
+        out(f"run {outcome['run_id']} {outcome['status']}")
         for acc, what in outcome["accounts"].items():
-            typer.echo(f"  {acc}: {what}")
+            out(f"  {acc}: {what}")
     failed = [acc for acc, what in outcome["accounts"].items() if could_not_trade(what)]
     if failed:  # --once is often run by a scheduler: an account that could not trade must not look fine
         err(f"error: {len(failed)} of {len(outcome['accounts'])} account(s) could not trade: {', '.join(failed)} "

@@ -95,6 +95,8 @@ class Decoder:
     def _show(value: Any) -> str:
         if isinstance(value, str) and len(value) <= 40 and value.isprintable():
             return repr(value)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+            return f"{value!r} (write it as {int(value)})"  # 1e3 where a count belongs
         return describe(value)
 
     @staticmethod

@@ -5,6 +5,7 @@ Every rule reports through the file's YamlSource, so each problem names FILE:LIN
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from botctl.errors import ConfigProblem
@@ -19,6 +20,11 @@ SESSION_MINUTES = 390  # 09:30-16:00 ET; a rebalance must be scheduled before th
 # The fewest trading sessions a period can have; a `day` beyond it cannot happen every period.
 MIN_SESSIONS = {"daily": 1, "weekly": 3, "monthly": 18, "quarterly": 60}
 MAX_LOOKBACK = 2520  # ten years of sessions
+# Account, strategy and universe names are printed by every command, written into order ids and
+# matched by --account: plain characters only (no spaces, no terminal escapes, no `*`, which
+# the journal's control table uses for "every account").
+NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+NAME_RULE = "1-64 characters from A-Z a-z 0-9 . _ -"
 
 
 def step_symbols(step: st.Step) -> list[tuple[str, tuple[str, ...]]]:
@@ -69,10 +75,18 @@ class _Rules:
         if not 0 < value <= upper:
             report(path, f"must be in (0, {upper:g}], got {value:g}")
 
+    def names(self, kind: str, names, path: tuple, report) -> None:
+        for name in names:
+            if not NAME.fullmatch(name):
+                shown = name if len(name) <= 40 else f"{name[:40]}... ({len(name)} characters)"
+                report((*path, name), f"{kind} names are {NAME_RULE}, got {shown!r}")
+
     # strategies.yaml -------------------------------------------------------------------------
 
     def strategies(self) -> None:
         spec = self.config.strategies
+        self.names("strategy", _raw_keys(self.config.strategies_source, "strategies"), ("strategies",), self.s)
+        self.names("universe", _raw_keys(self.config.strategies_source, "universes"), ("universes",), self.s)
         if not spec.strategies and not self.config.broken and self.parsed(self.config.strategies_source):
             self.s(("strategies",), "no strategies defined")
         self.symbol(spec.benchmark, ("benchmark",))
@@ -153,6 +167,7 @@ class _Rules:
 
     def accounts(self) -> None:
         spec = self.config.accounts
+        self.names("account", _raw_keys(self.config.accounts_source, "accounts"), ("accounts",), self.a)
         if not spec.accounts and not self.config.broken_accounts and self.parsed(self.config.accounts_source):
             self.a(("accounts",), "no accounts defined")
         if not 0 <= spec.health.port <= 65535:
@@ -223,6 +238,12 @@ class _Rules:
             self.a(path, f"budgets add up to {total:.0%}, over 100% of the account")
         elif unbudgeted and total >= 1 - 1e-9:
             self.a(path, "budgets already add up to 100%, leaving nothing for the models without one")
+
+
+def _raw_keys(source, section: str) -> list[str]:
+    """The names written under `section`, including entries that failed to decode."""
+    value = source.value.get(section) if isinstance(source.value, dict) else None
+    return list(value) if isinstance(value, dict) else []
 
 
 def validate(config: Config, known_symbols: frozenset[str] | None) -> list[ConfigProblem]:

@@ -8,6 +8,7 @@ tool must do neither. We compose the node graph ourselves and keep, for every ke
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import yaml
@@ -23,6 +24,19 @@ MAX_NODES = 100_000  # bounds alias expansion ("billion laughs")
 
 class _TooManyNodes(Exception):
     pass
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e9`, `1.0e9` and `2.5E-3` as numbers. PyYAML follows YAML
+    1.1, where a float needs a dot and a signed exponent (`1.0e+9`), so these plain scalars
+    would be text and a number field would report "expected a number, got '1e9'"."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def format_path(path: Path) -> str:
@@ -62,7 +76,7 @@ class YamlSource:
             )
             return
         try:
-            node = yaml.compose(data, Loader=yaml.SafeLoader)
+            node = yaml.compose(data, Loader=_Loader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

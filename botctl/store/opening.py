@@ -59,6 +59,8 @@ def open_database(
         if create and (not exists or p.stat().st_size == 0):
             _preload_for_creation(migrations)
     conn = _connect(p, readonly, path)
+    if readonly:
+        conn = _readable(conn, p, path)
     try:
         # What sqlite_utils.Database(conn) used to set on every journal connection.
         conn.execute("PRAGMA recursive_triggers = ON")
@@ -102,7 +104,7 @@ def _check_writable(p: Path, exists: bool, shown: object) -> None:
         raise StoreError(f"directory {parent} is read-only; botctl needs to write {p.name} there")
 
 
-def _connect(p: Path, readonly: bool, shown: object) -> sqlite3.Connection:
+def _connect(p: Path, readonly: bool, shown: object, *, immutable: bool = False) -> sqlite3.Connection:
     # isolation_level=None: no implicit BEGIN, so a read never holds a transaction open and
     # Store decides exactly where transactions start (BEGIN IMMEDIATE).
     # check_same_thread=False: the TUI reads from worker threads; Store is still used by one
@@ -110,7 +112,7 @@ def _connect(p: Path, readonly: bool, shown: object) -> sqlite3.Connection:
     try:
         if readonly:
             return sqlite3.connect(
-                p.resolve().as_uri() + "?mode=ro",
+                p.resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro"),
                 uri=True,
                 timeout=BUSY_TIMEOUT_S,
                 isolation_level=None,
@@ -121,6 +123,33 @@ def _connect(p: Path, readonly: bool, shown: object) -> sqlite3.Connection:
         )
     except sqlite3.Error as e:
         raise describe(e, shown) from e
+
+
+# SQLite's answers when a read-only open of a WAL journal cannot create the -shm index beside
+# it, because the folder is not writable by this user.
+_CANNOT_INDEX = {"SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_CANTINIT", "SQLITE_CANTOPEN"}
+
+
+def _readable(conn: sqlite3.Connection, p: Path, shown: object) -> sqlite3.Connection:
+    """`conn`, or for a journal in a folder this user cannot write, a connection that reads it
+    anyway. Reading needs no write access: with no pending -wal file the database file holds
+    everything, and SQLite's `immutable` mode reads it without the -shm index. With pending
+    WAL content that index is needed, and the error says so."""
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.Error as e:
+        if getattr(e, "sqlite_errorname", "") not in _CANNOT_INDEX:
+            return conn  # _inspect reports it
+        conn.close()
+    wal = Path(f"{p}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(
+            f"cannot read {shown}: its folder is not writable by this user and the newest writes "
+            f"are still in {wal.name}, which SQLite can only read with a {p.name}-shm file it "
+            "must create there; run as the bot's user or make the folder writable"
+        )
+    return _connect(p, True, shown, immutable=True)
 
 
 def _inspect(conn: sqlite3.Connection, shown: object) -> _State:

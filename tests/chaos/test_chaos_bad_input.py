@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -340,3 +343,226 @@ def test_a_signal_while_a_backtest_journals_leaves_all_of_it_or_none(tmp_path, s
             assert runs in ([], [("finished",)]), runs
             if proc.returncode == 0:
                 assert runs == [("finished",)]
+
+
+# --- Ctrl-C while botctl starts -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("marker", ["typer.colors", "msgspec", "polars"],
+                         ids=["importing-typer", "importing-botctl", "importing-the-command"])
+def test_ctrl_c_while_botctl_starts_exits_130_with_one_line(tmp_path, marker):
+    """SIGINT as soon as the child reports (-X importtime) that `marker` was imported: during
+    the start-up imports, before any command code runs, or while the command imports its
+    libraries. Every time: exit 130, "interrupted", no traceback."""
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "botctl", "--config-dir", str(REPO),
+                             "--db", str(tmp_path / "journal.db"), "backtest", "--no-journal"],
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("import time:") and line.rstrip().endswith(f" {marker}"):
+            proc.send_signal(signal.SIGINT)
+            break
+    else:
+        pytest.fail(f"{marker} never imported: {''.join(lines)[-2000:]}")
+    out, err = proc.communicate(timeout=60)
+    said = [line for line in err.splitlines() if not line.startswith("import time:")]
+    assert no_traceback(out + err), err
+    assert (proc.returncode, said) == (130, ["interrupted"]), (proc.returncode, said)
+
+
+# --- files that are not what they claim to be -----------------------------------------------------
+
+
+def _special(kind: str, path: Path) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero-link":
+        path.symlink_to("/dev/zero")
+    elif kind == "sparse-3gb":
+        with open(path, "wb") as fh:
+            fh.truncate(3 << 30)  # no disk used: the size alone must refuse it
+    elif kind == "one-byte-over":
+        path.write_bytes(b"#" * ((1 << 20) + 1))
+
+
+CONFIG_SAYS = {"fifo": "is a FIFO (named pipe), not a file", "dev-zero-link": "is a character device, not a file",
+               "sparse-3gb": "file is too large (3221225472 bytes; the limit is 1048576)",
+               "one-byte-over": "file is too large (1048577 bytes; the limit is 1048576)"}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", list(CONFIG_SAYS))
+@pytest.mark.parametrize("which", FILES)
+def test_a_config_file_that_never_ends_or_never_opens_is_refused_before_it_is_read(journal, tmp_path, kind, which):
+    config = tmp_path / "config"
+    config.mkdir()
+    for name in FILES:
+        if name != which:
+            (config / name).write_bytes((REPO / name).read_bytes())
+    _special(kind, config / which)
+    result = invoke(["--config-dir", str(config), "--db", str(journal), "validate"])
+    assert result.exit_code == 4
+    assert result.stderr.splitlines() == [f"{which}:1:1: {CONFIG_SAYS[kind]}",
+                                          "1 problem(s) in the config; nothing was run"]
+    status = invoke(["--config-dir", str(config), "--db", str(journal), "status"])  # status works without a config
+    assert status.exit_code == 0 and f"config: {which}:1:1: {CONFIG_SAYS[kind]}" in status.stdout
+
+
+JOURNAL_ARGS = [["status"], ["tail"], ["tail", "-f"], ["tui"], ["run", "--replay", "2024-01-02:2024-01-31"],
+                ["backtest", "--start", "2024-01-02", "--end", "2024-01-31"], ["kill"]]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args", JOURNAL_ARGS, ids=[" ".join(a)[:20] for a in JOURNAL_ARGS])
+def test_a_fifo_or_a_device_as_the_journal_is_one_line_never_a_hang(tmp_path, args):
+    fifo = tmp_path / "journal.fifo"
+    os.mkfifo(fifo)
+    for db, says in ((fifo, f"error: --db {fifo} is a FIFO (named pipe), not a botctl database"),
+                     (Path("/dev/zero"), "error: --db /dev/zero is a character device, not a botctl database")):
+        proc = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", str(REPO), "--db", str(db), *args],
+                              env=clean_env(), capture_output=True, text=True, timeout=30)
+        assert (proc.returncode, proc.stderr.splitlines(), proc.stdout) == (1, [says], ""), args
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, code, says", [
+    (["--data", "/dev/null", "backtest"], 1, "error: --data /dev/null is a character device, not a data file or folder"),
+    (["--db", "d" * 100_000, "status"], 2, "error: --db: file name too long (100000 characters)"),
+    (["--db", "/" + "d/" * 3000 + "x.db", "status"], 2, "error: --db: file name too long (6005 characters)"),
+], ids=["data-dev-null", "db-100k-name", "db-6k-path"])
+def test_impossible_global_paths_are_one_line_errors(journal, args, code, says):
+    result = invoke(["--config-dir", str(REPO), *args])
+    assert (result.exit_code, result.stderr.splitlines()) == (code, [says])
+
+
+# --- backtest --report never destroys anything -----------------------------------------------------
+
+
+REPORT_ARGS = ["backtest", "--start", "2024-01-02", "--end", "2024-02-29"]
+
+
+@pytest.mark.timeout(120)
+def test_backtest_report_refuses_every_path_that_would_destroy_something(journal, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    db = work / "botctl.db"
+    db.write_bytes(journal.read_bytes())
+    (work / "link.db").symlink_to(db)
+    os.link(db, work / "hard.db")
+    (work / "other.db").write_bytes(journal.read_bytes())
+    os.mkfifo(work / "fifo")
+    before = db.read_bytes()
+    cases = [
+        (str(db), "is a journal"), (str(work / "." / "botctl.db"), "is a journal"),
+        (f"{db}-wal", "is a journal"), (f"{db}-shm", "is a journal"), (str(work / "link.db"), "is a journal"),
+        (str(work / "botctl-backtests.db"), "is a journal"), (str(work / "botctl-backtests.db-wal"), "is a journal"),
+        (str(work / "hard.db"), "is the journal"), (str(work / "other.db"), "is an SQLite database"),
+        (".", "is a directory"), (str(work), "is a directory"), ("/dev/null", "is a character device"),
+        (str(work / "fifo"), "is a FIFO"), (str(work / "nowhere" / "deeper" / "r.html"), "does not exist (it is not created"),
+    ]
+    for path, says in cases:
+        for force in ([], ["--force"]):
+            result = invoke(["--config-dir", str(REPO), "--db", str(db), *REPORT_ARGS, "--report", path, *force])
+            assert result.exit_code == 2, (path, force, result.output)
+            assert says in result.stderr and result.stderr.count("\n") == 1, (path, result.stderr)
+    assert db.read_bytes() == before and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not (work / "nowhere").exists()
+    # a journal the run itself creates at the report's path is refused too, before the run
+    fresh = work / "fresh.db"
+    result = invoke(["--config-dir", str(REPO), "--db", str(fresh), *REPORT_ARGS, "--report", str(fresh)])
+    assert result.exit_code == 2 and not fresh.exists()
+
+
+@pytest.mark.timeout(120)
+def test_backtest_report_replaces_an_existing_file_only_with_force_and_atomically(journal, tmp_path):
+    report = tmp_path / "report.html"
+    report.write_text("an older report")
+    base = ["--config-dir", str(REPO), "--db", str(tmp_path / "botctl.db"), *REPORT_ARGS, "--no-journal", "--report", str(report)]
+    refused = invoke(base)
+    assert refused.exit_code == 2 and "exists; add --force to replace it" in refused.stderr
+    assert report.read_text() == "an older report"
+    replaced = invoke([*base, "--force"])
+    assert replaced.exit_code == 0, replaced.output
+    assert report.read_text().startswith("<!DOCTYPE html>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # no temporary file left beside it
+
+
+# --- journals this user may read but not write --------------------------------------------------
+
+
+def _as_someone_else(argv: list[str]) -> list[str]:
+    """Root reads everything: the permission cases run as `nobody` then."""
+    if os.geteuid() != 0:
+        return argv
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv to drop privileges")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+
+
+@pytest.fixture
+def shared_dir():
+    folder = Path(tempfile.mkdtemp(prefix="botctl-ro-"))
+    folder.chmod(0o755)
+    yield folder
+    for path in (folder, *folder.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(folder)
+
+
+def _status(db: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(_as_someone_else([sys.executable, "-m", "botctl", "--config-dir", str(REPO), "--db", str(db),
+                                            "status", "--json"]),
+                          env=clean_env(), capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.timeout(60)
+def test_status_reads_a_journal_in_a_read_only_folder(journal, shared_dir):
+    folder = shared_dir / "ro"
+    folder.mkdir()
+    db = folder / "botctl.db"
+    db.write_bytes(journal.read_bytes())  # a WAL journal: reading it normally needs a -shm file beside it
+    db.chmod(0o444)
+    folder.chmod(0o555)
+    proc = _status(db)
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)["accounts"]) == {"rotation-sim", "adaptive-sim"}
+    assert sorted(p.name for p in folder.iterdir()) == ["botctl.db"]
+
+
+@pytest.mark.timeout(60)
+def test_a_read_only_folder_with_pending_wal_content_says_so_in_one_line(journal, shared_dir, tmp_path):
+    live = tmp_path / "botctl.db"
+    live.write_bytes(journal.read_bytes())
+    conn = sqlite3.connect(live)
+    try:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("UPDATE runs SET note = 'pending' WHERE rowid = 1")
+        conn.commit()
+        folder = shared_dir / "ro"
+        folder.mkdir()
+        for name in ("botctl.db", "botctl.db-wal"):  # copied without its -shm, as a backup would be
+            (folder / name).write_bytes((tmp_path / name).read_bytes())
+            (folder / name).chmod(0o444)
+    finally:
+        conn.close()
+    folder.chmod(0o555)
+    proc = _status(folder / "botctl.db")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"error: cannot read {folder / 'botctl.db'}: its folder is not writable by this user and the newest writes "
+        "are still in botctl.db-wal, which SQLite can only read with a botctl.db-shm file it must create there; "
+        "run as the bot's user or make the folder writable"]
+    assert json.loads(proc.stdout)["exit_code"] == 1
+
+
+@pytest.mark.timeout(60)
+def test_an_unreadable_journal_is_one_line(journal, shared_dir):
+    db = shared_dir / "botctl.db"
+    db.write_bytes(journal.read_bytes())
+    db.chmod(0o000)
+    proc = _status(db)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"error: cannot read the journal {db}: permission denied"]

@@ -288,7 +288,9 @@ def test_a_corrupt_journal_is_refused_with_one_line_by_run_status_and_tail(journ
     for args in (("run", "--replay", "2015-07-01:2015-09-30"), ("status", "--json"), ("status",)):
         result = invoke(journal, *args)
         assert result.exit_code == 1, (args, result.output)
-        assert "is not a botctl database" in one_line_error(result.output), (args, result.output)
+        assert "is not a botctl database" in one_line_error(result.stderr), (args, result.output)
+        if "--json" in args:  # the error as JSON on stdout too
+            assert json.loads(result.stdout)["exit_code"] == 1
     for kind in ("events", "orders", "nav"):
         result = invoke(journal, "tail", "--kind", kind)
         assert result.exit_code in (0, 1) and no_traceback(result.output), result.output  # undamaged pages read
@@ -301,4 +303,4 @@ def test_status_on_a_journal_with_zeroed_pages_gives_the_store_error_not_an_inte
     _corrupt(journal, "zeroed-tail")
     result = invoke(journal, "status", "--json")
     assert result.exit_code == 1
-    assert "is not a botctl database" in one_line_error(result.output), result.output
+    assert "is not a botctl database" in one_line_error(result.stderr), result.output

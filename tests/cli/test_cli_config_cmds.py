@@ -235,11 +235,14 @@ def test_plan_refuses_an_invalid_config_with_exit_4(runner, config_dir):
     accounts.write_text(accounts.read_text().replace("SectorRotationBear_v1]", "SectorRotationBear_v2]"))
     result = invoke(runner, config_dir, "plan", "--json")
     assert result.exit_code == 4
-    assert result.stdout == ""
-    assert problem_lines(result) == [
+    expected = [
         f"{at(accounts, 'SectorRotationBear_v2')}: accounts.rotation-sim.models[2]: unknown model 'SectorRotationBear_v2' "
         "(defined in strategies.yaml: SectorRotationAdaptive_v3, SectorRotationBear_v1, SectorRotationBull_v1, "
         "SectorRotationModel_v1)"]
+    assert problem_lines(result) == expected
+    # --json: the error is also one JSON object on stdout, for scripts that parse it
+    assert json.loads(result.stdout) == {"error": "1 problem(s) in the config; nothing was run", "exit_code": 4,
+                                         "problems": expected}
 
 
 def test_plan_with_a_missing_config_dir_exits_4(runner, tmp_path):
