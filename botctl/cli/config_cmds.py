@@ -30,9 +30,15 @@ def describe_schedule(schedule) -> str:
 def register(app: typer.Typer) -> None:
     @app.command()
     def validate(ctx: typer.Context) -> None:
-        """Check strategies.yaml and accounts.yaml; print every problem as FILE:LINE:COL: key: message (exit 4)."""
-        config = load_config(globals_of(ctx))
-        typer.echo(f"ok: {len(config.strategies.strategies)} strategies, {len(config.accounts.accounts)} accounts")
+        """Check strategies.yaml, accounts.yaml (and notify.yaml if present); print every problem as FILE:LINE:COL: key: message (exit 4)."""
+        g = globals_of(ctx)
+        config = load_config(g)
+        from botctl.notify.setup import read_notify
+
+        # notify.yaml too, when there is one: its URLs' {env:NAME}s must be set where the bot runs.
+        notify = read_notify(g.config_dir, known_accounts=list(config.accounts.accounts))
+        extra = f", {len(notify.destinations)} notify destination(s)" if notify is not None else ""
+        typer.echo(f"ok: {len(config.strategies.strategies)} strategies, {len(config.accounts.accounts)} accounts{extra}")
 
     @app.command()
     def plan(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from botctl.errors import ConfigError, ConfigProblem
+from botctl.config_files import read_config_file
 from botctl.spec.notify import NOTIFY_FILE, NotifyConfig, load_notify
 
 
@@ -21,12 +21,9 @@ def read_notify(config_dir: Path, *, known_accounts: Collection[str] | None = No
     from botctl.notify.delivery import apprise_schemes, check_url
 
     path = notify_path(config_dir)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(NOTIFY_FILE, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+    data = read_config_file(path)  # a FIFO, a device or a huge file: one line, never a hang
     return load_notify(data, environ=environ, check_url=check_url, schemes=apprise_schemes(),
                        known_accounts=known_accounts)
 

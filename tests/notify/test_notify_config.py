@@ -84,3 +84,29 @@ def test_every_event_type_the_code_journals_is_known_to_the_routes():
     assert found, "the scan found no event types"
     assert found <= EVENT_TYPES, sorted(found - EVENT_TYPES)
     assert EVENT_TYPES < MESSAGE_TYPES
+
+
+def test_validate_checks_notify_yaml_beside_the_other_files(tmp_path):
+    """`botctl validate` reports notify.yaml's problems with FILE:LINE:COL (exit 4) and never
+    echoes a secret; a good file is counted in its ok line."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("strategies.yaml", "accounts.yaml"):
+        shutil.copy(repo / name, tmp_path / name)
+    (tmp_path / "notify.yaml").write_text(GOOD.replace("orders.rebalance", "bogus.event"))
+    env = {k: v for k, v in os.environ.items() if k not in ENV} | {"TG_TOKEN": ENV["TG_TOKEN"]}
+    argv = [sys.executable, "-m", "botctl", "--config-dir", str(tmp_path), "validate"]
+    bad = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 4, bad.stderr
+    assert re.search(r"^notify\.yaml:5:\d+: destinations\.hook\.url: environment variable HOOK is not set", bad.stderr, re.M)
+    assert re.search(r"^notify\.yaml:10:\d+: routes\[1\]\.events\[0\]: no event type 'bogus.event'", bad.stderr, re.M)
+    assert ENV["TG_TOKEN"] not in bad.stdout + bad.stderr
+    (tmp_path / "notify.yaml").write_text(GOOD.replace("accounts: [main]", "accounts: [rotation-sim]"))
+    good = subprocess.run(argv, env=env | {"HOOK": SECRET}, capture_output=True, text=True, timeout=60)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip() == "ok: 4 strategies, 2 accounts, 2 notify destination(s)"
+    assert SECRET not in good.stdout + good.stderr
