@@ -75,6 +75,11 @@ UMask=0077"""
         sandbox = f"""User={run_as}
 Group={run_as}
 UMask=0077
+# The single-file build unpacks itself once per version under $XDG_CACHE_HOME; ProtectSystem=
+# and ProtectHome= would leave it no writable cache, so systemd makes one for the user (0700).
+CacheDirectory=botctl
+CacheDirectoryMode=0700
+Environment=XDG_CACHE_HOME=%C/botctl
 NoNewPrivileges=yes
 CapabilityBoundingSet=
 AmbientCapabilities=

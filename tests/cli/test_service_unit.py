@@ -128,6 +128,14 @@ def test_the_system_unit_runs_as_a_dedicated_user_in_a_sandbox(tmp_path):
     assert "User" not in unit(tmp_path, "--user")["Service"]  # a user manager cannot switch users
 
 
+def test_the_system_unit_gives_the_single_file_a_private_cache_to_unpack_into(tmp_path):
+    """Under ProtectSystem=strict and ProtectHome=yes the self-extracting build would find no
+    writable cache and unpack on every start: systemd makes it one, 0700, owned by the user."""
+    service = unit(tmp_path)["Service"]
+    assert service["CacheDirectory"] == "botctl" and service["CacheDirectoryMode"] == "0700"
+    assert service["Environment"] == "XDG_CACHE_HOME=%C/botctl"
+
+
 def test_a_folder_under_home_is_reachable_read_only_with_its_folders_writable(tmp_path):
     text = unit_file(tmp_path, config=Path("/home/someone/bot"))
     service = parse(text)["Service"]
