@@ -191,7 +191,9 @@ def test_a_month_without_bars_for_one_symbol_is_warned_at_load_and_in_the_journa
         "cannot fill and its price is carried from before"]
     import sqlite3
 
-    with sqlite3.connect(tmp_path / "j.db") as db:
+    from botctl.store.journal import backtest_journal
+
+    with sqlite3.connect(backtest_journal(tmp_path / "j.db")) as db:  # backtests journal beside the journal
         events = db.execute("SELECT account, type, severity, message FROM events WHERE symbol = 'XLK'").fetchall()
     gaps = [e for e in events if e[1] == "data.gap"]
     assert {e[0] for e in gaps} == {"rotation-sim", "adaptive-sim"} and all(e[2] == "WARN" for e in gaps)
