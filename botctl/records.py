@@ -103,14 +103,25 @@ class Fill(Record):
     as_traded_price: float | None = None
 
 
-def fill_price_text(fill: Fill, digits: int = 4) -> str:
-    """A fill's price as people should read it: what traded, saying so, with the adjusted price
-    used for returns beside it when that differs."""
+def traded_qty(qty: float, price: float, as_traded_price: float | None) -> float:
+    """Shares as the exchange counted them: a total-return adjusted fill's quantity is in
+    adjusted shares, so at the printed price the same money buys qty * price / as_traded."""
+    if as_traded_price is None or as_traded_price <= 0:
+        return qty
+    return qty * price / as_traded_price
+
+
+def fill_text(fill: Fill, digits: int = 4) -> str:
+    """`QTY SYMBOL @ PRICE` as people should read a fill: what traded (shares and price as the
+    exchange printed them), saying so, with the adjusted quantity and price used for returns
+    beside it when they differ (the money is the same)."""
     if fill.as_traded_price is None:
-        return f"{fill.price:,.{digits}f} (as journaled; as-traded price not recorded)"
-    text = f"{fill.as_traded_price:,.{digits}f} as traded"
+        return (f"{fill.qty:.4f} {fill.symbol} @ {fill.price:,.{digits}f} "
+                "(as journaled; as-traded price not recorded)")
+    text = (f"{traded_qty(fill.qty, fill.price, fill.as_traded_price):.4f} {fill.symbol} "
+            f"@ {fill.as_traded_price:,.{digits}f} as traded")
     if abs(fill.as_traded_price - fill.price) > 1e-9 * max(1.0, abs(fill.price)):
-        text += f" (adjusted {fill.price:,.{digits}f})"
+        text += f" (adjusted: {fill.qty:.4f} @ {fill.price:,.{digits}f})"
     return text
 
 

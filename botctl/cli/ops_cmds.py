@@ -15,7 +15,7 @@ from botctl.cli.common import err, globals_of, out
 from botctl.cli.runs_cmd import require_run
 from botctl.errors import EXIT_NOT_RUNNING, EXIT_RUNTIME, UsageError
 from botctl.records import SEVERITIES as SEVERITY_LEVELS
-from botctl.records import fill_price_text
+from botctl.records import fill_text
 from botctl.text import printable
 
 KINDS = {"orders": "orders", "fills": "fills", "nav": "nav", "events": "events"}
@@ -288,8 +288,8 @@ def _print_record(kind: str, record, as_json: bool, color: bool) -> None:
                 f"{record.status}" + (f" ({record.reject_reason})" if record.reject_reason else "") + f" {record.client_order_id}")
         key = record.side
     elif kind == "fills":
-        line = (f"{record.ts_event:%Y-%m-%d %H:%M:%S} {record.account} {record.side:<4} {record.qty:.4f} {record.symbol} "
-                f"@ {fill_price_text(record)} commission {record.commission:.2f}")
+        line = (f"{record.ts_event:%Y-%m-%d %H:%M:%S} {record.account} {record.side:<4} {fill_text(record)} "
+                f"commission {record.commission:.2f}")
         key = record.side
     elif kind == "nav":
         line = (f"{record.ts_event:%Y-%m-%d %H:%M:%S} {record.account} NAV {record.nav:,.2f} cash {record.cash:,.2f} "

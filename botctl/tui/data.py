@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from botctl.records import Event, Run
+from botctl.records import Event, Run, traded_qty
 from botctl.tui.figures import Performance, TradeBook, TradeStats, performance
 from botctl.tui.market import Market, MarketClock, ModelState, Ranking, model_states, ny_date, rankings
 
@@ -401,13 +401,15 @@ def _activity(store, account: str) -> list[Activity]:
     if ids:
         rows = store.conn.execute(
             f"SELECT client_order_id, SUM(qty * COALESCE(as_traded_price, price)) / SUM(qty), "
-            f"MAX(as_traded_price IS NULL) FROM fills WHERE client_order_id IN ({','.join('?' * len(ids))}) "
-            f"GROUP BY client_order_id", ids).fetchall()
-        traded = {cid: (price, bool(journal_only)) for cid, price, journal_only in rows}
+            f"SUM(qty * price) / SUM(qty), MAX(as_traded_price IS NULL) FROM fills "
+            f"WHERE client_order_id IN ({','.join('?' * len(ids))}) GROUP BY client_order_id", ids).fetchall()
+        traded = {cid: (price, adjusted, bool(journal_only)) for cid, price, adjusted, journal_only in rows}
     items = []
     for o in orders:
-        price, journal_only = traded.get(o.client_order_id, (o.avg_fill_price, True))
-        items.append(Activity(o.ts_init, o.side, o.symbol, o.qty, o.status, o.filled_qty, price,
+        price, adjusted, journal_only = traded.get(o.client_order_id, (o.avg_fill_price, None, True))
+        # Shares as the exchange counted them: the journal's are adjusted shares (the same money).
+        shares = traded_qty(1.0, adjusted, price) if adjusted and price and not journal_only else 1.0
+        items.append(Activity(o.ts_init, o.side, o.symbol, o.qty * shares, o.status, o.filled_qty * shares, price,
                               o.reject_reason or "", journal_price=journal_only))
     return items
 

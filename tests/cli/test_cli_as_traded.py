@@ -47,7 +47,10 @@ def test_tail_shows_what_traded_and_the_adjusted_price_beside_it(backtest):
     assert lines
     april = [line for line in lines if line.startswith("2020-04-01")]
     xlk = next(f for f in fills if f.symbol == "XLK" and f.ts_event.date() == date(2020, 4, 1))
-    assert april and f"XLK @ {xlk.as_traded_price:,.4f} as traded (adjusted {xlk.price:,.4f})" in april[0]
+    shares = xlk.qty * xlk.price / xlk.as_traded_price  # the same money at the price that printed
+    assert april and (f"{shares:.4f} XLK @ {xlk.as_traded_price:,.4f} as traded "
+                      f"(adjusted: {xlk.qty:.4f} @ {xlk.price:,.4f})") in april[0]
+    assert shares < xlk.qty / 2  # XLK's later split and dividends put its adjusted 2020 price under half the print
 
 
 def test_status_says_simulated_positions_are_marked_at_adjusted_closes(backtest):
