@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
         body = {"running": False, "accounts": results, "failed": failed, "flatten": flatten}
         _report(body, as_json, "no bot running; acted directly:\n" + "\n".join(
             [f"  {r['account']}: halted, {r['canceled']} open order(s) canceled"
-             + (f", {r['sold']} position(s) sold" if flatten else "") for r in results]
+             + (f", {r['sold']} position(s) sold" if flatten else "")
+             + (f" ({r['note']})" if flatten and r.get("note") else "") for r in results]
             + [f"  {f['account']}: halted, but the broker could not be reached: {f['error']}" for f in failed]))
         if failed:
             raise typer.Exit(EXIT_RUNTIME)

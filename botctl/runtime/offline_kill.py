@@ -47,7 +47,12 @@ def kill_offline(store, account: AccountPlan, plan_id: str, *, flatten: bool, re
         store.insert_many(_events(run, account, canceled, closing, flatten, reason, where,
                                   "position(s) sold at their last marked price"))
     sold = sum(1 for o in closing if o.status == "filled")
-    return {"account": account.id, "canceled": canceled, "sold": sold, "run_id": run.run_id}
+    result = {"account": account.id, "canceled": canceled, "sold": sold, "run_id": run.run_id}
+    if latest is None:
+        # Replays and backtests are simulations: their holdings are nobody's to sell.
+        result["note"] = "no paper or live run of this account in the journal, so it holds nothing to sell; " \
+                         "replay and backtest positions are simulations"
+    return result
 
 
 def _events(run: Run, account: AccountPlan, canceled: int, closing, flatten: bool, reason: str, where: str,

@@ -173,6 +173,7 @@ def test_kill_with_no_bot_running_leaves_a_finished_replay_as_it_was(bot, tmp_pa
     body = json.loads(result.stdout)
     assert body["running"] is False
     assert {r["account"]: r["sold"] for r in body["accounts"]} == {"rotation-sim": 0, "adaptive-sim": 0}
+    assert all("holds nothing to sell" in r["note"] for r in body["accounts"])  # says why nothing was sold
     assert query(db, "select account, count(*), max(ts_event) from nav group by account order by account") == before
     assert query(db, "select count(*) from orders o join runs r using (run_id) where r.kind = 'manual'") == [(0,)]
     status = json.loads(cli(db, "status", "--json").stdout)
