@@ -43,12 +43,14 @@ def _plan_or_none(g):
 
 
 def _next_weekday_rebalance(schedule, today: date) -> date | None:
-    """Next rebalance date counting weekdays as sessions (status does not load the exchange
-    calendar, to start fast; `botctl plan` gives holiday-exact dates)."""
+    """Next rebalance date over the NYSE's rule-based sessions (weekdays less its regular
+    holidays): status does not load the exchange calendar, to start fast; `botctl plan`
+    also knows one-off closures."""
+    from botctl.strategy.holidays import is_regular_session
     from botctl.strategy.schedule import rebalance_sessions
 
     days = [today - timedelta(days=100) + timedelta(days=i) for i in range(500)]
-    weekdays = [d for d in days if d.weekday() < 5]
+    weekdays = [d for d in days if is_regular_session(d)]
     upcoming = [d for d in rebalance_sessions(weekdays, schedule) if d >= today]
     return upcoming[0] if upcoming else None
 
