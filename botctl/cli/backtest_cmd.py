@@ -259,4 +259,5 @@ def register(app: typer.Typer) -> None:
         else:
             print_table(body)
             if journal is not None:
-                typer.echo(f"journaled as run {result.run_id} in {journal} (see: botctl --db {journal} status)")
+                typer.echo(f"journaled as run {result.run_id} in {journal} "
+                           f"(see: botctl --db {journal} runs; botctl --db {journal} tail --run {result.run_id})")

@@ -123,7 +123,8 @@ def register(app: typer.Typer) -> None:
             since = (f", total P&L ${pnl:+,.2f} ({ret:+.2%}) on ${summary.invested[acc]:,.2f} put in"
                      if pnl is not None and ret is not None else "")
             out(f"  {acc}: NAV ${nav:,.2f}{since}, {summary.orders[acc]} orders")
-        out(f"journal: {g.db}  (see: botctl status, botctl tail, botctl tui)")
+        where = "" if str(g.db) == "botctl.db" else f" --db {g.db}"
+        out(f"journal: {g.db}  (see: botctl{where} status, botctl{where} tail, botctl{where} tui)")
 
 
 def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Path, as_json: bool,
