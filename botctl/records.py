@@ -33,10 +33,11 @@ SEVERITIES: tuple[str, ...] = ("INFO", "WARN", "ERROR", "CRITICAL")
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of every persisted record."""
+    """Base of every persisted record. msgspec passes `frozen` on to subclasses; they say it
+    again so that type checkers, which do not inherit it, see them as frozen too."""
 
 
-class Run(Record):
+class Run(Record, frozen=True):
     run_id: str
     kind: RunKind
     plan_id: str
@@ -68,7 +69,7 @@ class CancelOrder(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
-class Order(Record):
+class Order(Record, frozen=True):
     client_order_id: str
     run_id: str
     account: str
@@ -87,7 +88,7 @@ class Order(Record):
     reject_reason: str | None = None
 
 
-class Fill(Record):
+class Fill(Record, frozen=True):
     fill_id: str
     client_order_id: str
     run_id: str
@@ -125,7 +126,7 @@ def fill_text(fill: Fill, digits: int = 4) -> str:
     return text
 
 
-class Position(Record):
+class Position(Record, frozen=True):
     """A holding as marked at `ts_event`."""
 
     run_id: str
@@ -138,7 +139,7 @@ class Position(Record):
     value: float
 
 
-class NavSnapshot(Record):
+class NavSnapshot(Record, frozen=True):
     run_id: str
     account: str
     ts_event: datetime
@@ -148,7 +149,7 @@ class NavSnapshot(Record):
     leverage: float
 
 
-class Event(Record):
+class Event(Record, frozen=True):
     ts_event: datetime
     subsystem: str
     type: str
@@ -160,7 +161,7 @@ class Event(Record):
     details: dict[str, Any] = {}
 
 
-class Control(Record):
+class Control(Record, frozen=True):
     """The persisted halt flag of one account ('*' means every account)."""
 
     account: str

@@ -13,6 +13,7 @@ from botctl.engine.rebalance import diff_orders
 from botctl.records import SubmitOrder
 from botctl.spec.plan import AccountPlan
 from botctl.strategy.evaluate import Decision, account_targets, decide
+from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
 
 
@@ -22,7 +23,7 @@ class CycleResult(msgspec.Struct, frozen=True):
     orders: list[SubmitOrder]
 
 
-def account_signals(account: AccountPlan, bars) -> Signals:
+def account_signals(account: AccountPlan, bars: Bars) -> Signals:
     return Signals(bars, tuple(step for model in account.models for step in model.steps))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from botctl.records import SubmitOrder
+from botctl.records import Side, SubmitOrder
 
 
 def nav_of(cash: float, qty: dict[str, float], prices: dict[str, float]) -> float:
@@ -45,7 +45,7 @@ def diff_orders(
         closing = wanted == 0 and held != 0
         if abs(delta) < 1e-9 or (abs(delta) * price < min_trade_value and not closing):
             continue
-        side = "buy" if delta > 0 else "sell"
+        side: Side = "buy" if delta > 0 else "sell"
         order = SubmitOrder(account=account, symbol=symbol, side=side, qty=abs(delta), ref_price=price)
         (buys if side == "buy" else sells).append(order)
     return sells + buys
