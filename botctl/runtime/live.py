@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -23,11 +25,18 @@ from botctl.engine import guard
 from botctl.engine.engine import decide_cycle
 from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.errors import BadMarketData, BotctlError, BrokerAuth, BrokerError, DataError
-from botctl.records import OPEN_ORDER_STATUSES, Event, NavSnapshot, Order, Position
+from botctl.ports import Broker
+from botctl.records import OPEN_ORDER_STATUSES, Event, NavSnapshot, Order, Position, Severity, SubmitOrder
 from botctl.spec.plan import AccountPlan
 from botctl.spec.validate import step_symbols
 from botctl.strategy.bars import Bars
+from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from botctl.store import Store
 
 NEW_YORK = ZoneInfo("America/New_York")
 GUARD_SCOPE = "live"
@@ -39,22 +48,24 @@ def cycle_time(day: date, account: AccountPlan) -> datetime:
     return (datetime.combine(day, time(9, 30), NEW_YORK) + timedelta(minutes=minutes)).astimezone(timezone.utc)
 
 
-def make_broker(account: AccountPlan, store, environ=os.environ):
+def make_broker(account: AccountPlan, store: Store, environ: Mapping[str, str] = os.environ) -> Broker:
     """The account's broker. Keys come from the environment variables the account names and
     go nowhere else: not the journal, not a log, not an error message."""
     if account.broker == "alpaca":
         from botctl.adapters.alpaca_broker import AlpacaBroker
 
-        missing = [name for name in (account.api_key_env, account.secret_key_env) if not environ.get(name or "")]
+        key_env, secret_env = account.api_key_env, account.secret_key_env
+        assert key_env is not None and secret_env is not None  # the plan names both for an alpaca account
+        missing = [name for name in (key_env, secret_env) if not environ.get(name)]
         if missing:
             raise BrokerAuth(f"account {account.id}: environment variable(s) {', '.join(missing)} not set "
                              "(export the Alpaca keys there; they are never read from files)")
-        return AlpacaBroker(environ[account.api_key_env], environ[account.secret_key_env],
+        return AlpacaBroker(environ[key_env], environ[secret_env],
                             paper=account.mode == "paper", base_url=account.base_url)
     return journal_sim_broker(account, store)
 
 
-def journal_sim_broker(account: AccountPlan, store):
+def journal_sim_broker(account: AccountPlan, store: Store) -> SimBroker:
     """A SimBroker holding what the journal says the account holds (from its own paper runs
     only, never a backtest's or replay's); it fills at the last close."""
     from botctl.adapters.sim_broker import SimBroker
@@ -68,8 +79,9 @@ def journal_sim_broker(account: AccountPlan, store):
     return broker
 
 
-def load_market_data(account: AccountPlan, data_path: Path | None, cache_dir: Path, today: date, environ=os.environ,
-                     warn=None):
+def load_market_data(account: AccountPlan, data_path: Path | None, cache_dir: Path, today: date,
+                     environ: Mapping[str, str] = os.environ,
+                     warn: Callable[[str, str], None] | None = None) -> pl.DataFrame:
     """The account's bars: its --data files, or Alpaca's (cached). `warn(symbol, message)`
     hears of problems that were worked around (a damaged cache file fetched again)."""
     from botctl.adapters.file_data import load_bars
@@ -86,14 +98,15 @@ def load_market_data(account: AccountPlan, data_path: Path | None, cache_dir: Pa
     try:
         return data.bars(account.symbols, today)
     finally:
-        for symbol, message in data.warnings if warn is not None else ():
-            warn(symbol, message)
+        if warn is not None:
+            for symbol, message in data.warnings:
+                warn(symbol, message)
 
 
 class LiveAccount:
     """One account's trading against its broker, journaling every step."""
 
-    def __init__(self, account: AccountPlan, broker, store, *, plan_id: str, run_id: str) -> None:
+    def __init__(self, account: AccountPlan, broker: Broker, store: Store, *, plan_id: str, run_id: str) -> None:
         self.account = account
         self.broker = broker
         self.store = store
@@ -105,12 +118,12 @@ class LiveAccount:
         self.ready = False
         self.problem: str | None = None
         self.failed_at: datetime | None = None  # when reconciliation last failed
-        self.blocked: list = []  # the risk guard's refusals in the last cycle decided (guard.Blocked)
+        self.blocked: list[guard.Block] = []  # the risk guard's refusals in the last cycle decided
         self.tradeable = frozenset({s for m in account.models for s in m.universe}
                                    | {s for m in account.models for st in m.steps for s, w in step_symbols(st) if w[0] != "benchmark"})
 
-    def event(self, type_: str, message: str, *, severity: str = "INFO", symbol: str | None = None,
-              details: dict | None = None, now: datetime | None = None) -> None:
+    def event(self, type_: str, message: str, *, severity: Severity = "INFO", symbol: str | None = None,
+              details: dict[str, object] | None = None, now: datetime | None = None) -> None:
         self.store.insert(Event(ts_event=now or datetime.now(timezone.utc), subsystem="live", type=type_,
                                 severity=severity, run_id=self.run_id, account=self.account.id, symbol=symbol,
                                 message=message, details=details or {}))
@@ -181,7 +194,8 @@ class LiveAccount:
     # --- trading ------------------------------------------------------------------------------
 
     def cycle(self, bars: Bars, signals: Signals, due: list[str], when: datetime, now: datetime, *,
-              max_turnover: float | None = None, announce=None) -> list[Order]:
+              max_turnover: float | None = None,
+              announce: Callable[[str, list[SubmitOrder]], None] | None = None) -> list[Order]:
         """Decide on the last closed bar and send the orders. Returns the orders sent.
 
         A cycle decides once. Its orders are committed together before any is sent; a re-run
@@ -250,13 +264,13 @@ class LiveAccount:
                 sent.append(self._send(resolved, now))
         return sent
 
-    def _standing_decisions(self, bars: Bars, signals: Signals, due: list[str], today: date) -> dict:
+    def _standing_decisions(self, bars: Bars, signals: Signals, due: list[str], today: date) -> dict[str, Decision]:
         """The targets of models not due today: what each decided at its last scheduled
         rebalance. Decisions are pure functions of the bars, so they are recomputed, not stored."""
         from botctl.strategy.evaluate import decide
         from botctl.strategy.schedule import rebalance_sessions
 
-        out = {}
+        out: dict[str, Decision] = {}
         for model in self.account.models:
             if model.name in due:
                 continue
@@ -326,7 +340,7 @@ class LiveAccount:
 
 
 class FirstCycleTooLarge(BotctlError):
-    def __init__(self, turnover: float, limit: float, orders) -> None:
+    def __init__(self, turnover: float, limit: float, orders: list[SubmitOrder]) -> None:
         self.orders = orders
         super().__init__(f"the first cycle would trade {turnover:.0%} of NAV, over the {limit:.0%} allowed without "
                          "confirmation")
