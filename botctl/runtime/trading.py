@@ -10,14 +10,19 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import msgspec
 
 from botctl.errors import BadMarketData, BrokerError, DataError, UsageError, failure_text
-from botctl.records import Control, Event, Run
+from botctl.records import Control, Event, Run, RunKind, Severity, SubmitOrder
 from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, cycle_time, load_market_data, make_broker
 from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
 from botctl.spec.plan import Plan
+
+if TYPE_CHECKING:
+    from botctl.runtime.health import HealthServer, Telemetry
+    from botctl.store import Store
 
 OWED_SCOPE = "owed"  # guard_state rows holding rebalances owed to the next session
 RETRY = timedelta(minutes=15)  # first wait before a failed cycle (data or broker trouble) is tried again
@@ -71,8 +76,8 @@ def check_live_opt_in(plan: Plan, live_flag: bool) -> None:
 class Trader:
     """Every account of the plan, run in one process."""
 
-    def __init__(self, plan: Plan, store, *, data_path: Path | None, cache_dir: Path, clock: LiveClock,
-                 kind: str, confirm_first_cycle: bool, echo: Callable[[str], None]) -> None:
+    def __init__(self, plan: Plan, store: Store, *, data_path: Path | None, cache_dir: Path, clock: LiveClock,
+                 kind: RunKind, confirm_first_cycle: bool, echo: Callable[[str], None]) -> None:
         self.plan = plan
         self.store = store
         self.data_path = data_path
@@ -98,10 +103,10 @@ class Trader:
         self._clock_seen: datetime | None = None
         # on real time, whatever BOTCTL_CLOCK says: an accelerated drill must not look dead
         self.beat_if_due = WallHeartbeat(lambda at: store.heartbeat(self.run.run_id, at))
-        self.telemetry = None  # a runtime.health.Telemetry when the health endpoint is served
+        self.telemetry: Telemetry | None = None  # when the health endpoint is served
 
-    def event(self, type_: str, message: str, *, account: str | None = None, severity: str = "INFO",
-              symbol: str | None = None, details: dict | None = None) -> None:
+    def event(self, type_: str, message: str, *, account: str | None = None, severity: Severity = "INFO",
+              symbol: str | None = None, details: dict[str, object] | None = None) -> None:
         self.store.insert(Event(ts_event=self.clock.now(), subsystem="runtime", type=type_, severity=severity,
                                 run_id=self.run.run_id, account=account, symbol=symbol, message=message,
                                 details=details or {}))
@@ -142,7 +147,7 @@ class Trader:
         if live is not None and not live.ready and (live.failed_at is None or self.clock.now() - live.failed_at >= RETRY):
             live.reconcile(self.clock.now())  # the broker may be back (not asked again right after it failed)
         if live is None or not live.ready:
-            return "not trading: " + (live.problem if live else "broker unavailable")
+            return "not trading: " + ((live.problem or "not reconciled") if live else "broker unavailable")
         control = self.halted(account_id)
         if control is not None:
             self._act_on_halt(live, control)
@@ -210,7 +215,7 @@ class Trader:
         except DataError:  # outside the calendar's years: not knowably open
             return False
 
-    def _announce(self, account_id: str, orders) -> None:
+    def _announce(self, account_id: str, orders: list[SubmitOrder]) -> None:
         lines = [f"{o.side} {o.qty:g} {o.symbol} (~${o.qty * o.ref_price:,.0f})" for o in orders]
         self.echo(f"LIVE {account_id}: first orders of this run: " + ("; ".join(lines) or "none"))
         self.event("live.first_orders", "; ".join(lines) or "none", account=account_id, severity="WARN")
@@ -360,10 +365,17 @@ class Trader:
         return False
 
 
-def run_trading(plan: Plan, store, *, once: bool, data_path: Path | None, cache_dir: Path, confirm_first_cycle: bool,
-                echo: Callable[[str], None], telemetry=None, health=None) -> dict:
+class TradingOutcome(TypedDict):
+    run_id: str
+    status: str
+    accounts: dict[str, str]  # account -> what its --once cycle did (empty for a long run)
+
+
+def run_trading(plan: Plan, store: Store, *, once: bool, data_path: Path | None, cache_dir: Path, confirm_first_cycle: bool,
+                echo: Callable[[str], None], telemetry: Telemetry | None = None,
+                health: HealthServer | None = None) -> TradingOutcome:
     clock = LiveClock(os.environ.get("BOTCTL_CLOCK"))
-    kind = "live" if any(a.mode == "live" for a in plan.accounts) else "paper"
+    kind: RunKind = "live" if any(a.mode == "live" for a in plan.accounts) else "paper"
     trader = Trader(plan, store, data_path=data_path, cache_dir=cache_dir, clock=clock, kind=kind,
                     confirm_first_cycle=confirm_first_cycle, echo=echo)
     trader.telemetry = telemetry
