@@ -19,12 +19,16 @@ import time
 from collections import deque
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from botctl.errors import BotctlError, UsageError, failure_text
 from botctl.records import Event
+
+if TYPE_CHECKING:
+    from botctl.store import Store
 
 
 class Telemetry:
@@ -157,12 +161,12 @@ class _BoundedServer(ThreadingHTTPServer):
             self._workers.release()
 
     def handle_error(self, request, client_address) -> None:
-        kind = sys.exc_info()[0]
-        if kind is not None and issubclass(kind, OSError):  # reset, broken pipe, timed out: the client's doing
+        exc = sys.exc_info()[1]  # socketserver calls this from its except clause
+        if isinstance(exc, OSError):  # reset, broken pipe, timed out: the client's doing
             self.telemetry.client_dropped()
             return
         # anything else is a bug in the handler: one line, not a traceback per request
-        sys.stderr.write(f"health: error answering {client_address[0]}: {failure_text(sys.exc_info()[1])}\n")
+        sys.stderr.write(f"health: error answering {client_address[0]}: {failure_text(exc) if exc is not None else 'unknown error'}\n")
 
 
 class HealthServer:
@@ -181,7 +185,8 @@ class HealthServer:
     @property
     def address(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        # bound, it is getsockname()'s (str, int); the stubs also allow the bytes bind() accepts
+        return f"http://{host!s}:{port}"
 
     @property
     def exposed(self) -> bool:
@@ -197,7 +202,7 @@ class HealthServer:
         self.server.server_close()
 
 
-def record_address(store, run_id: str, server: HealthServer, at: datetime) -> None:
+def record_address(store: Store, run_id: str, server: HealthServer, at: datetime) -> None:
     """Journal where this run serves its health endpoint (a `health.serving` event), so the
     dashboard finds a bot started with --health-port N; WARN when it is not loopback-only."""
     url = server.address + "/health"
@@ -213,10 +218,11 @@ def exposure_warning(host: str) -> str:
             "leverage) are reachable from the network; keep it on 127.0.0.1 or set health.token_env")
 
 
-def recorded_address(store, run_id: str) -> str | None:
+def recorded_address(store: Store, run_id: str) -> str | None:
     """The /health URL a run recorded (None: it served none)."""
     found = store.newest("events", 1, run_id=run_id, type="health.serving")
-    return found[0][1].details.get("url") if found else None
+    event = found[0][1] if found else None
+    return event.details.get("url") if isinstance(event, Event) else None  # an events row is an Event
 
 
 def _handler(telemetry: Telemetry, token: str | None):

@@ -14,12 +14,14 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from botctl.engine.pnl import pnl_since
 from botctl.errors import DataError, failure_text
-from botctl.records import Event, Run
+from botctl.records import Event, Fill, Order, Run
 from botctl.runtime.book import Book
 from botctl.runtime.control import ControlDesk
 from botctl.runtime.health import HealthServer, Telemetry, record_address
@@ -27,6 +29,9 @@ from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
 from botctl.spec.plan import Plan
 from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
+
+if TYPE_CHECKING:
+    from botctl.store import Store
 
 
 class ReplaySummary(msgspec.Struct):
@@ -82,17 +87,17 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.stop = False
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | signal.Handlers | None] = {}
 
     def __enter__(self) -> StopFlag:
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.stop = True
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -101,7 +106,7 @@ class _Journal:
     """Writes each book's new records to the store, remembering how far it got, so every
     order, fill and event reaches the journal exactly once whatever produced it."""
 
-    def __init__(self, store, telemetry: Telemetry | None = None) -> None:
+    def __init__(self, store: Store, telemetry: Telemetry | None = None) -> None:
         self.store = store
         self.telemetry = telemetry
         self.seen: dict[str, tuple[int, int, int]] = {}
@@ -118,7 +123,7 @@ class _Journal:
         self.seen[book.account.id] = (len(book.orders), len(book.fills), len(book.events))
 
 
-def _observe(telemetry: Telemetry, book: Book, orders, fills, events) -> None:
+def _observe(telemetry: Telemetry, book: Book, orders: list[Order], fills: list[Fill], events: list[Event]) -> None:
     account = book.account.id
     for order in orders:
         if order.status not in ("pending", "accepted"):
@@ -133,7 +138,7 @@ def _observe(telemetry: Telemetry, book: Book, orders, fills, events) -> None:
     telemetry.account_state(account, halted=bool(book.halt))
 
 
-def run_replay(plan: Plan, bars: Bars, store, start: date, end: date, *, speed: float | None,
+def run_replay(plan: Plan, bars: Bars, store: Store, start: date, end: date, *, speed: float | None,
                progress: Callable[[int, int, date, dict[str, float]], None] | None = None,
                telemetry: Telemetry | None = None, health: HealthServer | None = None) -> ReplaySummary:
     from botctl.adapters.calendar import sessions as xnys_sessions
