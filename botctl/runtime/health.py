@@ -221,8 +221,7 @@ def exposure_warning(host: str) -> str:
 def recorded_address(store: Store, run_id: str) -> str | None:
     """The /health URL a run recorded (None: it served none)."""
     found = store.newest("events", 1, run_id=run_id, type="health.serving")
-    event = found[0][1] if found else None
-    return event.details.get("url") if isinstance(event, Event) else None  # an events row is an Event
+    return found[0][1].details.get("url") if found else None
 
 
 def _handler(telemetry: Telemetry, token: str | None):

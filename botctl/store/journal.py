@@ -433,9 +433,11 @@ class Store:
                 params.extend(values)
         return clauses, params
 
+    # The (id, record) readers answer Any for the record: its type is the table's (Order for
+    # "orders", NavSnapshot for "nav", ...), which the caller names with a string.
     def _query(
         self, codec: Codec, clauses: list[str], params: list[Any], tail: str
-    ) -> list[tuple[int, Record]]:
+    ) -> list[tuple[int, Any]]:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         key = "rowid" if codec.table == "control" else "id"
         hint = index_hint(codec.table, {c.split(" ", 1)[0] for c in clauses})
@@ -443,13 +445,12 @@ class Store:
         with self._guard():
             cur = self._conn.cursor()
             cur.row_factory = sqlite3.Row
-            rows = cur.execute(f"SELECT {key} AS _id, * FROM {source}{where} {tail}", params)
-            rows = rows.fetchall()
+            rows = cur.execute(f"SELECT {key} AS _id, * FROM {source}{where} {tail}", params).fetchall()
         return [(row["_id"], codec.decode(row)) for row in rows]
 
     def rows_after(
         self, table: str, after_id: int, limit: int | None = 1000, **filters: Any
-    ) -> list[tuple[int, Record]]:
+    ) -> list[tuple[int, Any]]:
         """(id, record) pairs with id > after_id, oldest first: one poll of `tail -f`."""
         codec = self._codec(table)
         clauses, params = self._where(codec, filters)
@@ -458,7 +459,7 @@ class Store:
         return self._query(codec, clauses, params + [-1 if limit is None else limit],
                            "ORDER BY id LIMIT ?")
 
-    def newest(self, table: str, n: int, **filters: Any) -> list[tuple[int, Record]]:
+    def newest(self, table: str, n: int, **filters: Any) -> list[tuple[int, Any]]:
         """The newest `n` (id, record) pairs, oldest first (so tail can print then follow)."""
         codec = self._codec(table)
         clauses, params = self._where(codec, filters)

@@ -91,7 +91,7 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
         two = store.newest("nav", 2, account=account)
         day_pnl = latest.nav - two[0][1].nav if len(two) == 2 else 0.0
         base_run = run_id
-        run = store.get_run(run_id)
+        run = store.get_run(latest.run_id)
         if run is not None and run.kind == "manual" and len(two) == 2:
             base_run = two[0][1].run_id
         first = store.rows_after("nav", 0, 1, account=account, run_id=base_run)
@@ -105,8 +105,8 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
     warnings = store.events(account=account, severity_at_least="WARN", limit=1)
     warning = warnings[0] if warnings and warnings[0].severity == "WARN" else None
     return AccountView(
-        account=account, run_id=run_id, halted=halted, halt_reason=halt.reason if halted else None,
-        halted_since=halt.since if halted else None, nav=nav, cash=latest.cash if latest else None,
+        account=account, run_id=run_id, halted=halted, halt_reason=halt.reason if halt and halted else None,
+        halted_since=halt.since if halt and halted else None, nav=nav, cash=latest.cash if latest else None,
         leverage=latest.leverage if latest else None, day_pnl=day_pnl, total_pnl=total_pnl, positions=views,
         open_orders=store.open_orders(account), last_cycle_at=last_order[0][1].ts_init if last_order else None,
         marked_at=latest.ts_event if latest else None,

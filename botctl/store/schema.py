@@ -210,7 +210,7 @@ STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (
 MIGRATION_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)
 
 
-def build_migrations(*extra: tuple[str, object]) -> Migrations:
+def build_migrations(*extra: tuple[str, Callable[[Database], None]]) -> Migrations:
     """A fresh migration set; `extra` (name, fn) pairs are appended (tests use it to fake an
     upgrade)."""
     from sqlite_utils import Migrations
