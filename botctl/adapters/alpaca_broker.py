@@ -16,14 +16,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import msgspec
 import requests
 
 from botctl.errors import BrokerAuth, BrokerError, BrokerRejected, BrokerTransient
 from botctl.ports import AccountState, BrokerPosition
-from botctl.records import Fill, Order
+from botctl.records import Fill, Order, OrderStatus
+
+if TYPE_CHECKING:
+    from alpaca.trading.models import Clock, Position, TradeAccount
 
 T = TypeVar("T")
 
@@ -31,7 +34,7 @@ TIMEOUT_SECONDS = 10.0
 RATE_LIMIT_PER_MINUTE = 200
 RETRIES = 4
 
-_STATUS = {
+_STATUS: dict[str, OrderStatus] = {
     "new": "accepted", "accepted": "accepted", "pending_new": "accepted", "accepted_for_bidding": "accepted",
     "partially_filled": "partially_filled", "filled": "filled", "done_for_day": "expired", "canceled": "canceled",
     "expired": "expired", "replaced": "canceled", "pending_cancel": "accepted", "pending_replace": "accepted",
@@ -139,16 +142,19 @@ class AlpacaBroker:
     # --- the Broker port ----------------------------------------------------------------------
 
     def account(self) -> AccountState:
-        acct = self._call("get account", self.client.get_account)
+        # The client is built with raw_data off: it answers models, never the raw dicts its
+        # return types also allow (hence the casts).
+        acct = cast("TradeAccount", self._call("get account", self.client.get_account))
         return AccountState(cash=float(acct.cash or 0), equity=float(acct.equity or 0),
                             buying_power=float(acct.buying_power or 0))
 
     def positions(self) -> dict[str, BrokerPosition]:
-        rows = self._call("get positions", self.client.get_all_positions)
-        out = {}
+        rows = cast("list[Position]", self._call("get positions", self.client.get_all_positions))
+        out: dict[str, BrokerPosition] = {}
         for p in rows:
             qty = float(p.qty) * (-1 if str(getattr(p.side, "value", p.side)) == "short" else 1)
-            price = float(p.current_price) if getattr(p, "current_price", None) not in (None, "") else None
+            current = getattr(p, "current_price", None)
+            price = float(current) if current not in (None, "") else None
             out[p.symbol] = BrokerPosition(p.symbol, qty, float(p.avg_entry_price or 0), price)
         return out
 
@@ -156,7 +162,7 @@ class AlpacaBroker:
         return None  # the broker values positions itself
 
     def market_open(self) -> bool:
-        return bool(self._call("get clock", self.client.get_clock).is_open)
+        return bool(cast("Clock", self._call("get clock", self.client.get_clock)).is_open)
 
     def clock(self):
         return self._call("get clock", self.client.get_clock)
@@ -187,8 +193,9 @@ class AlpacaBroker:
         order = self.get_order(client_order_id)
         if order is None or order.broker_order_id is None:
             return order
+        broker_order_id = order.broker_order_id
         try:
-            self._call("cancel order", lambda: self.client.cancel_order_by_id(order.broker_order_id))
+            self._call("cancel order", lambda: self.client.cancel_order_by_id(broker_order_id))
         except BrokerRejected:
             pass  # no longer cancelable (filled meanwhile): the lookup below says what it became
         return self.get_order(client_order_id)

@@ -11,6 +11,7 @@ import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -57,7 +58,7 @@ class AlpacaData:
                 cached = None
         start = today - timedelta(days=HISTORY_DAYS)
         if cached is not None and cached.height:
-            last = cached["date"].max()
+            last = cast(date, cached["date"].max())  # a Date column's max (polars types it as any scalar)
             fresh = self._fetch(symbol, last, today)
             overlap = fresh.filter(pl.col("date") == last)
             old = cached.filter(pl.col("date") == last)

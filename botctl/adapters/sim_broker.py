@@ -114,7 +114,7 @@ class SimBroker:
 
     def on_open(self, open_prices: dict[str, float], now: datetime) -> list[tuple[Order, list[Fill]]]:
         """Fill pending market orders at this bar's open; cancel those whose symbol has no bar."""
-        out = []
+        out: list[tuple[Order, list[Fill]]] = []
         for client_id in list(self._pending):
             order = self.orders[client_id]
             price = open_prices.get(order.symbol)

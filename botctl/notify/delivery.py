@@ -19,11 +19,15 @@ import warnings
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from botctl.notify.messages import Message, digest_message
 from botctl.records import SEVERITIES
 from botctl.spec.notify import Destination, NotifyFile
+
+if TYPE_CHECKING:
+    from apprise import NotifyBase
 
 CRITICAL = SEVERITIES.index("CRITICAL")
 
@@ -140,7 +144,7 @@ def check_url(url: str) -> str | None:
     return None
 
 
-_plugins: dict[tuple[str, int], object] = {}  # (url, thread) -> Apprise plugin: parsed once, not per send
+_plugins: dict[tuple[str, int], NotifyBase] = {}  # (url, thread) -> Apprise plugin: parsed once, not per send
 
 
 def send(url: str, message: Message, timeout: float) -> str | None:
