@@ -8,6 +8,8 @@ write the journal the way `botctl kill`/`resume` do, after a confirmation, also 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -18,6 +20,9 @@ from textual.worker import get_current_worker
 from botctl.tui import widgets as w
 from botctl.tui.data import Snapshot, Source
 from botctl.tui.screens import ConfirmScreen, ErrorsScreen, HelpScreen
+
+if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
 
 
 class Dashboard(App[None]):
@@ -110,7 +115,7 @@ class Dashboard(App[None]):
         self._sync_tabs(snap)
         self.query_one(w.HeaderBar).show(snap)
         for panel in self.query(".panel"):
-            panel.show(snap)
+            cast("w.Panel | w.ChartPanel", panel).show(snap)  # every .panel is one of the two
 
     def _failed(self, exc: Exception) -> None:
         message = f"refresh failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -229,7 +234,7 @@ class Dashboard(App[None]):
             message, severity = f"{what} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", "error"
         self.call_from_thread(self._acted, message, severity)
 
-    def _acted(self, message: str, severity: str) -> None:
+    def _acted(self, message: str, severity: SeverityLevel) -> None:
         self.notify(message, severity=severity, timeout=6)
         if self.on_action_done is not None:
             self.on_action_done(message)

@@ -15,10 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botctl.records import Event, Run, traded_qty
 from botctl.tui.figures import Performance, TradeBook, TradeStats, performance
 from botctl.tui.market import Market, MarketClock, ModelState, Ranking, model_states, ny_date, rankings
+
+if TYPE_CHECKING:
+    from botctl.store.overview import AccountView
 
 EVENTS_KEPT = 100
 ACTIVITY_ROWS = 12
@@ -67,7 +71,7 @@ class Snapshot:
     in_config: bool = True
     mode: str | None = None
     broker: str | None = None
-    view: object | None = None  # store.overview.AccountView
+    view: AccountView | None = None
     halt_acked: bool = True
     health: dict | None = None
     health_note: str | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, timezone
 
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.message import Message
@@ -139,17 +140,18 @@ class Panel(Static):
     """A bordered panel with a title; subclasses turn a snapshot into a renderable."""
 
     TITLE = ""
-    shown: object = None  # the last renderable drawn (tests read it back as text)
+    shown: RenderableType | None = None  # the last renderable drawn (tests read it back as text)
 
     def on_mount(self) -> None:
         self.border_title = self.TITLE
         self.update(_note("loading..."))
 
     def show(self, snap: Snapshot) -> None:
-        self.shown = self.render_snapshot(snap)
-        self.update(self.shown)
+        shown = self.render_snapshot(snap)
+        self.shown = shown
+        self.update(shown)
 
-    def render_snapshot(self, snap: Snapshot):
+    def render_snapshot(self, snap: Snapshot) -> RenderableType:
         raise NotImplementedError
 
 
@@ -158,7 +160,7 @@ class HeaderBar(Static):
     bars are; the clock the market is read at (a replay's own); the heartbeat; each model's
     regime gate. Lines wrap rather than cut, so a narrow terminal still shows all of it."""
 
-    shown: object = None
+    shown: Text | None = None
 
     def show(self, snap: Snapshot) -> None:
         lines = [self._figures(snap)]
@@ -187,7 +189,7 @@ class HeaderBar(Static):
             day = view.day_pnl
             base = view.nav - day if day is not None else None
             line.append(" day ", "dim")
-            line.append(f"{money(day, signed=True)} {pct(day / base if base else None)}", tone(day))
+            line.append(f"{money(day, signed=True)} {pct(day / base if day is not None and base else None)}", tone(day))
         return line
 
     @staticmethod
@@ -208,14 +210,17 @@ class HeaderBar(Static):
     def _clock(snap: Snapshot) -> Text:
         line = Text()
         replay, finished = snap.replay_now is not None, False
+        acc_run = snap.account_run
         if replay:
-            acc_run = snap.account_run
             finished = acc_run is not None and acc_run.status != "running"
             line.append(f"{acc_run.kind if acc_run else 'replay'} clock ", "bold magenta")
             line.append(stamp(snap.replay_now), "magenta")
-            same = finished and snap.run is not None and snap.run.run_id == acc_run.run_id and snap.run.ended_at
-            line.append(f" ({acc_run.status} {stamp(snap.run.ended_at)})" if same else f" ({acc_run.status})" if finished
-                        else "  ", "dim")
+            if acc_run is not None and finished:
+                same_run = snap.run if snap.run is not None and snap.run.run_id == acc_run.run_id else None
+                run_ended = same_run.ended_at if same_run is not None else None
+                line.append(f" ({acc_run.status} {stamp(run_ended)})" if run_ended else f" ({acc_run.status})", "dim")
+            else:
+                line.append("  ", "dim")
         if finished:
             pass  # no market clock to read after the replay's end
         elif snap.market is not None:
@@ -230,7 +235,7 @@ class HeaderBar(Static):
             if snap.heartbeat_age is not None:
                 line.append(f" ({snap.heartbeat_age:.0f}s ago)", beat_style or "dim")
         elif snap.status == "not running" and snap.status_reason and not snap.problem and not (
-                finished and run is not None and run.run_id == snap.account_run.run_id):
+                finished and run is not None and acc_run is not None and run.run_id == acc_run.run_id):
             ended = f" {stamp(run.ended_at)}" if run is not None and run.ended_at is not None else ""
             line.append(f"  {snap.status_reason}{ended}", "dim")
         if snap.health_note and snap.health_note != "health: bot not running":
