@@ -26,7 +26,7 @@ from botctl.ports import AccountState, BrokerPosition
 from botctl.records import Fill, Order, OrderStatus
 
 if TYPE_CHECKING:
-    from alpaca.trading.models import Clock, Position, TradeAccount
+    from alpaca.trading.models import ClosePositionResponse, Clock, Position, TradeAccount
 
 T = TypeVar("T")
 
@@ -207,8 +207,9 @@ class AlpacaBroker:
     def close_all(self, now: datetime) -> list[tuple[Order, list[Fill]]]:
         from alpaca.trading.models import Order as AlpacaOrder
 
-        result = self._call("close all positions", lambda: self.client.close_all_positions(cancel_orders=True))
-        out = []
+        result = cast("list[ClosePositionResponse] | None",
+                      self._call("close all positions", lambda: self.client.close_all_positions(cancel_orders=True)))
+        out: list[tuple[Order, list[Fill]]] = []
         for response in result or []:
             if isinstance(response.body, AlpacaOrder):  # a symbol Alpaca could not close has no order
                 out.append(self._with_fills(msgspec.structs.replace(self._to_order(response.body, None),

@@ -44,7 +44,7 @@ def _files(path: Path) -> list[Path]:
     return files
 
 
-def _first_line(message: str) -> str:
+def _first_line(message: object) -> str:  # an exception's message, or its class
     return str(message).splitlines()[0][:200] if str(message) else type(message).__name__
 
 

@@ -165,6 +165,6 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--run-as expects a system user name other than root (e.g. botctl), got {run_as!r}")
         config_dir = Path(os.path.abspath(g.config_dir))
         absolute = (lambda p: Path(os.path.abspath(p)) if p is not None else None)
-        typer.echo(unit_text(botctl=_botctl_path(), config_dir=config_dir, db=absolute(g.db),
+        typer.echo(unit_text(botctl=_botctl_path(), config_dir=config_dir, db=Path(os.path.abspath(g.db)),
                              env_file=absolute(env_file) or config_dir / "botctl.env", user=user,
                              data=absolute(g.data), cache_dir=absolute(cache_dir), run_as=run_as), nl=False)

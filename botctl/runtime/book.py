@@ -86,7 +86,7 @@ class Book:
         self._last_close_row: int | None = None
         # Called with each order before it reaches the broker: the replay and live runtimes
         # commit the order row here, so a crash mid-send can always be reconciled.
-        self.before_submit: Callable[[Order], None] | None = None
+        self.before_submit: Callable[[Order], object] | None = None  # its answer is not used
         # The guard starts from the starting NAV, so the first session's loss is measured too.
         self.guard = guard.GuardState(account=account.id, high_water_mark=account.starting_cash,
                                       last_close_nav=account.starting_cash)

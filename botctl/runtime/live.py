@@ -36,7 +36,6 @@ from botctl.strategy.signals import Signals
 if TYPE_CHECKING:
     import polars as pl
 
-    from botctl.adapters.alpaca_broker import AlpacaBroker
     from botctl.store import Store
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -50,25 +49,20 @@ def cycle_time(day: date, account: AccountPlan) -> datetime:
 
 
 def make_broker(account: AccountPlan, store: Store, environ: Mapping[str, str] = os.environ) -> Broker:
-    """The account's broker: Alpaca's, or the simulator holding what the journal says."""
+    """The account's broker. Keys come from the environment variables the account names and
+    go nowhere else: not the journal, not a log, not an error message."""
     if account.broker == "alpaca":
-        return alpaca_broker(account, environ)
+        from botctl.adapters.alpaca_broker import AlpacaBroker
+
+        key_env, secret_env = account.api_key_env, account.secret_key_env
+        assert key_env is not None and secret_env is not None  # the plan names both for an alpaca account
+        missing = [name for name in (key_env, secret_env) if not environ.get(name)]
+        if missing:
+            raise BrokerAuth(f"account {account.id}: environment variable(s) {', '.join(missing)} not set "
+                             "(export the Alpaca keys there; they are never read from files)")
+        return AlpacaBroker(environ[key_env], environ[secret_env],
+                            paper=account.mode == "paper", base_url=account.base_url)
     return journal_sim_broker(account, store)
-
-
-def alpaca_broker(account: AccountPlan, environ: Mapping[str, str] = os.environ) -> AlpacaBroker:
-    """An alpaca account's broker. Keys come from the environment variables the account names
-    and go nowhere else: not the journal, not a log, not an error message."""
-    from botctl.adapters.alpaca_broker import AlpacaBroker
-
-    key_env, secret_env = account.api_key_env, account.secret_key_env
-    assert key_env is not None and secret_env is not None  # the plan names both for an alpaca account
-    missing = [name for name in (key_env, secret_env) if not environ.get(name)]
-    if missing:
-        raise BrokerAuth(f"account {account.id}: environment variable(s) {', '.join(missing)} not set "
-                         "(export the Alpaca keys there; they are never read from files)")
-    return AlpacaBroker(environ[key_env], environ[secret_env],
-                        paper=account.mode == "paper", base_url=account.base_url)
 
 
 def journal_sim_broker(account: AccountPlan, store: Store) -> SimBroker:

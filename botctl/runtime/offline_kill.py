@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from botctl.records import Event, NavSnapshot, Position, Run
 from botctl.runtime.control import halt_at_broker
 from botctl.spec.plan import AccountPlan
 
+if TYPE_CHECKING:
+    from botctl.adapters.sim_broker import SimBroker
+    from botctl.store import Store
 
-def kill_offline(store, account: AccountPlan, plan_id: str, *, flatten: bool, reason: str) -> dict:
+
+def kill_offline(store: Store, account: AccountPlan, plan_id: str, *, flatten: bool, reason: str) -> dict:
     from botctl.runtime.live import make_broker
 
     now = datetime.now(timezone.utc)
@@ -34,6 +40,9 @@ def kill_offline(store, account: AccountPlan, plan_id: str, *, flatten: bool, re
         store.insert_many(_events(run, account, canceled, closing, flatten, reason, where,
                                   "position(s) closed at Alpaca"))
         return {"account": account.id, "canceled": canceled, "sold": len(closing), "run_id": run.run_id}
+    from botctl.adapters.sim_broker import SimBroker
+
+    assert isinstance(broker, SimBroker)  # what make_broker builds for an account the journal keeps
     latest, _ = store.account_state(account.id)
     with store.transaction():
         store.upsert_run(run)
@@ -66,7 +75,7 @@ def _events(run: Run, account: AccountPlan, canceled: int, closing, flatten: boo
     return events
 
 
-def _positions(run_id: str, account: str, broker, now: datetime):
+def _positions(run_id: str, account: str, broker: SimBroker, now: datetime) -> Iterator[Position]:
     for symbol, qty in sorted(broker.qty.items()):
         if not qty:
             continue

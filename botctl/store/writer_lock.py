@@ -169,7 +169,8 @@ class Turnstile:
     def __exit__(self, *exc: object) -> None:
         if self._exclusive:
             self._exclusive = False
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if self._fd is not None:  # held exclusively: the file is open
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._fd is not None:

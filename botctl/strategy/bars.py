@@ -7,6 +7,7 @@ like price moves (a 2:1 split is not a 50% loss) and returns include distributio
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 import msgspec
@@ -83,7 +84,7 @@ class Gap(msgspec.Struct, frozen=True):
     sessions: int
 
 
-def gaps(bars: Bars, symbols=None, *, min_sessions: int = GAP_SESSIONS, rows: tuple[int, int] | None = None) -> list[Gap]:
+def gaps(bars: Bars, symbols: Iterable[str] | None = None, *, min_sessions: int = GAP_SESSIONS, rows: tuple[int, int] | None = None) -> list[Gap]:
     """Runs of more than `min_sessions` sessions with no bar for a symbol between its first
     and last bar (before it is listed or after it stops is not a gap). With `rows`, only gaps
     that overlap rows first..last."""
