@@ -14,6 +14,7 @@ or broker errors within a window.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 
 import msgspec
@@ -21,6 +22,7 @@ import numpy as np
 
 from botctl.records import SubmitOrder
 from botctl.spec.model import RiskSpec
+from botctl.strategy.bars import Bars
 
 
 # Limits are inclusive: a value that equals its limit up to float rounding passes. Every limit
@@ -105,7 +107,7 @@ class MoveVerdict(msgspec.Struct, frozen=True):
 CLEAN = MoveVerdict((), ())
 
 
-def market_move(bars, row: int, field: str = "close") -> float:
+def market_move(bars: Bars, row: int, field: str = "close") -> float:
     """The day's market move at `row`: the median move of every symbol in `bars` from its
     previous close to its `field` price (0 with fewer than MIN_MARKET_SYMBOLS), clipped."""
     if row < 1:
@@ -119,7 +121,7 @@ def market_move(bars, row: int, field: str = "close") -> float:
     return float(np.clip(np.median(moves), -MAX_MARKET_MOVE, MAX_MARKET_MOVE))
 
 
-def volatility(bars, row: int, column: int) -> float:
+def volatility(bars: Bars, row: int, column: int) -> float:
     """Robust daily volatility of a symbol's closes up to `row - 1` (what is known before the
     bar at `row`), 0 when too few returns are known."""
     closes = bars.close[max(0, row - VOLATILITY_ROWS - 1): row, column]
@@ -136,7 +138,8 @@ def move_limit(collar_pct: float, sigma: float) -> float:
     return collar_pct + VOLATILITY_WIDTHS * sigma
 
 
-def suspect_bars(bars, row: int, symbols, collar_pct: float, columns=None) -> list[tuple[str, str]]:
+def suspect_bars(bars: Bars, row: int, symbols: Sequence[str], collar_pct: float,
+                 columns: Sequence[int] | None = None) -> list[tuple[str, str]]:
     """(symbol, why) for each bar of session `row` a cycle must not decide on: a symbol
     that traded in the sessions before but has no usable bar now, a price that is not
     positive, or a close beyond the price collar from the previous close that the market's
@@ -145,7 +148,8 @@ def suspect_bars(bars, row: int, symbols, collar_pct: float, columns=None) -> li
     return list(judge_bars(bars, row, symbols, collar_pct, columns).suspect)
 
 
-def suspect_fill_prices(bars, row: int, symbols, collar_pct: float, columns=None) -> list[tuple[str, str]]:
+def suspect_fill_prices(bars: Bars, row: int, symbols: Sequence[str], collar_pct: float,
+                        columns: Sequence[int] | None = None) -> list[tuple[str, str]]:
     """(symbol, why) for each opening price of session `row` a fill must not happen at: not a
     price, or beyond the collar from the previous close by more than the market's opening move
     and the symbol's volatility explain. A symbol with no bar at all is not listed (the
@@ -153,7 +157,7 @@ def suspect_fill_prices(bars, row: int, symbols, collar_pct: float, columns=None
     return list(judge_bars(bars, row, symbols, collar_pct, columns, field="open").suspect)
 
 
-def suspect_closes(bars, first: int, last: int, columns, collar_pct: float) -> np.ndarray | None:
+def suspect_closes(bars: Bars, first: int, last: int, columns: Sequence[int], collar_pct: float) -> np.ndarray | None:
     """Mask [row, column] over rows first..last of the closes a NAV mark must not use (by the
     rule of `judge_bars`: not a price, or a move the market and volatility do not explain),
     or None when there are none; the mark keeps the last good price instead, so one bad close
@@ -173,7 +177,8 @@ def suspect_closes(bars, first: int, last: int, columns, collar_pct: float) -> n
     return mask if mask.any() else None
 
 
-def judge_bars(bars, row: int, symbols, collar_pct: float, columns=None, *, field: str = "close") -> MoveVerdict:
+def judge_bars(bars: Bars, row: int, symbols: Sequence[str], collar_pct: float, columns: Sequence[int] | None = None,
+               *, field: str = "close") -> MoveVerdict:
     columns = columns if columns is not None else [bars.symbols.index(s) for s in symbols]
     prices = getattr(bars, field)
     if row >= 1:  # the common case, cheaply: every price finite, positive and within the collar
@@ -183,7 +188,7 @@ def judge_bars(bars, row: int, symbols, collar_pct: float, columns=None, *, fiel
             return CLEAN
     else:
         now, previous = prices[row, columns], np.full(len(columns), np.nan)
-    for i in np.flatnonzero(np.isnan(previous)):  # a gap, or not listed yet: the last close in the lookback
+    for i in np.flatnonzero(np.isnan(previous)).tolist():  # a gap, or not listed yet: the last close in the lookback
         before = bars.close[max(0, row - LOOKBACK_ROWS): row, columns[i]]
         seen = before[~np.isnan(before)]
         previous[i] = seen[-1] if seen.size else np.nan
@@ -201,7 +206,7 @@ def judge_bars(bars, row: int, symbols, collar_pct: float, columns=None, *, fiel
     market = market_move(bars, row, field) if beyond.any() else 0.0
     word = "closed" if field == "close" else "opened"
     suspect, accepted = [], []
-    for i in np.flatnonzero(missing | not_price | beyond):
+    for i in np.flatnonzero(missing | not_price | beyond).tolist():
         symbol, price, last = symbols[i], float(now[i]), float(previous[i])
         if missing[i]:
             suspect.append((symbol, f"{symbol} has no bar for {day} (it had one on an earlier session)"))
@@ -240,7 +245,7 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
     for order in sorted(orders, key=lambda o: o.side != "sell"):
         notional = order.qty * order.ref_price
         buy = order.side == "buy"
-        reason = None
+        reason: _Refusal | None = None
         if data_age > risk.max_data_age_days:
             reason = ("stale_data", f"last bar is {data_age} days old, over {risk.max_data_age_days}",
                       risk.max_data_age_days, data_age)
@@ -281,7 +286,12 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
     return accepted, blocked
 
 
-def _buy_limits(order, notional, risk, book, qty, value_of, gross):
+# (rule, message, limit, value) of an order the guard refuses
+_Refusal = tuple[str, str, float, float]
+
+
+def _buy_limits(order: SubmitOrder, notional: float, risk: RiskSpec, book: Portfolio, qty: dict[str, float],
+                value_of: Callable[[str], float], gross: Callable[[], float]) -> _Refusal | None:
     nav = book.nav
     if order.symbol not in book.universe:
         return ("universe", f"{order.symbol} is not in the plan's universes", 0, 1)
@@ -354,7 +364,7 @@ def after_reject(state: GuardState, risk: RiskSpec, at: datetime) -> tuple[Guard
     return new, None
 
 
-def after_marks(state: GuardState, risk: RiskSpec, navs) -> tuple[GuardState, tuple[int, Breach] | None]:
+def after_marks(state: GuardState, risk: RiskSpec, navs: Sequence[float]) -> tuple[GuardState, tuple[int, Breach] | None]:
     """`mark_breach` over a run of closing marks at once (the backtest's fast path). Returns
     the state after the marks up to and including the first breach, and (index, breach) of
     that breach. A plain loop: spans are a month of sessions, too short for numpy to pay."""
