@@ -31,6 +31,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -71,7 +72,7 @@ class _Open:
     __slots__ = ("direction", "lots", "entry_at", "entered_qty", "entered_value", "exit_qty", "exit_value",
                  "realised", "commission")
 
-    def __init__(self, direction: float, at: datetime) -> None:
+    def __init__(self, direction: float, at: datetime | float) -> None:
         self.direction = direction  # +1 long, -1 short
         self.lots: deque[list[float]] = deque()  # [qty > 0, price]
         self.entry_at = at
@@ -81,7 +82,7 @@ class _Open:
     def held(self) -> float:
         return sum(lot[0] for lot in self.lots)
 
-    def trip(self, symbol: str, exit_at: datetime | None, exit_price: float | None, reason: str,
+    def trip(self, symbol: str, exit_at: datetime | float | None, exit_price: float | None, reason: str,
              extra_pnl: float = 0.0) -> RoundTrip:
         entry_price = self.entered_value / self.entered_qty
         pnl = self.realised + extra_pnl - self.commission
@@ -146,8 +147,12 @@ class RoundTripLedger:
         return out
 
 
+# closes(symbol, first, last): a symbol's closing prices for session indexes first..last
+Closes = Callable[[str, int, int], Sequence[float] | np.ndarray]
+
+
 def round_trips(fills: Iterable[TradeFill], *, sessions: Sequence[date] = (),
-                closes: Callable[[str, int, int], Sequence[float]] | None = None,
+                closes: Closes | None = None,
                 last_prices: Mapping[str, float] | None = None, open_reason: str = "end") -> list[RoundTrip]:
     """Every round trip of `fills` (in time order): the closed ones in the order they closed,
     then those still open at the end (marked at `last_prices`, with `open_reason`).
@@ -165,13 +170,14 @@ def round_trips(fills: Iterable[TradeFill], *, sessions: Sequence[date] = (),
     return trips
 
 
-def _session_index(sessions: Sequence[date], at: datetime | None) -> int:
+def _session_index(sessions: Sequence[date], at: datetime | float | None) -> int:
     if at is None:
         return len(sessions) - 1
-    return max(0, bisect.bisect_right(sessions, at.date()) - 1)
+    # sessions are counted for fills stamped with times (the backtest's), never day numbers
+    return max(0, bisect.bisect_right(sessions, cast(datetime, at).date()) - 1)
 
 
-def _excursions(trip: RoundTrip, sessions: Sequence[date], closes) -> None:
+def _excursions(trip: RoundTrip, sessions: Sequence[date], closes: Closes | None) -> None:
     first, last = _session_index(sessions, trip.entry_at), _session_index(sessions, trip.exit_at)
     trip.sessions_held = last - first
     if closes is None or not trip.entry_price:
@@ -187,7 +193,7 @@ def _excursions(trip: RoundTrip, sessions: Sequence[date], closes) -> None:
     trip.mae, trip.mfe = min(0.0, worst), max(0.0, best)
 
 
-def trade_stats(trips: Sequence[RoundTrip]) -> dict:
+def trade_stats(trips: Sequence[RoundTrip]) -> dict[str, Any]:
     """Statistics over the closed round trips (`round_trips` counts those; `open` the rest).
     `avg_win`/`avg_loss`/`expectancy` are P&L in money per round trip; `profit_factor` is the
     gross of the winners over the gross of the losers (None without a loser). `exits_by_reason`
@@ -213,9 +219,9 @@ def trade_stats(trips: Sequence[RoundTrip]) -> dict:
     }
 
 
-def trip_record(trip: RoundTrip) -> dict:
-    """A round trip as JSON gives it (dates as ISO strings)."""
-    out = msgspec.to_builtins(trip)
-    out["entry_at"] = trip.entry_at.date().isoformat()
-    out["exit_at"] = trip.exit_at.date().isoformat() if trip.exit_at else None
+def trip_record(trip: RoundTrip) -> dict[str, Any]:
+    """A round trip as JSON gives it (dates as ISO strings; its fills were stamped with times)."""
+    out: dict[str, Any] = msgspec.to_builtins(trip)
+    out["entry_at"] = cast(datetime, trip.entry_at).date().isoformat()
+    out["exit_at"] = cast(datetime, trip.exit_at).date().isoformat() if trip.exit_at else None
     return out

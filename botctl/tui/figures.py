@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
+from typing import cast
 
 import numpy as np
 
@@ -129,7 +130,7 @@ class TradeBook:
             s = self.stats
             s.trades += 1
             s.wins += trip.pnl > 0
-            s.hold_days_total += trip.exit_at - trip.entry_at
+            s.hold_days_total += cast(float, trip.exit_at) - cast(float, trip.entry_at)  # the days it was fed
             trade = (trip.pnl, symbol, trip.ret)
             if s.best is None or trip.pnl > s.best[0]:
                 s.best = trade
