@@ -110,7 +110,8 @@ __all__ = [
 
 def as_date(value: object) -> datetime.date:
     if isinstance(value, np.datetime64):
-        return value.astype("datetime64[D]").item()
+        day: datetime.date = value.astype("datetime64[D]").item()
+        return day
     if isinstance(value, datetime.datetime):
         return value.date()
     if isinstance(value, datetime.date):
@@ -134,7 +135,8 @@ def _returns(nav: np.ndarray) -> np.ndarray:
     if nav.size < 2:
         return np.empty(0, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return nav[1:] / nav[:-1] - 1.0
+        returns: np.ndarray = nav[1:] / nav[:-1] - 1.0
+    return returns
 
 
 def _years(dates: Sequence[object]) -> float:
@@ -143,7 +145,7 @@ def _years(dates: Sequence[object]) -> float:
     return (as_date(dates[-1]) - as_date(dates[0])).days / DAYS_PER_YEAR
 
 
-def drawdown_series(nav: np.ndarray, invested: float | None = None) -> np.ndarray:
+def drawdown_series(nav: np.ndarray | Sequence[float], invested: float | None = None) -> np.ndarray:
     """``nav / running max of nav - 1`` at every point (``<= 0``; same length as ``nav``).
     With ``invested`` (the money put in) the running max starts there, as the drawdown
     breaker's high-water mark does: a curve that never rose above it is measured from it."""
