@@ -11,8 +11,8 @@ import msgspec
 from botctl.errors import ConfigError, ConfigProblem
 from botctl.spec.decode import Decoder, describe
 from botctl.spec.model import AccountsFile, StrategiesFile
-from botctl.spec.steps import STEP_TYPES, Step
-from botctl.spec.yamlsource import YamlSource
+from botctl.spec.steps import STEP_TYPES, AnyStep
+from botctl.spec.yamlsource import Path, YamlSource
 
 STRATEGIES_FILE = "strategies.yaml"
 ACCOUNTS_FILE = "accounts.yaml"
@@ -27,7 +27,7 @@ LOOKS_LIKE_KEY = re.compile(r"^(PK|AK|CK)[A-Z0-9]{10,}$|^[A-Za-z0-9/+]{30,}$")
 class Config(msgspec.Struct, frozen=True):
     strategies: StrategiesFile
     accounts: AccountsFile
-    steps: dict[str, tuple[Step, ...]]
+    steps: dict[str, tuple[AnyStep, ...]]
     strategies_source: YamlSource
     accounts_source: YamlSource
     # Strategy and universe names that exist but failed to decode: references to them are
@@ -40,7 +40,7 @@ def _refuse_plaintext_keys(decoder: Decoder, value: Any) -> None:
     """Drop plaintext credential keys from each account (reporting them) before decoding."""
     health = value.get("health") if isinstance(value, dict) else None
     ref = health.get("token_env") if isinstance(health, dict) else None
-    if isinstance(ref, str) and (LOOKS_LIKE_KEY.match(ref) or not ENV_NAME.match(ref)):
+    if isinstance(health, dict) and isinstance(ref, str) and (LOOKS_LIKE_KEY.match(ref) or not ENV_NAME.match(ref)):
         decoder.fail(("health", "token_env"), "must name an environment variable (like BOTCTL_HEALTH_TOKEN), "
                      "not hold the token itself")
         del health["token_env"]
@@ -70,14 +70,14 @@ def _refuse_plaintext_keys(decoder: Decoder, value: Any) -> None:
                 del account[field]
 
 
-def _decode_steps(decoder: Decoder, strategies: dict[str, Any]) -> dict[str, tuple[Step, ...]]:
+def _decode_steps(decoder: Decoder, strategies: dict[str, Any]) -> dict[str, tuple[AnyStep, ...]]:
     """Decode every strategy's steps; only strategies whose steps all decoded are returned."""
-    out: dict[str, tuple[Step, ...]] = {}
+    out: dict[str, tuple[AnyStep, ...]] = {}
     for name, strategy in strategies.items():
         raw_steps = strategy.get("steps", []) if isinstance(strategy, dict) else []
         if not isinstance(raw_steps, list):
             continue  # the struct check reports it
-        steps: list[Step] = []
+        steps: list[AnyStep] = []
         complete = True
         for i, item in enumerate(raw_steps):
             path = ("strategies", name, "steps", i)
@@ -139,7 +139,7 @@ def _build_file(decoder: Decoder, value: Any, file_type: type) -> tuple[Any, fro
     return file_type(**kwargs), frozenset(broken)
 
 
-def _salvage(source: YamlSource, entry: Any, entry_type: type, path: tuple) -> Any:
+def _salvage(source: YamlSource, entry: Any, entry_type: type, path: Path) -> Any:
     """An entry without its bad keys, so the rules can still check the rest of it (its own
     problems were already reported); None when even that does not decode."""
     if not isinstance(entry, dict) or not (isinstance(entry_type, type) and issubclass(entry_type, msgspec.Struct)):

@@ -14,10 +14,11 @@ Frequency = Literal["daily", "weekly", "monthly", "quarterly"]
 
 
 class Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
+    """msgspec passes these options on to subclasses; they repeat `frozen=True` so that type
+    checkers, which do not inherit it, see them as frozen too."""
 
 
-class ScheduleSpec(Spec):
+class ScheduleSpec(Spec, frozen=True):
     """When a model rebalances: the `day`-th trading day of each period, `after_open_minutes`
     after the opening bell."""
 
@@ -26,7 +27,7 @@ class ScheduleSpec(Spec):
     after_open_minutes: int = 30
 
 
-class StrategySpec(Spec):
+class StrategySpec(Spec, frozen=True):
     universe: str | list[str]
     rebalance: Frequency | ScheduleSpec = "monthly"
     # Each item is a one-key mapping {step_name: {params}}; spec.decode turns them into Steps.
@@ -34,18 +35,18 @@ class StrategySpec(Spec):
     description: str = ""
 
 
-class StrategiesFile(Spec):
+class StrategiesFile(Spec, frozen=True):
     universes: dict[str, list[str]] = {}
     strategies: dict[str, StrategySpec] = {}
     benchmark: str = "SPY"
 
 
-class ModelRef(Spec):
+class ModelRef(Spec, frozen=True):
     name: str
     budget: float | None = None
 
 
-class SimSpec(Spec):
+class SimSpec(Spec, frozen=True):
     """Settings of the built-in simulated broker."""
 
     fill: Literal["open", "close"] = "open"
@@ -56,7 +57,7 @@ class SimSpec(Spec):
     fractional: bool = True
 
 
-class RiskSpec(Spec):
+class RiskSpec(Spec, frozen=True):
     """Pre-trade limits and circuit breakers (fractions of NAV unless named otherwise)."""
 
     max_weight: float = 1.0
@@ -78,7 +79,7 @@ class RiskSpec(Spec):
     max_first_cycle_turnover: float = 1.5
 
 
-class AccountSpec(Spec):
+class AccountSpec(Spec, frozen=True):
     models: list[str | ModelRef]
     broker: Literal["sim", "alpaca"] = "sim"
     mode: Literal["paper", "live"] = "paper"
@@ -95,13 +96,13 @@ class AccountSpec(Spec):
     feed: Literal["iex", "sip"] = "iex"
 
 
-class HealthSpec(Spec):
+class HealthSpec(Spec, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8787
     # Name of an environment variable holding a bearer token the endpoint then requires.
     token_env: str | None = None
 
 
-class AccountsFile(Spec):
+class AccountsFile(Spec, frozen=True):
     accounts: dict[str, AccountSpec] = {}
     health: HealthSpec = HealthSpec()

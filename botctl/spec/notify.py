@@ -21,7 +21,7 @@ import msgspec
 from botctl.errors import ConfigError
 from botctl.records import SEVERITIES
 from botctl.spec.decode import Decoder
-from botctl.spec.yamlsource import YamlSource
+from botctl.spec.yamlsource import Path, YamlSource
 
 NOTIFY_FILE = "notify.yaml"
 ENV_REF = re.compile(r"\{env:([^{}]*)\}")
@@ -47,14 +47,15 @@ RunKindName = Literal["replay", "paper", "live"]
 
 
 class _Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
+    """msgspec passes these options on to subclasses; they repeat `frozen=True` so that type
+    checkers, which do not inherit it, see them as frozen too."""
 
 
-class DestinationSpec(_Spec):
+class DestinationSpec(_Spec, frozen=True):
     url: str
 
 
-class RouteSpec(_Spec):
+class RouteSpec(_Spec, frozen=True):
     """Messages matching every given filter go to `to`."""
 
     to: str | list[str]
@@ -63,13 +64,13 @@ class RouteSpec(_Spec):
     accounts: list[str] = []  # empty: every account (events of no account always match)
 
 
-class RetrySpec(_Spec):
+class RetrySpec(_Spec, frozen=True):
     attempts: int = 5  # tries of a message below CRITICAL; CRITICAL is tried until delivered
     first_seconds: float = 2.0
     max_seconds: float = 300.0
 
 
-class RateLimitSpec(_Spec):
+class RateLimitSpec(_Spec, frozen=True):
     """At most `messages` per destination in any `per_minutes`; what is over is folded into
     one digest sent when the window allows again. CRITICAL is never held back."""
 
@@ -77,7 +78,7 @@ class RateLimitSpec(_Spec):
     per_minutes: float = 60.0
 
 
-class QuietHoursSpec(_Spec):
+class QuietHoursSpec(_Spec, frozen=True):
     """Between `start` and `end` (local to `timezone`), messages below `except_severity` wait
     and are sent afterwards as one digest."""
 
@@ -87,7 +88,7 @@ class QuietHoursSpec(_Spec):
     except_severity: str = "CRITICAL"
 
 
-class NotifyFile(_Spec):
+class NotifyFile(_Spec, frozen=True):
     destinations: dict[str, DestinationSpec] = {}
     routes: list[RouteSpec] = []
     kinds: list[RunKindName] = msgspec.field(default_factory=lambda: ["paper", "live"])  # add `replay` to hear about replays too
@@ -146,7 +147,7 @@ def resolve_url(template: str, environ: Mapping[str, str]) -> tuple[str, str, tu
     missing: list[str] = []
     secrets: list[str] = []
 
-    def value(match: re.Match) -> str:
+    def value(match: re.Match[str]) -> str:
         name = match.group(1)
         found = environ.get(name)
         if not found:
@@ -177,7 +178,7 @@ def load_notify(data: bytes | str, *, environ: Mapping[str, str], check_url: Cal
     if spec is None:
         raise ConfigError(problems or [source.problem((), "not a valid notify file")])
 
-    def fail(path: tuple, message: str) -> None:
+    def fail(path: Path, message: str) -> None:
         problems.append(source.problem(path, message))
 
     destinations: dict[str, Destination] = {}

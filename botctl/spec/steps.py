@@ -9,16 +9,17 @@ botctl.strategy; docs/strategies.md documents every parameter.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal, Union, get_args
 
 import msgspec
 
 
 class Step(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="step"):
-    pass
+    """Base of every step. msgspec passes its options on to subclasses; they repeat
+    `frozen=True` so that type checkers, which do not inherit it, see them as frozen too."""
 
 
-class WhenRegime(Step, tag="when_regime"):
+class WhenRegime(Step, frozen=True, tag="when_regime"):
     """Gate: the model is active only while `benchmark` closes above/below its N-day average."""
 
     benchmark: str = "SPY"
@@ -26,7 +27,7 @@ class WhenRegime(Step, tag="when_regime"):
     is_: Literal["above", "below"] = msgspec.field(name="is", default="above")
 
 
-class SelectMomentum(Step, tag="select_momentum"):
+class SelectMomentum(Step, frozen=True, tag="select_momentum"):
     """Rank the universe by total return over `lookback_days` and keep the best `top`."""
 
     lookback_days: int = 126
@@ -34,62 +35,62 @@ class SelectMomentum(Step, tag="select_momentum"):
     min_return: float | None = 0.0
 
 
-class SelectThreshold(Step, tag="select_threshold"):
+class SelectThreshold(Step, frozen=True, tag="select_threshold"):
     """Keep every symbol whose return over `lookback_days` exceeds `min_return`."""
 
     lookback_days: int = 126
     min_return: float = 0.0
 
 
-class SelectAll(Step, tag="select_all"):
+class SelectAll(Step, frozen=True, tag="select_all"):
     """Keep the whole universe."""
 
 
-class Fallback(Step, tag="fallback"):
+class Fallback(Step, frozen=True, tag="fallback"):
     """What to hold when a gate is closed or nothing is selected: a symbol, or `cash`."""
 
     to: str = "cash"
     weight: float = 1.0
 
 
-class WeighEqually(Step, tag="weigh_equally"):
+class WeighEqually(Step, frozen=True, tag="weigh_equally"):
     """Equal weights; with `slots: N` each pick gets 1/N and unfilled slots stay in cash."""
 
     slots: int | None = None
 
 
-class WeighInverseVolatility(Step, tag="weigh_inverse_volatility"):
+class WeighInverseVolatility(Step, frozen=True, tag="weigh_inverse_volatility"):
     """Weights proportional to 1 / (std of daily returns over `lookback_days`)."""
 
     lookback_days: int = 63
 
 
-class WeighFixed(Step, tag="weigh_fixed"):
+class WeighFixed(Step, frozen=True, tag="weigh_fixed"):
     """Fixed weights for named symbols; selected symbols not named get 0."""
 
     weights: dict[str, float] = {}
 
 
-class LimitWeight(Step, tag="limit_weight"):
+class LimitWeight(Step, frozen=True, tag="limit_weight"):
     """Cap each symbol's weight; the excess goes to cash."""
 
     max: float = 1.0
 
 
-class ScaleLeverage(Step, tag="scale_leverage"):
+class ScaleLeverage(Step, frozen=True, tag="scale_leverage"):
     """Multiply every weight by `gross`: a fully invested book (weights summing to 1) becomes
     `gross` x invested (1.25 = 125%); unfilled slots stay in cash."""
 
     gross: float = 1.0
 
 
-class LimitLeverage(Step, tag="limit_leverage"):
+class LimitLeverage(Step, frozen=True, tag="limit_leverage"):
     """Scale the weights down when their gross sum exceeds `gross`."""
 
     gross: float = 1.0
 
 
-class ScaleByRegime(Step, tag="scale_by_regime"):
+class ScaleByRegime(Step, frozen=True, tag="scale_by_regime"):
     """Multiply the weights by `above` or `below` depending on benchmark vs its N-day average."""
 
     benchmark: str = "SPY"
@@ -98,7 +99,8 @@ class ScaleByRegime(Step, tag="scale_by_regime"):
     below: float = 1.0
 
 
-STEP_CLASSES = (
+# The tagged union a plan's steps decode as.
+AnyStep = Union[
     WhenRegime,
     SelectMomentum,
     SelectThreshold,
@@ -111,6 +113,6 @@ STEP_CLASSES = (
     ScaleLeverage,
     LimitLeverage,
     ScaleByRegime,
-)
-AnyStep = Union[STEP_CLASSES]  # the tagged union a plan's steps decode as
-STEP_TYPES: dict[str, type[Step]] = {t.__struct_config__.tag: t for t in STEP_CLASSES}  # type: ignore[misc]
+]
+STEP_CLASSES: tuple[type[AnyStep], ...] = get_args(AnyStep)
+STEP_TYPES: dict[str, type[AnyStep]] = {t.__struct_config__.tag: t for t in STEP_CLASSES}  # type: ignore[misc]

@@ -6,14 +6,19 @@ Every rule reports through the file's YamlSource, so each problem names FILE:LIN
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, cast
 
 from botctl.errors import ConfigProblem
 from botctl.spec import steps as st
-from botctl.spec.model import ModelRef, ScheduleSpec
+from botctl.spec.model import AccountSpec, ModelRef, RiskSpec, ScheduleSpec
 
 if TYPE_CHECKING:
     from botctl.spec.load import Config
+    from botctl.spec.yamlsource import Path as ConfigPath
+    from botctl.spec.yamlsource import YamlSource
+
+    Report = Callable[[ConfigPath, str], None]  # where a problem is, what it is
 
 MAX_LEVERAGE = 4.0
 SESSION_MINUTES = 390  # 09:30-16:00 ET; a rebalance must be scheduled before the close
@@ -50,32 +55,32 @@ class _Rules:
         self.known = known_symbols
         self.problems: list[ConfigProblem] = []
 
-    def s(self, path: tuple, message: str) -> None:
+    def s(self, path: ConfigPath, message: str) -> None:
         self.problems.append(self.config.strategies_source.problem(path, message))
 
-    def a(self, path: tuple, message: str) -> None:
+    def a(self, path: ConfigPath, message: str) -> None:
         self.problems.append(self.config.accounts_source.problem(path, message))
 
     @staticmethod
-    def parsed(source) -> bool:
+    def parsed(source: YamlSource) -> bool:
         """A file that failed to parse says nothing about what it defines: checks that need
         its contents (emptiness, references into it) are skipped rather than cascading."""
         return source.parsed
 
-    def symbol(self, symbol: str, path: tuple) -> None:
+    def symbol(self, symbol: str, path: ConfigPath) -> None:
         if self.known is not None and symbol not in self.known:
             self.s(path, f"unknown symbol '{symbol}' (not in the available market data, which holds: "
                          f"{_listed(self.known)})")
 
-    def leverage(self, value: float, path: tuple, report) -> None:
+    def leverage(self, value: float, path: ConfigPath, report: Report) -> None:
         if not 0 < value <= MAX_LEVERAGE:
             report(path, f"leverage must be in (0, {MAX_LEVERAGE:g}], got {value:g}")
 
-    def fraction(self, value: float, path: tuple, report, *, upper: float = 1.0) -> None:
+    def fraction(self, value: float, path: ConfigPath, report: Report, *, upper: float = 1.0) -> None:
         if not 0 < value <= upper:
             report(path, f"must be in (0, {upper:g}], got {value:g}")
 
-    def names(self, kind: str, names, path: tuple, report) -> None:
+    def names(self, kind: str, names: Iterable[str], path: ConfigPath, report: Report) -> None:
         for name in names:
             if not NAME.fullmatch(name):
                 shown = name if len(name) <= 40 else f"{name[:40]}... ({len(name)} characters)"
@@ -107,7 +112,7 @@ class _Rules:
         for name, steps in self.config.steps.items():
             self.steps(steps, ("strategies", name))
 
-    def universe(self, symbols: list[str], path: tuple) -> None:
+    def universe(self, symbols: list[str], path: ConfigPath) -> None:
         if not symbols:
             self.s(path, "a universe needs at least one symbol")
         seen: set[str] = set()
@@ -117,7 +122,7 @@ class _Rules:
             seen.add(symbol)
             self.symbol(symbol, (*path, i))
 
-    def schedule(self, schedule: ScheduleSpec, path: tuple) -> None:
+    def schedule(self, schedule: ScheduleSpec, path: ConfigPath) -> None:
         limit = MIN_SESSIONS[schedule.every]
         if not 1 <= schedule.day <= limit:
             self.s((*path, "day"), f"a {schedule.every} schedule's day must be 1..{limit} "
@@ -127,13 +132,13 @@ class _Rules:
                    f"must be 0..{SESSION_MINUTES - 1}: the regular session lasts {SESSION_MINUTES} minutes, "
                    f"got {schedule.after_open_minutes}")
 
-    def steps(self, steps: tuple[st.Step, ...], base: tuple) -> None:
+    def steps(self, steps: tuple[st.Step, ...], base: ConfigPath) -> None:
         if steps and not any(isinstance(x, (st.SelectMomentum, st.SelectThreshold, st.SelectAll, st.WeighFixed)) for x in steps):
             self.s((*base, "steps"), "no selection: add a select_* step (or weigh_fixed)")
         for i, step in enumerate(steps):
-            self.step(step, (*base, "steps", i, step.__struct_config__.tag))
+            self.step(step, (*base, "steps", i, cast(str, step.__struct_config__.tag)))  # every step class has one
 
-    def step(self, step: st.Step, path: tuple) -> None:
+    def step(self, step: st.Step, path: ConfigPath) -> None:
         for symbol, where in step_symbols(step):
             self.symbol(symbol, (*path, *where))
         for field in ("lookback_days", "sma_days"):
@@ -175,7 +180,7 @@ class _Rules:
         for name, account in spec.accounts.items():
             self.account(name, account)
 
-    def account(self, name: str, account) -> None:
+    def account(self, name: str, account: AccountSpec) -> None:
         base = ("accounts", name)
         if account.broker == "sim" and account.mode == "live":
             self.a((*base, "mode"), "the simulated broker has no live mode; use mode: paper or broker: alpaca")
@@ -199,7 +204,7 @@ class _Rules:
         self.risk(account.risk, (*base, "risk"))
         self.models(account.models, (*base, "models"))
 
-    def risk(self, risk, path: tuple) -> None:
+    def risk(self, risk: RiskSpec, path: ConfigPath) -> None:
         self.leverage(risk.max_gross_leverage, (*path, "max_gross_leverage"), self.a)
         self.fraction(risk.max_weight, (*path, "max_weight"), self.a, upper=MAX_LEVERAGE)
         self.fraction(risk.max_first_cycle_turnover, (*path, "max_first_cycle_turnover"), self.a, upper=2 * MAX_LEVERAGE)
@@ -213,7 +218,7 @@ class _Rules:
         if risk.cooldown_minutes < 0:
             self.a((*path, "cooldown_minutes"), f"cannot be negative, got {risk.cooldown_minutes}")
 
-    def models(self, models: list, path: tuple) -> None:
+    def models(self, models: list[str | ModelRef], path: ConfigPath) -> None:
         if not models:
             self.a(path, "an account needs at least one model")
         known = self.config.strategies.strategies
@@ -240,7 +245,7 @@ class _Rules:
             self.a(path, "budgets already add up to 100%, leaving nothing for the models without one")
 
 
-def _raw_keys(source, section: str) -> list[str]:
+def _raw_keys(source: YamlSource, section: str) -> list[str]:
     """The names written under `section`, including entries that failed to decode."""
     value = source.value.get(section) if isinstance(source.value, dict) else None
     return list(value) if isinstance(value, dict) else []
