@@ -21,7 +21,7 @@ from botctl.text import printable
 try:  # typer >= 0.22 ships its own copy of click; older releases use click itself
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import exceptions as click_errors
+    from click import exceptions as click_errors  # type: ignore[no-redef]  # the same module, older typer
 
 EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
 
@@ -44,7 +44,7 @@ def fail(message: str, exit_code: int, *, as_json: bool) -> typer.Exit:
     return typer.Exit(exit_code)
 
 
-def _usage_line(exc: Exception) -> str:
+def _usage_line(exc: click_errors.ClickException) -> str:
     """Click's usage error as one line: the message and where to find help."""
     text = " ".join(exc.format_message().split())
     ctx = getattr(exc, "ctx", None)
@@ -150,7 +150,7 @@ def _one_line_errors(as_json: bool):
         raise fail(f"{failure_text(exc)} (set BOTCTL_DEBUG=1 for a traceback)", EXIT_RUNTIME, as_json=as_json) from None
 
 
-def _interrupted(exc: BaseException) -> bool:
+def _interrupted(exc: BaseException | None) -> bool:
     """Ctrl-C wrapped in another exception: Python turns a KeyboardInterrupt raised while a
     class is being created (in `__set_name__`) into a RuntimeError caused by it."""
     seen = set()

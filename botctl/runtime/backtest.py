@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from datetime import date, datetime, timezone
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -161,10 +162,10 @@ def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date
                           breakers, rebalancing)
 
 
-def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: float) -> dict:
+def curve_metrics(curve: BookCurve, benchmark: BookCurve | None, risk_free: float) -> dict[str, Any]:
     gross = curve.gross if benchmark is not None else None
     # Traded notional counts both legs; turnover is reported one-way (a full switch = 100%).
-    metrics = compute_metrics(curve.dates, curve.nav, benchmark_nav=benchmark.nav if benchmark else None,
+    metrics: dict[str, Any] = compute_metrics(curve.dates, curve.nav, benchmark_nav=benchmark.nav if benchmark else None,
                               risk_free=risk_free, turnover_notional=curve.traded_notional / 2, trades=curve.trades,
                               gross_exposure=gross, invested=curve.invested)
     if benchmark is not None:
@@ -236,7 +237,7 @@ def step_text(step) -> str:
 
 def report_context(plan: Plan, result: BacktestResult, body: dict, *, data_source: str) -> dict:
     """What the HTML report says about the run beyond the curves: ids, data, models, round trips."""
-    models = {}
+    models: dict[str, dict[str, object]] = {}
     for account in plan.accounts:
         for model in account.models:
             schedule = model.schedule

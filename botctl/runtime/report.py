@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypedDict, cast
 
 import numpy as np
 
@@ -231,6 +232,13 @@ def _date_ticks(d0: datetime.date, d1: datetime.date) -> list[tuple[datetime.dat
     return ticks
 
 
+class _Axes(TypedDict):
+    """What the charts of one report share: the dates and the dated markers."""
+
+    dates: Sequence[datetime.date]
+    markers: Sequence[tuple[datetime.date, str]]
+
+
 def _line_chart(
     *,
     dates: Sequence[datetime.date],
@@ -269,7 +277,7 @@ def _line_chart(
     ]
     for lx, lrow, name, color, dashed in legend_items:
         x = left + lx
-        y = 8 + lrow * 18
+        y: float = 8 + lrow * 18
         dash = f' stroke-dasharray="{dashed}"' if dashed else ""
         parts.append(
             f'<line x1="{x:.1f}" y1="{y + 6}" x2="{x + 26:.1f}" y2="{y + 6}" stroke="{color}" '
@@ -523,8 +531,8 @@ def _models_html(models: Mapping[str, Mapping[str, object]]) -> str:
         what = [str(model[k]) for k in ("description",) if model.get(k)]
         what += [f"{k}: {model[k]}" for k in ("universe", "schedule", "budget") if model.get(k) is not None]
         out.append(f'<p class="meta">{"<br>".join(_E(w) for w in what)}</p>')
-        steps = model.get("steps") or []
-        out.append('<ul class="steps">' + "".join(f"<li><code>{_E(str(step))}</code></li>" for step in steps) + "</ul>")  # type: ignore[union-attr]
+        steps = cast("list[object]", model.get("steps") or [])
+        out.append('<ul class="steps">' + "".join(f"<li><code>{_E(str(step))}</code></li>" for step in steps) + "</ul>")
     return "".join(out)
 
 
@@ -623,13 +631,13 @@ def write_html_report(
     dd_series.append((benchmark_name, drawdown_series(bench), BENCHMARK_COLOR, BENCHMARK_DASH))
     markers = []
     for name in navs:
-        for trip in (all_metrics.get(name, {}).get("breaker_trips") or []):  # type: ignore[union-attr]
+        for trip in cast("list[dict[str, object]]", all_metrics.get(name, {}).get("breaker_trips") or []):
             markers.append((datetime.date.fromisoformat(str(trip["at"])), f"{name}: {trip['rule']} {trip['at']}"))
 
     day_list = [as_date(d) for d in dates]
     period = f"{day_list[0].isoformat()} to {day_list[-1].isoformat()} ({n} trading days)" if day_list else "no data"
-    chart = dict(dates=day_list, markers=markers)
-    unlabelled = dict(dates=day_list, markers=[(day, "") for day, _ in markers])
+    chart = _Axes(dates=day_list, markers=markers)
+    unlabelled = _Axes(dates=day_list, markers=[(day, "") for day, _ in markers])
 
     body = [
         "<!DOCTYPE html>",
