@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -25,6 +25,9 @@ from botctl.runtime.session_times import close_at, open_at
 from botctl.spec.plan import AccountPlan, Plan
 from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
+
+if TYPE_CHECKING:
+    from botctl.store import Store
 
 DEFAULT_START = date(2015, 1, 1)
 
@@ -204,7 +207,7 @@ def summary(result: BacktestResult, *, risk_free: float = 0.0) -> dict:
     }
 
 
-def journal_backtest(store, plan: Plan, result: BacktestResult) -> None:
+def journal_backtest(store: Store, plan: Plan, result: BacktestResult) -> None:
     """Write the run, its final orders, fills, daily NAV, events and closing positions."""
     now = datetime.now(timezone.utc)
     run = Run(run_id=result.run_id, kind="backtest", plan_id=plan.plan_id, started_at=now, status="finished",

@@ -9,15 +9,30 @@ halt is acknowledged. Until `botctl resume` clears it, the account places no new
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from botctl.records import Control, Event, Order
 
+if TYPE_CHECKING:
+    from botctl.ports import Broker
+    from botctl.runtime.book import Book
+    from botctl.spec.plan import AccountPlan, Plan
+    from botctl.store import Store
+    from botctl.store.writer_lock import Holder
+
+
+class BookJournal(Protocol):
+    """Writes a book's new records to the journal (replay's _Journal)."""
+
+    def flush(self, book: Book) -> None: ...
+
 
 class ControlDesk:
-    def __init__(self, store, books, journal) -> None:
+    def __init__(self, store: Store, books: Iterable[Book], journal: BookJournal) -> None:
         self.store = store
         self.books = {b.account.id: b for b in books}
         self.journal = journal
@@ -41,7 +56,7 @@ class ControlDesk:
                 self.store.insert(Event(ts_event=now, subsystem="control", type="halt.cleared", run_id=book.run_id,
                                         account=account, message="halt cleared; trading resumes at the next cycle"))
 
-    def _act(self, book, control: Control, now: datetime) -> None:
+    def _act(self, book: Book, control: Control, now: datetime) -> None:
         with self.store.transaction():
             canceled = book.cancel_open_orders(now)
             book.events.append(Event(ts_event=now, subsystem="control", type="kill.orders_canceled", severity="WARN",
@@ -57,7 +72,7 @@ class ControlDesk:
             self.store.set_control(msgspec.structs.replace(control, acked_at=datetime.now(timezone.utc)))
 
 
-def halt_at_broker(store, broker, account: str, run_id: str, *, flatten: bool, now: datetime) -> tuple[int, list[Order]]:
+def halt_at_broker(store: Store, broker: Broker, account: str, run_id: str, *, flatten: bool, now: datetime) -> tuple[int, list[Order]]:
     """Carry out a halt on a broker, journaled: cancel every open order at the broker, record
     what became of the journal's open orders, then (flatten) close every position at market
     and record the closing orders and their fills under `run_id`. The one cancel-then-flatten
@@ -110,7 +125,7 @@ def who_am_i(command: str | None = None) -> str:
     return f"{user}@{socket.gethostname()}: {command or 'botctl ' + shlex.join(sys.argv[1:])}"[:500]
 
 
-def request_halt(store, accounts: list[str], *, flatten: bool, reason: str, who: str) -> None:
+def request_halt(store: Store, accounts: list[str], *, flatten: bool, reason: str, who: str) -> None:
     """Persist a halt for each account (one transaction), with a kill.requested event."""
     now = datetime.now(timezone.utc)
     # priority(): the halt goes before the next write of any other process (a replay writing
@@ -123,7 +138,8 @@ def request_halt(store, accounts: list[str], *, flatten: bool, reason: str, who:
                                details={"flatten": flatten}))
 
 
-def kill(store, plan, accounts, *, flatten: bool, reason: str, who: str):
+def kill(store: Store, plan: Plan, accounts: list[AccountPlan], *, flatten: bool, reason: str,
+         who: str) -> tuple[Holder | None, list[dict[str, Any]], list[dict[str, Any]]]:
     """The emergency stop, as `botctl kill` and the dashboard do it: record the halt, then, if
     no trading process holds the journal, act on each account's broker directly (holding the
     journal's writer lock meanwhile, so no bot starts beside it). Returns (holder, done,
@@ -142,7 +158,8 @@ def kill(store, plan, accounts, *, flatten: bool, reason: str, who: str):
     return None, done, failed
 
 
-def act_without_bot(store, plan, accounts, *, flatten: bool, reason: str) -> tuple[list[dict], list[dict]]:
+def act_without_bot(store: Store, plan: Plan, accounts: list[AccountPlan], *, flatten: bool,
+                    reason: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """No bot is running: act on each account's broker directly and acknowledge the halt.
     One unreachable broker does not spare the others. Returns (done, failed)."""
     from botctl.errors import BotctlError
@@ -163,7 +180,7 @@ def act_without_bot(store, plan, accounts, *, flatten: bool, reason: str) -> tup
     return done, failed
 
 
-def clear_halt(store, accounts: list[str], *, who: str) -> list[str]:
+def clear_halt(store: Store, accounts: list[str], *, who: str) -> list[str]:
     """Clear the halts of `accounts` that are halted; returns those resumed."""
     now = datetime.now(timezone.utc)
     resumed = []

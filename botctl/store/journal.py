@@ -480,7 +480,7 @@ class Store:
         self,
         account: str | None = None,
         status: str | Iterable[str] | None = None,
-        run_id: str | None = None,
+        run_id: str | Iterable[str] | None = None,
         limit: int | None = None,
     ) -> list[Order]:
         """Matching orders oldest first; `limit` keeps the newest `limit` of them."""
