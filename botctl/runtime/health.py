@@ -166,7 +166,8 @@ class _BoundedServer(ThreadingHTTPServer):
             self.telemetry.client_dropped()
             return
         # anything else is a bug in the handler: one line, not a traceback per request
-        sys.stderr.write(f"health: error answering {client_address[0]}: {failure_text(exc) if exc is not None else 'unknown error'}\n")
+        reason = failure_text(exc) if exc is not None else "unknown error"
+        sys.stderr.write(f"health: error answering {client_address[0]}: {reason}\n")
 
 
 class HealthServer:
