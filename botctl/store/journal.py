@@ -332,13 +332,17 @@ class Store:
     def _write(self, codec: Codec, record: Record, upsert_key: str | None = None) -> int:
         self._writable()
         sql = codec.upsert_sql(upsert_key) if upsert_key else codec.insert_sql
-        row = codec.encode(record)
+        cur = self._execute(sql, codec.encode(record), record)
+        self._heard(record)
+        return cur.lastrowid or 0
+
+    def _execute(self, sql: str, row: Any, record: Record) -> sqlite3.Cursor:
+        """One write statement; outside a transaction it is its own, so it waits its turn
+        behind a kill's halt like every transaction does."""
         if not self._conn.in_transaction:
             self._turn().pass_through()
         with self._guard(record):
-            cur = self._conn.execute(sql, row)
-        self._heard(record)
-        return cur.lastrowid or 0
+            return self._conn.execute(sql, row)
 
     def insert(self, record: Record) -> int:
         """Insert one record; returns its row id. A duplicate natural key is DuplicateRecord."""
@@ -365,8 +369,7 @@ class Store:
         filled order back into a pending one. False when the row was left as it was."""
         self._writable()
         sql = CODECS[Order].upsert_sql("client_order_id") + _ONLY_OPEN_ORDERS
-        with self._guard(order):
-            cur = self._conn.execute(sql, CODECS[Order].encode(order))
+        cur = self._execute(sql, CODECS[Order].encode(order), order)
         if cur.rowcount > 0:  # an order left as it was is no news
             self._heard(order)
         return cur.rowcount > 0
