@@ -237,8 +237,12 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
     def value_of(symbol: str) -> float:
         return qty.get(symbol, 0.0) * book.prices.get(symbol, 0.0)
 
+    # Gross exposure is kept running, each accepted order moving it by its symbol's change, so a
+    # cycle of n orders costs O(n), not O(n x holdings) as a re-sum for every buy would.
+    running_gross = sum(abs(value_of(s)) for s in qty)
+
     def gross() -> float:
-        return sum(abs(value_of(s)) for s in qty)
+        return running_gross
 
     buying_power = book.buying_power  # spent by each accepted buy, refilled by each accepted sell
     data_age = (book.today - book.data_as_of).days if book.data_as_of else math.inf
@@ -280,7 +284,9 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
             blocked.append(Block(rule=rule, message=message, order=order, limit=float(limit), value=float(value)))
             continue
         accepted.append(order)
+        before = abs(value_of(order.symbol))
         qty[order.symbol] = qty.get(order.symbol, 0.0) + (order.qty if buy else -order.qty)
+        running_gross += abs(value_of(order.symbol)) - before
         if buying_power is not None:
             buying_power += -notional if buy else notional
     return accepted, blocked
