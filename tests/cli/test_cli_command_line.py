@@ -71,8 +71,8 @@ def test_a_global_option_after_the_command_without_its_value_is_a_usage_error(jo
 # usage errors: one line, exit 2 -------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, says", [
-    (["run", "--once", "--health-port", "99999"], "less than or equal to 65535"),
-    (["tail", "--interval", "0"], "greater than or equal to 0.05"),
+    (["run", "--once", "--health-port", "99999"], "65535"),
+    (["tail", "--interval", "0"], "0.05"),
     (["status", "--bogus"], "No such option: --bogus"),
     (["frobnicate"], "No such command 'frobnicate'"),
 ], ids=["health-port", "interval", "no-such-option", "no-such-command"])
