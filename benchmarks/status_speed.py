@@ -163,6 +163,13 @@ def main() -> None:
     size = sum(Path(f"{args.db}{s}").stat().st_size for s in ("", "-wal")
                if Path(f"{args.db}{s}").exists())
     print(f"journal: {size / 2**20:.1f} MiB; {_counts(args.db)}")
+    one, five, _ = os.getloadavg()
+    print(f"machine: load average {one:.2f} {five:.2f} on {os.cpu_count()} cores")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # With no .pyc cache every run compiles botctl's own modules from source (about 0.1 s
+        # here); an installed botctl has its cache, so that is not what a user waits for.
+        print("note: PYTHONDONTWRITEBYTECODE is set, so each run compiles botctl from source; "
+              "unset it to time what an installed botctl does")
 
     base = [sys.executable, "-m", "botctl", "--config-dir", str(ROOT), "--db", str(args.db), "status"]
     py, _ = wall([sys.executable, "-c", "pass"], args.runs)
