@@ -101,6 +101,9 @@ class Store:
         """A sqlite_utils Database on this store's connection, for ad-hoc use. Imports
         sqlite_utils on first access; Store itself never needs it."""
         if self._db is None:
+            from botctl.store.schema import load_sqlite_utils
+
+            load_sqlite_utils()
             from sqlite_utils import Database
 
             self._db = Database(self.conn, execute_plugins=False)

@@ -4,14 +4,16 @@ Migrations are append-only: a released migration is never edited, a change is a 
 registered after the others. `Store.open` refuses a database that has migrations applied that
 this set does not know (written by a newer botctl), so names must stay stable.
 
-Importing sqlite_utils costs ~0.4 s (it imports pandas when installed), so this module never
-does at import time: the Migrations set is built on first use by `migrations()`, and opening
-an up-to-date journal compares applied names against `MIGRATION_NAMES` with plain SQL.
+Importing sqlite_utils costs ~0.4 s when it imports pandas (installed for alpaca-py), so this
+module never does at import time: the Migrations set is built on first use by `migrations()`,
+opening an up-to-date journal compares applied names against `MIGRATION_NAMES` with plain SQL,
+and `load_sqlite_utils` imports it without pandas, which botctl never hands it.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -210,9 +212,28 @@ STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (
 MIGRATION_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)
 
 
+def load_sqlite_utils() -> None:
+    """Import sqlite_utils, keeping it from importing pandas when nothing has yet.
+
+    sqlite_utils only uses pandas to accept DataFrame values, which botctl never writes; its
+    import is most of the ~0.4 s that creating a journal took. A None in sys.modules makes
+    `import pandas` raise ImportError (sqlite_utils then goes on without it); the entry is
+    removed again at once, so alpaca-py, which needs pandas, still imports it later."""
+    if "sqlite_utils" in sys.modules or "pandas" in sys.modules:
+        import sqlite_utils  # noqa: F401  (already imported, or pandas is here anyway)
+        return
+    sys.modules["pandas"] = None  # type: ignore[assignment]
+    try:
+        import sqlite_utils  # noqa: F401
+    finally:
+        if "pandas" in sys.modules and sys.modules["pandas"] is None:
+            del sys.modules["pandas"]
+
+
 def build_migrations(*extra: tuple[str, Callable[[Database], None]]) -> Migrations:
     """A fresh migration set; `extra` (name, fn) pairs are appended (tests use it to fake an
     upgrade)."""
+    load_sqlite_utils()
     from sqlite_utils import Migrations
 
     migrations = Migrations(MIGRATION_SET)
@@ -242,6 +263,7 @@ def known_names(migrations: Migrations | None = None) -> list[str]:
     """
     if migrations is None:
         return list(MIGRATION_NAMES)
+    load_sqlite_utils()
     from sqlite_utils import Database
 
     return [m.name for m in migrations.pending(Database(memory=True, execute_plugins=False))]

@@ -92,3 +92,23 @@ def test_db_is_a_lazy_sqlite_utils_view_of_the_connection(store):
     assert store.db is store.db
     assert store.db.conn is store.conn
     assert store.db["runs"].count == 1
+
+def test_creating_a_journal_leaves_pandas_unimported_and_still_importable(db_path):
+    # A new journal (every backtest writes one) paid ~0.4 s for pandas, which sqlite_utils
+    # imports when it can and botctl never uses; alpaca-py does need it afterwards.
+    out = _run(
+        "import sys; from botctl.store import Store; "
+        "s = Store.open(sys.argv[1]); s.db; before = 'pandas' in sys.modules; "
+        "import pandas; print(s.applied_migrations() == s.applied_migrations(), before, pandas.DataFrame is not None)",
+        str(db_path),
+    )
+    assert out == "True False True"
+
+
+def test_sqlite_utils_keeps_pandas_when_it_was_imported_first(db_path):
+    out = _run(
+        "import sys, pandas; from botctl.store import Store; s = Store.open(sys.argv[1]); "
+        "import sqlite_utils.db; print(sqlite_utils.db.pd is pandas)",
+        str(db_path),
+    )
+    assert out == "True"
