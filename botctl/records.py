@@ -171,3 +171,28 @@ class Control(Record, frozen=True):
     who: str
     flatten: bool = False
     acked_at: datetime | None = None
+
+
+SignalDirection = Literal["long", "short"]
+
+
+class Signal(Record, frozen=True):
+    """One external signal as journaled (botctl.feeds), before anything may use it.
+
+    `signal_id` is the sender's id, unique within `source` (the journal's own row id is the
+    table's `id`). `ts_event` is when the sender says the thing happened; `ts_received` when
+    botctl first read it (for a backtest's file read, equal to ts_event: the declared latency
+    stands in). `payload_hash` is the SHA-256 of the raw payload the signal came from, so a
+    record can be matched to what was sent without keeping (possibly private) payloads.
+    """
+
+    source: str
+    signal_id: str
+    ts_event: datetime
+    ts_received: datetime
+    symbol: str
+    kind: str
+    score: float
+    direction: SignalDirection | None = None
+    expires_at: datetime | None = None
+    payload_hash: str = ""

@@ -32,6 +32,7 @@ from botctl.records import (
     Position,
     Record,
     Run,
+    Signal,
 )
 from botctl.store.codec import BY_TABLE, CODECS, Codec, codec_for, format_ts
 from botctl.store.opening import describe, open_database
@@ -402,6 +403,61 @@ class Store:
                 "ON CONFLICT (scope, account) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
                 (scope, account, state.decode(), format_ts(ts, "updated_at")),
             )
+
+    # --- external signals (botctl.feeds) ---------------------------------------------------
+
+    def append_signals(self, signals: Iterable[Signal]) -> list[bool]:
+        """Journal signals in one transaction; per signal True when it was recorded, False when
+        its (source, signal_id) was already in the journal (a duplicate is recorded once, and
+        the first one recorded stands). Heard by the listener only when new."""
+        self._writable()
+        codec = CODECS[Signal]
+        sql = codec.insert_sql + " ON CONFLICT (source, signal_id) DO NOTHING"
+        answers: list[bool] = []
+        with self.transaction():
+            for signal in signals:
+                cur = self._execute(sql, codec.encode(signal), signal)
+                answers.append(cur.rowcount > 0)
+                if cur.rowcount > 0:
+                    self._heard(signal)
+        return answers
+
+    def append_signal(self, signal: Signal) -> bool:
+        """Journal one signal; False when it is a duplicate (see append_signals)."""
+        return self.append_signals([signal])[0]
+
+    def signals(
+        self,
+        source: str | Iterable[str] | None = None,
+        kind: str | Iterable[str] | None = None,
+        symbol: str | Iterable[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Signal]:
+        """Journaled signals with since <= ts_event <= until, in ts_event order (then journal
+        order); `limit` keeps the newest `limit` of them."""
+        codec = self._codec("signals")
+        clauses, params = self._where(codec, {"source": source, "kind": kind, "symbol": symbol})
+        for op, value in ((">=", since), ("<=", until)):
+            if value is not None:
+                clauses.append(f"ts_event {op} ?")
+                params.append(format_ts(value, "ts_event"))
+        if limit is None:
+            return [rec for _, rec in self._query(codec, clauses, params, "ORDER BY ts_event, id")]
+        found = [rec for _, rec in self._query(codec, clauses, [*params, limit],
+                                               "ORDER BY ts_event DESC, id DESC LIMIT ?")]
+        found.reverse()
+        return found
+
+    def signal_sources(self, since: datetime) -> dict[str, tuple[int, datetime | None, int]]:
+        """Per source: (signals received since `since`, the newest ts_received, all signals)."""
+        with self._guard():
+            rows = self._conn.execute(
+                "SELECT source, SUM(ts_received >= ?), MAX(ts_received), COUNT(*) FROM signals GROUP BY source",
+                (format_ts(since, "since"),),
+            ).fetchall()
+        return {r[0]: (int(r[1] or 0), datetime.fromisoformat(r[2]) if r[2] else None, int(r[3])) for r in rows}
 
     # --- reading -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from botctl.records import Control, Event, Fill, NavSnapshot, Order, Position, Record, Run
+from botctl.records import Control, Event, Fill, NavSnapshot, Order, Position, Record, Run, Signal
 
 if TYPE_CHECKING:
     from sqlite_utils import Database, Migrations
@@ -38,6 +38,7 @@ TABLES: dict[type[Record], str] = {
     NavSnapshot: "nav",
     Event: "events",
     Control: "control",
+    Signal: "signals",
 }
 RECORD_TYPES: dict[str, type[Record]] = {table: cls for cls, table in TABLES.items()}
 
@@ -202,11 +203,38 @@ def m005_fill_as_traded_price(db: Database) -> None:
     db.execute("ALTER TABLE fills ADD COLUMN as_traded_price REAL")
 
 
+def m006_signals(db: Database) -> None:
+    # External signals (botctl.feeds), journaled before any decision may use them. The sender's
+    # id is unique per source, so a signal sent twice (a retried webhook, a re-read file) is
+    # recorded once; `id` is the row id, for tail. Reads are by time range, source and kind.
+    db.execute(
+        """
+        CREATE TABLE signals (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            signal_id TEXT NOT NULL,
+            ts_event TEXT NOT NULL,
+            ts_received TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            score REAL NOT NULL,
+            direction TEXT,
+            expires_at TEXT,
+            payload_hash TEXT NOT NULL,
+            UNIQUE (source, signal_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX signals_ts_event ON signals (ts_event)")
+    db.execute("CREATE INDEX signals_source_id ON signals (source, id)")
+
+
 # The released migrations, in order: (name, function). Append only.
 STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("m001_initial", m001_initial),
     ("m002_guard_state", m002_guard_state),
     ("m005_fill_as_traded_price", m005_fill_as_traded_price),
+    ("m006_signals", m006_signals),
 )
 # Their names, known without importing sqlite_utils.
 MIGRATION_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)
