@@ -215,7 +215,7 @@ def main_options(
 
 def _register() -> None:
     from botctl.cli import backtest_cmd, config_cmds, control_cmds, ops_cmds, run_cmd, service_cmd, tui_cmd
-    from botctl.cli import data_cmds, export_cmd, init_cmd, notify_cmd, runs_cmd
+    from botctl.cli import data_cmds, export_cmd, feeds_cmd, init_cmd, notify_cmd, runs_cmd
 
     config_cmds.register(app)
     backtest_cmd.register(app)
@@ -229,6 +229,7 @@ def _register() -> None:
     runs_cmd.register(app)
     export_cmd.register(app)
     notify_cmd.register(app)
+    feeds_cmd.register(app)
 
 
 _register()

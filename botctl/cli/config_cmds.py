@@ -30,7 +30,7 @@ def describe_schedule(schedule) -> str:
 def register(app: typer.Typer) -> None:
     @app.command()
     def validate(ctx: typer.Context) -> None:
-        """Check strategies.yaml, accounts.yaml (and notify.yaml if present); print every problem as FILE:LINE:COL: key: message (exit 4)."""
+        """Check strategies.yaml, accounts.yaml (and notify.yaml, feeds.yaml if present); print every problem as FILE:LINE:COL: key: message (exit 4)."""
         g = globals_of(ctx)
         config = load_config(g)
         from botctl.notify.setup import read_notify
@@ -38,6 +38,14 @@ def register(app: typer.Typer) -> None:
         # notify.yaml too, when there is one: its URLs' {env:NAME}s must be set where the bot runs.
         notify = read_notify(g.config_dir, known_accounts=list(config.accounts.accounts))
         extra = f", {len(notify.destinations)} notify destination(s)" if notify is not None else ""
+        from botctl.feeds.runner import feeds_path, read_feeds
+
+        # feeds.yaml too: its sources' secrets must be set where the bot runs, like notify's.
+        if feeds_path(g.config_dir).exists():
+            from botctl.adapters.file_data import available_symbols
+
+            feeds = read_feeds(g.config_dir, known_symbols=available_symbols(g.data))
+            extra += f", {len(feeds.sources)} signal feed source(s)" if feeds is not None else ""
         typer.echo(f"ok: {len(config.strategies.strategies)} strategies, {len(config.accounts.accounts)} accounts{extra}")
 
     @app.command()

@@ -18,7 +18,7 @@ from botctl.records import SEVERITIES as SEVERITY_LEVELS
 from botctl.records import fill_text
 from botctl.text import printable
 
-KINDS = {"orders": "orders", "fills": "fills", "nav": "nav", "events": "events"}
+KINDS = {"orders": "orders", "fills": "fills", "nav": "nav", "events": "events", "signals": "signals"}
 MAX_ROWS = 2**63 - 1  # SQLite's largest LIMIT
 
 
@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new rows until Ctrl-C."),
         n: int = typer.Option(20, "-n", "--lines", min=0, help="How many of the newest rows to print first."),
-        kind: str = typer.Option("events", "--kind", help="orders, fills, nav or events."),
+        kind: str = typer.Option("events", "--kind", help="orders, fills, nav, events or signals (external feeds)."),
         account: str = typer.Option(None, "--account", help="Only this account."),
         severity: str = typer.Option(None, "--severity", help="Events at or above INFO, WARN, ERROR or CRITICAL."),
         symbol: str = typer.Option(None, "--symbol", help="Only this symbol."),
@@ -153,6 +153,8 @@ def register(app: typer.Typer) -> None:
         if kind not in KINDS:
             raise UsageError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
         filters: dict = {}
+        if kind == "signals" and (account or run):
+            raise UsageError("--account and --run do not apply to --kind signals (signals belong to no account or run)")
         if account:
             filters["account"] = account
         if symbol:
@@ -297,6 +299,10 @@ def _print_record(kind: str, record, as_json: bool, color: bool) -> None:
         line = (f"{record.ts_event:%Y-%m-%d %H:%M:%S} {record.account} NAV {record.nav:,.2f} cash {record.cash:,.2f} "
                 f"leverage {record.leverage:.2f}x")
         key = ""
+    elif kind == "signals":
+        from botctl.cli.feeds_cmd import signal_line
+
+        line, key = signal_line(record), ""
     else:
         line = (f"{record.ts_event:%Y-%m-%d %H:%M:%S} {record.severity:<8} {record.account or '-'} "
                 f"{record.subsystem}/{record.type}" + (f" {record.symbol}" if record.symbol else "")

@@ -39,6 +39,7 @@ EVENT_TYPES: frozenset[str] = frozenset({
     "broker.unavailable", "market.closed", "data.cache_damaged", "data.rejected", "data.missing_bar", "data.gap",
     "cycle.failed", "cycle.owed", "mark.failed", "clock.jumped", "health.serving", "health.exposed",
     "kill.requested", "kill.failed", "kill.orders_canceled", "kill.flatten", "halt.cleared", "resume",
+    "signal.rejected", "feed.stale", "feed.fresh", "feed.failed",
 })
 ORDERS_TYPE = "orders.rebalance"
 SUMMARY_TYPE = "daily.summary"
