@@ -103,4 +103,4 @@ def test_validate_and_feeds_check_read_feeds_yaml(config_dir, tmp_path):
     assert all(value not in done.stdout + done.stderr for value in ENV.values())
     (config_dir / "feeds.yaml").write_text("sources: [1, 2]\n")
     done = botctl(config_dir, db, "feeds", "check", "--json", env=ENV)
-    assert done.returncode == 4 and "feeds.yaml:1:10: sources: expected a mapping" in done.stdout, done.stdout
+    assert done.returncode == 4 and "feeds.yaml:1:1: sources: expected a mapping, got a list" in done.stdout, done.stdout
