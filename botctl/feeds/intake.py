@@ -61,6 +61,7 @@ class Intake:
         self.counts: Counter[tuple[str, str, str]] = Counter()
         self._window: dict[tuple[str, str], tuple[float, int, int]] = {}  # start, told, folded
         self.failure: str = ""  # the journal's last error, for status
+        self._waiting: dict[str, int] = {}  # per source: signals queued, not yet answered
 
     # --- the sources' side ------------------------------------------------------------------
 
@@ -68,14 +69,24 @@ class Intake:
         with self._lock:
             self.counts[(source, outcome, reason)] += 1
 
-    def submit(self, signal: Signal, *, wait: bool = False, timeout: float = 5.0) -> Reply | None:
-        """Queue `signal` for the journal; None when the queue is full (the caller says so:
-        a webhook answers 429, a poller waits). With wait, blocks up to `timeout` for room."""
+    def submit(self, signal: Signal, *, wait: bool = False, timeout: float = 5.0,
+               limit: int | None = None) -> Reply | None:
+        """Queue `signal` for the journal; None when the queue is full, or when its source
+        already has `limit` signals waiting (the caller says so: a webhook answers 429, a
+        poller waits). With wait, blocks up to `timeout` for room."""
         reply = Reply()
         self.count(signal.source, "received")
+        with self._lock:
+            waiting = self._waiting.get(signal.source, 0)
+            if limit is not None and waiting >= limit:
+                self.counts[(signal.source, "rejected", "overloaded")] += 1
+                return None
+            self._waiting[signal.source] = waiting + 1
         try:
             self._queue.put((signal, reply), block=wait, timeout=timeout if wait else None)
         except queue.Full:
+            with self._lock:
+                self._waiting[signal.source] -= 1
             self.count(signal.source, "rejected", "overloaded")
             return None
         return reply
@@ -167,6 +178,9 @@ class Intake:
 
         signals = [(s, r) for s, r in batch if isinstance(s, Signal)]
         events = [e for e, _ in batch if isinstance(e, Event)]
+        with self._lock:
+            for s, _ in signals:
+                self._waiting[s.source] -= 1
         try:
             with store.transaction():
                 answers = store.append_signals([s for s, _ in signals])

@@ -91,8 +91,8 @@ class FeedRunner:
 
         now: Callable[[], datetime] = (clock.now if hasattr(clock, "now") else clock) if clock is not None else utc_now
         path = store.path if hasattr(store, "path") else os.fspath(store)
-        queue_size = max([s.queue_size for s in self.config.of_type("webhook").values() if isinstance(s, WebhookSource)]
-                         or [10000])
+        # One queue for every source; each webhook also has its own limit (its queue_size).
+        queue_size = sum(s.queue_size for s in self.config.sources.values() if isinstance(s, WebhookSource)) + 1000
         self.intake = Intake(path, run_id=self.run_id, queue_size=queue_size, now=now).start()
         rules: dict[str, Any] = {"kinds": kind_ttls(self.config), "known_symbols": self.known_symbols,
                                  "max_future": timedelta(seconds=self.config.max_future_seconds)}

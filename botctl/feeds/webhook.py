@@ -176,7 +176,7 @@ class WebhookReceiver:
                                default_kind=self.spec.kind, default_id=msg_id)
         if isinstance(checked, Rejection):
             return self._refuse(checked, status=400)
-        reply = self.intake.submit(checked)
+        reply = self.intake.submit(checked, limit=self.spec.queue_size)
         if reply is None:
             if msg_id is not None:
                 self._seen.forget(msg_id)  # never recorded: the sender's retry must get through
@@ -184,7 +184,7 @@ class WebhookReceiver:
         if not reply.wait(REPLY_SECONDS) or reply.recorded is None:
             if msg_id is not None:
                 self._seen.forget(msg_id)
-            return 503, {"error": "journal_unavailable", "detail": "the signal was not recorded; retry later"}
+            return 503, {"error": "journal_unavailable", "detail": "the journal has not recorded it yet; retry (a retry of one recorded meanwhile is answered 409 duplicate)"}
         if not reply.recorded:
             return 409, {"error": "duplicate", "detail": f"signal {checked.signal_id[:60]!r} is already recorded",
                          "id": checked.signal_id}

@@ -84,7 +84,7 @@ class WebhookSource(_Spec, frozen=True, kw_only=True):
     tolerance_seconds: float = 300.0  # Standard Webhooks: a webhook-timestamp further off is refused
     max_body_bytes: int = 65536
     kind: str | None = None  # the kind of bodies that do not say
-    queue_size: int = 10000  # signals waiting for the journal; when full the answer is 429
+    queue_size: int = 10000  # its signals waiting for the journal; beyond it the answer is 429
 
 
 class JournalSource(_Spec, frozen=True, kw_only=True):
