@@ -87,6 +87,9 @@ def register(app: typer.Typer) -> None:
                 ids = [a for a in ids if a in account]
             views = {a: account_view(store, a, controls) for a in ids}
             replay_now = simulated_now(store, rv.run)  # a replay's next rebalance is on its own clock
+            from botctl.store.overview import feed_views
+
+            feeds = feed_views(store, datetime.now(timezone.utc))
         today = (replay_now or datetime.now(timezone.utc)).date()
         body = {
             "running": rv.running,
@@ -99,6 +102,7 @@ def register(app: typer.Typer) -> None:
             "run": msgspec.to_builtins(rv.run) if rv.run else None,
             "config_error": config_problem,
             "accounts": {},
+            "feeds": msgspec.to_builtins(feeds),
         }
         for acc_id, view in views.items():
             acc_plan = next((a for a in plan.accounts if a.id == acc_id), None) if plan else None
@@ -253,6 +257,10 @@ def _print_status(body: dict) -> None:
         out(f"last run: {run['run_id']} ({run['kind']}{period}, {run['status']})")
     if body["config_error"]:
         out(f"config: {body['config_error']}")
+    for f in body.get("feeds", []):
+        stale = f", STALE since {f['stale_since']}: no new entries from it" if f["stale"] else ""
+        out(f"feed {f['source']}: {f['today']} signal(s) received today (UTC), {f['signals']} in all, "
+            f"last received {f['last_received_at'] or 'never'}{stale}")
     for acc_id, a in body["accounts"].items():
         halted = f"HALTED since {a['halted_since']}: {a['halt_reason']}" if a["halted"] else "trading allowed"
         out()

@@ -115,6 +115,36 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
     )
 
 
+class FeedSourceView(msgspec.Struct):
+    """One external signal source as the journal shows it (status, dashboard)."""
+
+    source: str
+    signals: int  # journaled, in all
+    today: int  # received since midnight UTC
+    last_received_at: datetime | None
+    stale: bool  # its newest feed.stale event is newer than its newest feed.fresh
+    stale_since: datetime | None
+
+
+def feed_views(store: Store, now: datetime) -> list[FeedSourceView]:
+    """Every source that journaled a signal or went stale, by name."""
+    midnight = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    counts = store.signal_sources(midnight)
+    stale: dict[str, datetime | None] = {}
+    with store._guard():
+        rows = store.conn.execute(
+            "SELECT type, ts_event, json_extract(details, '$.source') FROM events "
+            "WHERE subsystem = 'feeds' AND type IN ('feed.stale', 'feed.fresh') ORDER BY id DESC LIMIT 10000"
+        ).fetchall()
+    for type_, ts, source in rows:
+        if source is not None and source not in stale:
+            stale[source] = datetime.fromisoformat(ts) if type_ == "feed.stale" else None
+    names = sorted(set(counts) | set(stale))
+    return [FeedSourceView(name, counts.get(name, (0, None, 0))[2], counts.get(name, (0, None, 0))[0],
+                           counts.get(name, (0, None, 0))[1], stale.get(name) is not None, stale.get(name))
+            for name in names]
+
+
 def journal_accounts(store: Store) -> list[str]:
     """Accounts the journal knows, in the order they first appeared."""
     with store._guard():  # a damaged file is a one-line StoreError here too

@@ -77,3 +77,30 @@ def test_ingest_list_and_tail_on_the_journal(config_dir: Path, tmp_path: Path):
     assert warned.stdout.count("feeds/signal.rejected") == 4
     bad = botctl(config_dir, db, "feeds", "list", "--since", "soon")
     assert bad.returncode == 2 and "--since expects a time" in bad.stderr
+
+
+def test_status_shows_each_source_with_its_counts_and_staleness(config_dir: Path, tmp_path: Path):
+    from datetime import datetime, timezone
+
+    from botctl.records import Event
+    from botctl.store import Store
+
+    (config_dir / "feeds.yaml").write_text("kinds: {flow: {}}\n")
+    file = tmp_path / "s.csv"
+    file.write_text(HEADER + "1,2024-03-01T15:00:00Z,SPY,flow,1.5,long\n")
+    db = tmp_path / "j.db"
+    assert botctl(config_dir, db, "feeds", "ingest", str(file), "--source", "rec").returncode == 0
+    now = datetime.now(timezone.utc)
+    with Store.open(db) as store:
+        store.insert(Event(ts_event=now, subsystem="feeds", type="feed.stale", severity="WARN", message="x",
+                           details={"source": "vendor"}))
+    done = botctl(config_dir, db, "status", "--json")
+    feeds = {f["source"]: f for f in json.loads(done.stdout)["feeds"]}
+    assert feeds["rec"]["signals"] == 1 and feeds["rec"]["today"] == 1 and not feeds["rec"]["stale"]
+    assert feeds["vendor"]["stale"] and feeds["vendor"]["signals"] == 0
+    text = botctl(config_dir, db, "status").stdout
+    assert "feed rec: 1 signal(s) received today (UTC), 1 in all, last received 20" in text
+    assert "feed vendor: 0 signal(s) received today (UTC), 0 in all, last received never, STALE since" in text
+    with Store.open(db) as store:
+        store.insert(Event(ts_event=now, subsystem="feeds", type="feed.fresh", message="x", details={"source": "vendor"}))
+    assert "STALE" not in botctl(config_dir, db, "status").stdout
