@@ -51,7 +51,12 @@ def kind_ttls(config: FeedsConfig) -> dict[str, float | None]:
     return {name: spec.ttl_minutes for name, spec in config.kinds.items()}
 
 
+BUNDLED = "bundled:"  # `path: bundled:example_signals.csv` names a file shipped in botctl/data
+
+
 def resolve(config_dir: Path, path: str) -> Path:
+    if path.startswith(BUNDLED):
+        return Path(__file__).resolve().parents[1] / "data" / Path(path[len(BUNDLED):]).name
     p = Path(path).expanduser()
     return p if p.is_absolute() else config_dir / p
 

@@ -48,7 +48,7 @@ class KindSpec(_Spec, frozen=True, kw_only=True):
 
 class FileSource(_Spec, frozen=True, kw_only=True):
     type: Literal["file"]
-    path: str  # relative to the config folder; a folder means every .csv/.jsonl/.parquet in it
+    path: str  # relative to the config folder (or bundled:NAME); a folder: every .csv/.jsonl/.parquet in it
     watch_seconds: float = 5.0  # paper/live: how often new rows are looked for
     kind: str | None = None  # the kind of rows that do not say
 
