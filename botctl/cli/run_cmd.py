@@ -141,7 +141,10 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
     log = err if as_json else out  # cycle lines carry account names and broker texts: escaped
     from botctl.notify.setup import for_run
 
-    with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account):
+    from botctl.feeds.runner import feeds_for_run  # external signal feeds (feeds.yaml), journaled beside trading
+
+    with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account), \
+            feeds_for_run(g.config_dir, store, plan.symbols, echo=log):
         outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,
                               echo=log, telemetry=telemetry, health=server or None)
     if as_json:

@@ -11,7 +11,8 @@ journal sources read back with their recorded receipt times ("recorded").
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -210,3 +211,22 @@ def load_signals(config: FeedsConfig, config_dir: Path, db_path: Path | None, *,
             for source in {s.source for s in found}:
                 modes[source] = "recorded"
     return signals, modes, refused
+
+
+@contextmanager
+def feeds_for_run(config_dir: Path, store: Any, symbols: Collection[str], *, echo: Callable[[str], None] | None = None,
+                  ) -> Iterator[FeedRunner | None]:
+    """While inside, feeds.yaml's live sources run beside a paper or live bot, journaling into
+    `store`'s file (None, and nothing imported or started, without a feeds.yaml)."""
+    config = read_feeds(config_dir, known_symbols=None) if feeds_path(config_dir).exists() else None
+    if config is None or not (config.of_type("webhook", "http_poll", "file")):
+        yield None
+        return
+    runner = FeedRunner(config, config_dir, known_symbols=symbols).start(store)
+    if echo is not None:
+        for state in runner.states(utc_now()):
+            echo(f"feeds: {state.name} ({state.type})" + (f" listening on {state.address}" if state.address else ""))
+    try:
+        yield runner
+    finally:
+        runner.stop()
