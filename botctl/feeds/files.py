@@ -10,7 +10,6 @@ the journal's uniqueness on (source, id) keeps each signal once.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 from collections.abc import Iterator
@@ -49,13 +48,18 @@ def files_of(path: Path) -> list[Path]:
 
 
 def _csv_rows(path: Path, text: str, header: list[str] | None, first_line: int) -> Iterator[Row]:
-    lines = text.splitlines(keepends=True)
-    reader = csv.reader(lines)
-    line = first_line
-    for cells in reader:
-        raw = lines[reader.line_num - 1] if reader.line_num - 1 < len(lines) else ""
-        where = f"{path.name}:{line}"
-        line = first_line + reader.line_num
+    """Rows of CSV text, one per line (a signal file has no quoted newlines; a line csv
+    cannot parse is one refused row, not a failed file)."""
+    for offset, raw in enumerate(text.splitlines()):
+        where = f"{path.name}:{first_line + offset}"
+        if len(raw) > MAX_LINE:
+            yield Row(None, b"", where, "line too long")
+            continue
+        try:
+            cells = next(csv.reader([raw]), [])
+        except csv.Error as exc:
+            yield Row(None, raw.encode(), where, f"not a CSV row ({exc})")
+            continue
         if header is None:
             header = [c.strip() for c in cells]
             continue
@@ -64,7 +68,7 @@ def _csv_rows(path: Path, text: str, header: list[str] | None, first_line: int) 
         if len(cells) > len(header):
             yield Row(None, raw.encode(), where, f"{len(cells)} values for {len(header)} columns")
             continue
-        yield Row({k: (v.strip() or None) for k, v in zip(header, cells)}, raw.rstrip("\r\n").encode(), where)
+        yield Row({k: (v.strip() or None) for k, v in zip(header, cells)}, raw.encode(), where)
 
 
 def _jsonl_rows(path: Path, text: str, first_line: int) -> Iterator[Row]:
@@ -72,9 +76,12 @@ def _jsonl_rows(path: Path, text: str, first_line: int) -> Iterator[Row]:
         where = f"{path.name}:{first_line + offset}"
         if not line.strip():
             continue
+        if len(line) > MAX_LINE:
+            yield Row(None, b"", where, "line too long")
+            continue
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             yield Row(None, line.encode(), where, "not a JSON object")
             continue
         if not isinstance(value, dict):
@@ -156,8 +163,10 @@ class FileTail:
             if file.suffix.lower() == ".csv":
                 if state.header is None:
                     header_line, _, text = text.partition("\n")
-                    state.header = next(csv.reader(io.StringIO(header_line)), [])
-                    state.header = [c.strip() for c in state.header]
+                    try:
+                        state.header = [c.strip() for c in next(csv.reader([header_line]), [])]
+                    except csv.Error:
+                        state.header = []
                     first += 1
                 yield from _csv_rows(file, text, state.header, first)
             else:

@@ -155,7 +155,7 @@ class WebhookReceiver:
             msg_id = verified[0]
         try:
             value = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
             value = None
         if not isinstance(value, dict):
             if self._key is None:  # unauthenticated so far: say nothing about the body

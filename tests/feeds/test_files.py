@@ -104,3 +104,14 @@ def test_status_shows_each_source_with_its_counts_and_staleness(config_dir: Path
     with Store.open(db) as store:
         store.insert(Event(ts_event=now, subsystem="feeds", type="feed.fresh", message="x", details={"source": "vendor"}))
     assert "STALE" not in botctl(config_dir, db, "status").stdout
+
+
+def test_hostile_rows_are_refused_one_by_one(tmp_path: Path):
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "a.jsonl").write_text(deep[:60_000] + "\n" + '{"id": 1}\n')
+    (tmp_path / "b.csv").write_text(HEADER + '1,"2024-03-01T15:00:00Z,SPY\n' + "x" * 200_000 + "\n"
+                                    + "2,2024-03-01T15:00:00Z,SPY,flow,1,\n")
+    signals, refused = read_file_signals(tmp_path, "rec", CONFIG)
+    assert [s.signal_id for s in signals] == ["2"]
+    assert [(w, r.reason) for w, r in refused] == [("a.jsonl:1", "malformed"), ("a.jsonl:2", "missing_field"),
+                                                   ("b.csv:2", "missing_field"), ("b.csv:3", "malformed")]

@@ -65,6 +65,8 @@ def test_signed_signals_are_journaled_before_the_answer_and_bad_ones_refused(run
         (sender.post(body("s5"), "m5", signature="v1,AAAA v2,BBBB"), 401, "bad_signature"),
         (sender.client.post(sender.url, content=json.dumps(body("s6"))), 401, "bad_signature"),
         (sender.post(b"{not json", "m7"), 400, "malformed"),
+        (sender.post(b"[" * 4000, "m7b"), 400, "malformed"),
+        (sender.post(b"\xff\xfe{}", "m7c"), 400, "malformed"),
         (sender.post(body("s8", score="NaN"), "m8"), 400, "not_finite"),
         (sender.post(body("s9", symbol="TSLA"), "m9"), 400, "unknown_symbol"),
         (sender.post(body("s10", kind="insider"), "m10"), 400, "unknown_kind"),
