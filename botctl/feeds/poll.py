@@ -78,19 +78,22 @@ class _Watched:
     def once(self) -> None:
         raise NotImplementedError
 
-    def take(self, raw: Any, digest_of: bytes, where: str = "", default_kind: str | None = None) -> None:
-        """Check one raw signal and journal it (waiting for room: a poller can wait)."""
+    def take(self, raw: Any, digest_of: bytes, where: str = "", default_kind: str | None = None) -> Any:
+        """Check one raw signal and queue it for the journal (waiting for room: a poller can
+        wait); its Reply, or None when it was refused or there was no room."""
         if not isinstance(raw, dict):
             self.intake.reject(self.name, Rejection("malformed", "an item is not a JSON object"), where)
-            return
+            return None
         checked = check_signal(raw, source=self.name, received=self.now(), kinds=self.kinds,
                                known_symbols=self.known_symbols, max_future=self.max_future,
                                digest=payload_hash(digest_of), default_kind=default_kind)
         if isinstance(checked, Rejection):
             self.intake.reject(self.name, checked, where)
-            return
-        if self.intake.submit(checked, wait=True, timeout=30) is not None:
+            return None
+        reply = self.intake.submit(checked, wait=True, timeout=30)
+        if reply is not None:
             self.last_signal_at = checked.ts_received
+        return reply
 
 
 class Poller(_Watched):
@@ -209,8 +212,13 @@ class FileWatcher(_Watched):
             self.last_error = str(exc)
             return
         self.last_error = ""
+        replies = []
         for row in rows:
             if row.values is None:
                 self.intake.reject(self.name, Rejection("malformed", row.problem), row.where)
             else:
-                self.take(row.values, row.raw, row.where, self.default_kind)
+                replies.append(self.take(row.values, row.raw, row.where, self.default_kind))
+        # A row the journal did not take is read again: from the start of the files on the
+        # next pass (the journal drops the ones it already has), so none is skipped.
+        if any(r is None or not r.wait(30) or r.recorded is None for r in replies):
+            self.tail = FileTail(self.tail.path)

@@ -115,3 +115,28 @@ def test_hostile_rows_are_refused_one_by_one(tmp_path: Path):
     assert [s.signal_id for s in signals] == ["2"]
     assert [(w, r.reason) for w, r in refused] == [("a.jsonl:1", "malformed"), ("a.jsonl:2", "missing_field"),
                                                    ("b.csv:2", "missing_field"), ("b.csv:3", "malformed")]
+
+
+def test_a_running_file_source_journals_appended_rows(tmp_path: Path):
+    import time
+
+    from botctl.feeds.runner import FeedRunner
+    from botctl.store import Store
+
+    (tmp_path / "live.csv").write_text(HEADER + "1,2099-01-01T00:00:00Z,SPY,flow,1,\n")
+    config = load_feeds("kinds: {flow: {}}\nmax_future_seconds: 1e10\nsources:\n"
+                        "  rec: {type: file, path: live.csv, watch_seconds: 0.1}\n", environ={})
+    db = tmp_path / "j.db"
+    runner = FeedRunner(config, tmp_path).start(str(db))
+    try:
+        with open(tmp_path / "live.csv", "a") as fh:
+            fh.write("2,2099-01-01T00:00:00Z,SPY,flow,2,\n3,2099-01-01T00:00:00Z,SPY,flow,nan,\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and runner.counts().get(("rec", "recorded", ""), 0) < 2:
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    with Store.open(db, readonly=True) as store:
+        assert [s.signal_id for s in store.signals()] == ["1", "2"]
+        assert [e.details["where"] for e in store.events() if e.type == "signal.rejected"] == ["live.csv:4"]
+    assert [s.type for s in runner.states(T0)] == ["file"]
