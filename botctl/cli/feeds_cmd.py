@@ -97,8 +97,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         as_json: bool = typer.Option(False, "--json", help="One JSON object: kinds and sources."),
     ) -> None:
-        """Check feeds.yaml (with its secrets' environment variables) and show each source;
-        problems as FILE:LINE:COL: key: message (exit 4)."""
+        """Check feeds.yaml (and that its secrets' environment variables are set) and show each source; problems as FILE:LINE:COL: key: message (exit 4)."""
         config = _config(globals_of(ctx), secrets=True)
         if as_json:
             typer.echo(json.dumps({"kinds": msgspec.to_builtins(config.kinds),
@@ -121,8 +120,7 @@ def register(app: typer.Typer) -> None:
         kind: str = typer.Option(None, "--kind", help="The kind of rows that do not say."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object with the counts and the refused rows."),
     ) -> None:
-        """Check and journal a recorded signal file into --db (received now); a signal already
-        journaled for this source is counted as a duplicate and kept as first recorded."""
+        """Check and journal a recorded signal file into --db, received now; one already journaled for the source is a duplicate, kept as first recorded."""
         from botctl.feeds.runner import read_file_signals
         from botctl.spec.feeds import SOURCE_NAME
         from botctl.store import Store
@@ -198,8 +196,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         as_json: bool = typer.Option(False, "--json", help="Print the sources' addresses as one JSON object."),
     ) -> None:
-        """Run feeds.yaml's live sources (webhooks, pollers, file watchers) journaling into --db
-        until Ctrl-C or SIGTERM, without trading: `botctl run` starts the same sources itself."""
+        """Run feeds.yaml's live sources (webhooks, pollers, file watchers) journaling into --db until Ctrl-C or SIGTERM, without trading (`botctl run` starts them itself)."""
         from botctl.feeds.runner import FeedRunner
         from botctl.store import Store
 
