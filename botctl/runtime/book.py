@@ -18,11 +18,12 @@ import numpy as np
 
 from botctl.adapters.sim_broker import SimBroker
 from botctl.engine import guard
-from botctl.engine.engine import CycleResult, account_signals, decide_cycle
+from botctl.engine.guard import Block
+from botctl.engine.engine import CycleResult, account_signals
 from botctl.engine.ids import client_order_id, cycle_prefix
+from botctl.runtime.cycle import AccountCycle, breaker_event, starting_guard
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
-from botctl.spec.validate import step_symbols
 from botctl.strategy.bars import Bars, describe_gap, forward_fill, gaps
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
@@ -87,13 +88,8 @@ class Book:
         # Called with each order before it reaches the broker: the replay and live runtimes
         # commit the order row here, so a crash mid-send can always be reconciled.
         self.before_submit: Callable[[Order], object] | None = None  # its answer is not used
-        # The guard starts from the starting NAV, so the first session's loss is measured too.
-        self.guard = guard.GuardState(account=account.id, high_water_mark=account.starting_cash,
-                                      last_close_nav=account.starting_cash)
-        self.tradeable = frozenset(
-            {s for m in account.models for s in m.universe}
-            | {s for m in account.models for step in m.steps for s, where in step_symbols(step) if where[0] != "benchmark"}
-        )
+        self.cycle = AccountCycle(account, self.broker, _BookLedger(self), run_id=run_id, namespace=namespace,
+                                  state=starting_guard(account.id, account.starting_cash))
         self.blocks: dict[str, int] = {}
         self.owed: set[str] = set()  # models whose rebalance was refused on suspect data
         self.submitted_due: list[str] = []  # the models whose orders await the next open
@@ -107,15 +103,18 @@ class Book:
         self.trips: list[BreakerTrip] = []
         self._resume_row: int | None = None  # with resume-next-session: the session the halt ends
 
+    @property
+    def guard(self) -> guard.GuardState:
+        """The risk guard's state, carried by the account cycle."""
+        return self.cycle.guard
+
+    @guard.setter
+    def guard(self, state: guard.GuardState) -> None:
+        self.cycle.guard = state
+
     def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
         values = matrix[row]
         return {s: float(values[c]) for s, c in zip(self.account.symbols, self.columns) if not math.isnan(values[c])}
-
-    def _previous_closes(self, row: int, symbols: set[str]) -> dict[str, float]:
-        """Closes at `row` of just these symbols (what the collar compares orders with)."""
-        values = self.bars.close[row]
-        out = {s: float(values[self.signals.columns[s]]) for s in symbols}
-        return {s: v for s, v in out.items() if not math.isnan(v)}
 
     def due(self, day: date, *, force: bool = False) -> list[str]:
         """Models to rebalance on `day`: the scheduled ones, and any whose rebalance was
@@ -145,63 +144,22 @@ class Book:
             if due and self.trips and self.trips[-1].resumed_at is None:
                 self.trips[-1].skipped.append(self.bars.dates[row])
             return None
-        verdict = guard.judge_bars(self.bars, row - 1, self.account.symbols, self.account.risk.price_collar_pct,
-                                   self.columns)
-        suspect = verdict.suspect
-        if suspect:
-            self.owed.update(due)  # tried again next session
-            self.events.append(Event(
-                ts_event=now, subsystem="guard", type="data.rejected", severity="WARN", run_id=self.run_id,
-                account=self.account.id, symbol=suspect[0][0],
-                message="; ".join(why for _, why in suspect) + "; no trade this session, retried at the next",
-                details={"rule": "suspect_data", "symbols": [s for s, _ in suspect], "due": sorted(due)},
-            ))
+        self._price_session(row - 1)  # `fill: close` fills at these closes
+        outcome = self.cycle.run(self.bars, self.signals, row - 1, due, self.decisions, today=self.bars.dates[row],
+                                 when=now, now=now, reason="reweight" if reweight else None)
+        self._count(outcome.blocked)
+        if outcome.result is None:  # suspect data: tried again next session
+            self.owed.update(due)
             self.blocks["suspect_data"] = self.blocks.get("suspect_data", 0) + 1
             return None
         self.owed.clear()
-        if verdict.accepted:  # decided on a move the fixed collar alone would have refused
-            self.collar_widened += 1
-        closes = self.prices(self.bars.close, row - 1)
-        self.broker.mark(closes)
-        result = decide_cycle(self.account, self.signals, row - 1, due, self.decisions,
-                              dict(self.broker.qty), self.broker.cash, closes, fractional=self.broker.fractional)
-        self.decisions = result.decisions
-        if reweight:  # no model re-decided: the orders only restore the last targets
-            result = msgspec.structs.replace(
-                result, orders=[msgspec.structs.replace(o, reason="reweight") for o in result.orders])
-        today = self.bars.dates[row]
-        portfolio = guard.Portfolio(
-            nav=self.broker.equity(), qty=dict(self.broker.qty), prices=closes,
-            last_close=self._previous_closes(row - 2, {o.symbol for o in result.orders}) if row >= 2 else closes,
-            universe=self.tradeable, data_as_of=self.bars.dates[row - 1], today=today,
-            buying_power=self.broker.account().buying_power,
-            accepted_moves=frozenset(s for s, _ in verdict.accepted),
-        )
-        accepted, blocked = guard.check_orders(result.orders, self.account.risk, portfolio, self.guard, now)
-        for block in blocked:
-            self._blocked(block, now)
-        self.guard = guard.after_orders(self.guard, today, len(accepted))
-        prefix = cycle_prefix(self.namespace, self.account.id, now)
-        self._price_session(row - 1)  # `fill: close` fills at these closes
         self.submitted_due = list(due)
-        for i, command in enumerate(accepted):
-            if self.halt:  # a reject earlier in this cycle tripped a breaker: send nothing more
-                if self._resume_row is not None:
-                    self.owed.update(due)  # the rebalance is finished when the halt ends
-                for rest in accepted[i:]:
-                    self._blocked(guard.Block(rule="halted", message=f"account halted ({self.halt})", order=rest,
-                                              limit=0.0, value=1.0), now)
-                break
-            order = Order(
-                client_order_id=client_order_id(prefix, command.symbol, command.side),
-                run_id=self.run_id, account=self.account.id, symbol=command.symbol, side=command.side,
-                qty=command.qty, status="pending", ts_init=now, ts_event=now, reason=command.reason,
-                ref_price=command.ref_price,
-            )
-            if self.before_submit is not None:
-                self.before_submit(order)
-            self._record(*self.broker.submit(order, now))
-        return result
+        if outcome.widened:
+            self.collar_widened += 1
+        if outcome.halted and self._resume_row is not None:
+            self.owed.update(due)  # the rebalance is finished when the halt ends
+        self.decisions = outcome.result.decisions
+        return outcome.result
 
     def _price_session(self, row: int) -> None:
         """Tell the broker which session's prices it fills at, so fills carry as-traded prices."""
@@ -321,7 +279,7 @@ class Book:
                           ts_init=now, ts_event=now, reason="flatten", ref_price=self.broker.last_price.get(symbol))
             if self.before_submit is not None:
                 self.before_submit(order)
-            self._record(*self.broker.submit(order, now))
+            self.cycle.send(order, now)
             count += 1
         return count
 
@@ -344,15 +302,12 @@ class Book:
                 # Cleared by the operator: the drawdown is measured afresh from here.
                 self.guard = msgspec.structs.replace(self.guard, high_water_mark=navs[done - 1])
 
-    def trip(self, rule: str, reason: str, at: datetime, *, subsystem: str = "guard",
+    def trip(self, rule: str, reason: str, at: datetime, *,
              value: float = math.nan, limit: float = math.nan) -> None:
         """Halt the account: no new orders until the halt is cleared. Holdings are kept."""
         self.halt = f"{rule}: {reason}"
         self.trips.append(BreakerTrip(rule=rule, reason=reason, at=at, value=value, limit=limit))
-        self.events.append(Event(
-            ts_event=at, subsystem=subsystem, type="breaker.tripped", severity="CRITICAL", run_id=self.run_id,
-            account=self.account.id, message=f"account halted: {reason}", details={"rule": rule},
-        ))
+        self.events.append(breaker_event(self.run_id, self.account.id, rule, reason, at))
         if self.on_halt is not None:
             self.on_halt(self.account.id, rule, reason, at)
 
@@ -375,15 +330,9 @@ class Book:
         self._resume_row = None
         self.halt = None
 
-    def _blocked(self, block: guard.Block, at: datetime) -> None:
-        self.blocks[block.rule] = self.blocks.get(block.rule, 0) + 1
-        order = block.order
-        self.events.append(Event(
-            ts_event=at, subsystem="guard", type="gate.blocked", severity="WARN", run_id=self.run_id,
-            account=self.account.id, symbol=order.symbol, message=f"{order.side} {order.qty:g} {order.symbol} blocked: {block.message}",
-            details={"rule": block.rule, "limit": block.limit, "value": block.value,
-                     "order": {"side": order.side, "qty": order.qty, "symbol": order.symbol, "ref_price": order.ref_price}},
-        ))
+    def _count(self, blocks: list[Block]) -> None:
+        for block in blocks:
+            self.blocks[block.rule] = self.blocks.get(block.rule, 0) + 1
 
     def _record(self, order: Order, fills: list[Fill]) -> None:
         self.orders.append(order)
@@ -391,14 +340,43 @@ class Book:
             self.fills.append(fill)
             self.traded_notional += fill.qty * fill.price
             self.guard = guard.after_fill(self.guard, fill.symbol, fill.ts_event)
-        if order.status == "rejected":
-            self.events.append(Event(
-                ts_event=order.ts_event, subsystem="broker", type="order.rejected", severity="WARN",
-                run_id=self.run_id, account=order.account, symbol=order.symbol,
-                message=order.reject_reason or "rejected", details={"client_order_id": order.client_order_id},
-            ))
-            self.guard, breach = guard.after_reject(self.guard, self.account.risk, order.ts_event)
-            if breach is not None and not self.halt and self.breakers != "off":
-                self.trip(*breach, order.ts_event, value=len(self.guard.reject_times), limit=self.account.risk.max_rejects)
-                if self.breakers == "resume-next-session":
-                    self._resume_after(self.bars.index_of(order.ts_event.date()))
+
+
+class _BookLedger:
+    """A book's records kept in its lists (the replay also commits each order to the journal
+    through `before_submit`): the account cycle's Ledger for backtests and replays."""
+
+    def __init__(self, book: Book) -> None:
+        self.book = book
+
+    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime) -> None:
+        if self.book.before_submit is not None:
+            for order in orders:
+                self.book.before_submit(order)
+
+    def record(self, order: Order, fills: list[Fill]) -> None:
+        book = self.book
+        book.orders.append(order)
+        for fill in fills:
+            book.fills.append(fill)
+            book.traded_notional += fill.qty * fill.price
+
+    def withdraw(self, order: Order) -> None:
+        """Never sent: the journal's row is canceled; the book's orders are what was sent."""
+        if self.book.before_submit is not None:
+            self.book.before_submit(order)
+
+    def event(self, event: Event) -> None:
+        self.book.events.append(event)
+
+    def halt(self, rule: str, reason: str, at: datetime, value: float, limit: float) -> bool:
+        book = self.book
+        if book.halt or book.breakers == "off":
+            return False
+        book.trip(rule, reason, at, value=value, limit=limit)
+        if book.breakers == "resume-next-session":
+            book._resume_after(book.bars.index_of(at.date()))
+        return True
+
+    def save_guard(self, state: guard.GuardState, now: datetime) -> None:
+        return None  # a replay keeps it with each closing mark

@@ -22,13 +22,11 @@ import msgspec
 
 from botctl.adapters.sim_broker import SimBroker
 from botctl.engine import guard
-from botctl.engine.engine import decide_cycle
-from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.errors import BadMarketData, BotctlError, BrokerAuth, BrokerError, DataError
+from botctl.runtime.cycle import AccountCycle, CycleOutcome, breaker_event, starting_guard
 from botctl.ports import Broker
-from botctl.records import OPEN_ORDER_STATUSES, Event, NavSnapshot, Order, Position, Severity, SubmitOrder
+from botctl.records import OPEN_ORDER_STATUSES, Event, Fill, NavSnapshot, Order, Position, Severity, SubmitOrder
 from botctl.spec.plan import AccountPlan
-from botctl.spec.validate import step_symbols
 from botctl.strategy.bars import Bars
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
@@ -113,14 +111,15 @@ class LiveAccount:
         self.plan_id = plan_id
         self.run_id = run_id
         raw = store.guard_state(GUARD_SCOPE, account.id)
-        self.guard = msgspec.json.decode(raw, type=guard.GuardState) if raw else guard.GuardState(
-            account=account.id, high_water_mark=0.0, last_close_nav=0.0)
+        self.ledger = JournalLedger(store, account.id, run_id)
+        # No guard state kept yet: seeded from the broker's equity once reconciled (starting_guard).
+        self.kernel = AccountCycle(account, broker, self.ledger, run_id=run_id, namespace=plan_id,
+                                   state=msgspec.json.decode(raw, type=guard.GuardState) if raw
+                                   else guard.GuardState(account=account.id))
         self.ready = False
         self.problem: str | None = None
         self.failed_at: datetime | None = None  # when reconciliation last failed
         self.blocked: list[guard.Block] = []  # the risk guard's refusals in the last cycle decided
-        self.tradeable = frozenset({s for m in account.models for s in m.universe}
-                                   | {s for m in account.models for st in m.steps for s, w in step_symbols(st) if w[0] != "benchmark"})
 
     def event(self, type_: str, message: str, *, severity: Severity = "INFO", symbol: str | None = None,
               details: dict[str, object] | None = None, now: datetime | None = None) -> None:
@@ -140,7 +139,23 @@ class LiveAccount:
             self.failed_at = now
             self.event("reconcile.failed", f"{self.problem}; this account will not trade", severity="ERROR", now=now)
             return
+        if not self.guard.high_water_mark and not self.guard.last_close_nav:
+            try:  # the first sight of this account: its drawdown is measured from here, as a backtest's
+                self.guard = starting_guard(self.account.id, self.broker.account().equity)
+            except BrokerError as exc:
+                self.problem = f"reconciliation failed: {exc}"
+                self.failed_at = now
+                return
         self.ready = True
+
+    @property
+    def guard(self) -> guard.GuardState:
+        """The risk guard's state, carried by the account cycle and kept in the journal."""
+        return self.kernel.guard
+
+    @guard.setter
+    def guard(self, state: guard.GuardState) -> None:
+        self.kernel.guard = state
 
     def _reconcile(self, now: datetime) -> None:
         journal_open = self.store.open_orders(self.account.id)
@@ -201,7 +216,7 @@ class LiveAccount:
         A cycle decides once. Its orders are committed together before any is sent; a re-run
         of the same cycle (a restart, a second --once) only finishes those orders, because
         deciding again on positions the first run already moved would trade the difference."""
-        prefix = cycle_prefix(self.plan_id, self.account.id, when)
+        prefix = self.kernel.prefix(when)
         self.blocked = []
         journaled = self.store.orders_with_prefix(prefix + "-")
         if journaled:
@@ -210,59 +225,36 @@ class LiveAccount:
         row = bars.index_of(today - timedelta(days=1))
         if row < 0:
             raise DataError(f"account {self.account.id}: no bar before {today}")
-        verdict = guard.judge_bars(bars, row, self.account.symbols, self.account.risk.price_collar_pct)
-        suspect = verdict.suspect
-        if suspect:
-            raise BadMarketData("; ".join(why for _, why in suspect), symbols=[s for s, _ in suspect])
-        closes = {s: float(bars.close[row, bars.symbols.index(s)]) for s in self.account.symbols
-                  if not math.isnan(bars.close[row, bars.symbols.index(s)])}
-        previous = {s: float(bars.close[row - 1, bars.symbols.index(s)]) for s in self.account.symbols
-                    if row >= 1 and not math.isnan(bars.close[row - 1, bars.symbols.index(s)])}
-        state = self.broker.account()
-        positions = {s: p.qty for s, p in self.broker.positions().items()}
-        self.broker.mark(closes)
         if isinstance(self.broker, SimBroker) and bars.as_traded is not None:  # it fills at these closes
-            self.broker.as_traded = {s: float(bars.as_traded[row, bars.symbols.index(s)]) for s in closes}
-        result = decide_cycle(self.account, signals, row, due, self._standing_decisions(bars, signals, due, today),
-                              positions, state.cash, closes, fractional=self.broker.fractional)
-        portfolio = guard.Portfolio(nav=state.equity, qty=positions, prices=closes, last_close=previous or closes,
-                                    universe=self.tradeable, data_as_of=bars.dates[row], today=today,
-                                    buying_power=state.buying_power,
-                                    accepted_moves=frozenset(s for s, _ in verdict.accepted))
-        accepted, blocked = guard.check_orders(result.orders, self.account.risk, portfolio, self.guard, now)
-        self.blocked = blocked
-        for block in blocked:
-            self.event("gate.blocked", f"{block.order.side} {block.order.qty:g} {block.order.symbol} blocked: {block.message}",
-                       severity="WARN", symbol=block.order.symbol, now=now,
-                       details={"rule": block.rule, "limit": block.limit, "value": block.value,
-                                "order": msgspec.to_builtins(block.order)})
-        turnover = sum(o.qty * o.ref_price for o in accepted) / state.equity if state.equity > 0 else math.inf
-        if max_turnover is not None and turnover > max_turnover:
-            raise FirstCycleTooLarge(turnover, max_turnover, accepted)
-        if announce is not None:
-            announce(self.account.id, accepted)
-        self.guard = guard.after_orders(self.guard, today, len(accepted))
-        orders = [Order(client_order_id=client_order_id(prefix, c.symbol, c.side), run_id=self.run_id,
-                        account=self.account.id, symbol=c.symbol, side=c.side, qty=c.qty, status="pending",
-                        ts_init=now, ts_event=now, reason=c.reason, ref_price=c.ref_price) for c in accepted]
-        with self.store.transaction():  # the whole cycle is committed before the broker hears of it
-            for order in orders:
-                self.store.upsert_order(order)
-            self.store.put_guard_state(GUARD_SCOPE, self.account.id, msgspec.json.encode(self.guard), now)
-        sent = [self._send(order, now) for order in orders]
-        self.store.put_guard_state(GUARD_SCOPE, self.account.id, msgspec.json.encode(self.guard), now)
-        return sent
+            self.broker.as_traded = {s: float(bars.as_traded[row, bars.symbols.index(s)]) for s in self.account.symbols
+                                     if not math.isnan(bars.as_traded[row, bars.symbols.index(s)])}
+
+        def check_first_cycle(accepted: list[SubmitOrder], nav: float) -> None:
+            turnover = sum(o.qty * o.ref_price for o in accepted) / nav if nav > 0 else math.inf
+            if max_turnover is not None and turnover > max_turnover:
+                raise FirstCycleTooLarge(turnover, max_turnover, accepted)
+            if announce is not None:
+                announce(self.account.id, accepted)
+
+        outcome = self.kernel.run(bars, signals, row, due, self._standing_decisions(bars, signals, due, today),
+                                  today=today, when=when, now=now, before_commit=check_first_cycle)
+        self.blocked = outcome.blocked
+        if outcome.suspect:
+            raise SuspectBars("; ".join(why for _, why in outcome.suspect), symbols=[s for s, _ in outcome.suspect])
+        return outcome.sent
 
     def _finish(self, journaled: list[Order], now: datetime) -> list[Order]:
         """Complete a cycle decided before: look up its open orders, send those never sent."""
-        sent = []
+        outcome = CycleOutcome(result=None)
         for order in sorted(journaled, key=lambda o: o.side != "sell"):
+            if outcome.halted:  # a reject tripped a breaker: the rest stay journaled, unsent
+                break
             if order.status not in OPEN_ORDER_STATUSES:
                 continue
             resolved = self._resolve(order, now)
             if resolved.status == "pending":
-                sent.append(self._send(resolved, now))
-        return sent
+                outcome.sent.append(self.kernel.send(resolved, now, outcome))
+        return outcome.sent
 
     def _standing_decisions(self, bars: Bars, signals: Signals, due: list[str], today: date) -> dict[str, Decision]:
         """The targets of models not due today: what each decided at its last scheduled
@@ -281,41 +273,8 @@ class LiveAccount:
                     out[model.name] = decide(model.steps, model.universe, signals, row)
         return out
 
-    def _send(self, order: Order, now: datetime) -> Order:
-        try:
-            placed, fills = self.broker.submit(order, now)
-        except BrokerError as exc:
-            unknown = msgspec.structs.replace(order, status="unknown", ts_event=now, reject_reason=str(exc)[:300])
-            self.store.upsert_order(unknown)
-            self.event("order.unknown", f"{order.client_order_id}: {exc}; it will be looked up, never re-sent blindly",
-                       severity="ERROR", symbol=order.symbol, now=now)
-            self.guard, breach = guard.after_reject(self.guard, self.account.risk, now)
-            if breach:
-                self.halt(*breach, now)
-            if isinstance(exc, BrokerAuth):
-                raise
-            return unknown
-        placed = msgspec.structs.replace(placed, run_id=order.run_id, account=order.account, reason=order.reason,
-                                         ts_init=order.ts_init, ref_price=order.ref_price)
-        fills = [msgspec.structs.replace(f, run_id=order.run_id, account=order.account) for f in fills]
-        with self.store.transaction():
-            self.store.upsert_order(placed)
-            self.store.insert_many(fills)
-        if placed.status == "rejected":
-            self.event("order.rejected", placed.reject_reason or "rejected", severity="WARN", symbol=order.symbol, now=now)
-            self.guard, breach = guard.after_reject(self.guard, self.account.risk, now)
-            if breach:
-                self.halt(*breach, now)
-        for fill in fills:
-            self.guard = guard.after_fill(self.guard, fill.symbol, fill.ts_event)
-        return placed
-
     def halt(self, rule: str, reason: str, now: datetime) -> None:
-        from botctl.records import Control
-
-        self.store.set_control(Control(account=self.account.id, halted=True, reason=f"{rule}: {reason}", since=now,
-                                       who=f"risk guard ({rule})"))
-        self.event("breaker.tripped", f"account halted: {reason}", severity="CRITICAL", now=now, details={"rule": rule})
+        self.ledger.halt(rule, reason, now, math.nan, math.nan)
 
     def mark(self, now: datetime, closes: dict[str, float] | None = None) -> NavSnapshot:
         """Record NAV and positions as the broker reports them, and check the breakers."""
@@ -337,6 +296,49 @@ class LiveAccount:
         if breach:
             self.halt(*breach, now)
         return snapshot
+
+
+class SuspectBars(BadMarketData):
+    """The cycle refused the bars; its `data.rejected` event is already recorded."""
+
+
+class JournalLedger:
+    """The SQLite journal as the account cycle's Ledger (paper and live): the cycle's orders
+    are committed in one transaction before any is sent, each answer in its own."""
+
+    def __init__(self, store: Store, account: str, run_id: str) -> None:
+        self.store = store
+        self.account = account
+        self.run_id = run_id
+
+    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime) -> None:
+        with self.store.transaction():
+            for order in orders:
+                self.store.upsert_order(order)
+            self.save_guard(state, now)
+
+    def record(self, order: Order, fills: list[Fill]) -> None:
+        with self.store.transaction():
+            self.store.upsert_order(order)
+            self.store.insert_many(fills)
+
+    def withdraw(self, order: Order) -> None:
+        self.store.upsert_order(order)
+
+    def event(self, event: Event) -> None:
+        self.store.insert(event)
+
+    def halt(self, rule: str, reason: str, at: datetime, value: float, limit: float) -> bool:
+        from botctl.records import Control
+
+        with self.store.transaction():
+            self.store.set_control(Control(account=self.account, halted=True, reason=f"{rule}: {reason}", since=at,
+                                           who=f"risk guard ({rule})"))
+            self.store.insert(breaker_event(self.run_id, self.account, rule, reason, at))
+        return True
+
+    def save_guard(self, state: guard.GuardState, now: datetime) -> None:
+        self.store.put_guard_state(GUARD_SCOPE, self.account, msgspec.json.encode(state), now)
 
 
 class FirstCycleTooLarge(BotctlError):

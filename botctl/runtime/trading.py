@@ -16,7 +16,8 @@ import msgspec
 
 from botctl.errors import BadMarketData, BrokerError, DataError, UsageError, failure_text
 from botctl.records import Control, Event, Run, RunKind, Severity, SubmitOrder
-from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, cycle_time, load_market_data, make_broker
+from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, SuspectBars, cycle_time, load_market_data, make_broker
+from botctl.runtime.cycle import FAILED_STATUSES
 from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
 from botctl.spec.plan import Plan
 
@@ -186,6 +187,10 @@ class Trader:
             counts: dict[str, int] = {}
             for order in sent:
                 counts[order.status] = counts.get(order.status, 0) + 1
+            if sent and all(o.status in FAILED_STATUSES for o in sent):  # it meant to trade; the broker took nothing
+                return (f"failed: {len(sent)} order(s) sent, none taken by the broker"
+                        + "".join(f", {n} {status}" for status, n in sorted(counts.items()))
+                        + f", {len(blocked)} blocked; NAV ${nav:,.2f}")
             return (f"{len(sent)} order(s) sent" + "".join(f", {n} {status}" for status, n in sorted(counts.items()))
                     + f", {len(blocked)} blocked; NAV ${nav:,.2f}")
         except FirstCycleTooLarge as exc:
@@ -193,6 +198,8 @@ class Trader:
             self.store.set_control(Control(account=account_id, halted=True, reason=reason, since=now, who="first-cycle check"))
             self.event("first_cycle.halted", reason, account=account_id, severity="CRITICAL")
             return "halted: " + reason
+        except SuspectBars as exc:  # the account cycle recorded its data.rejected
+            return f"failed: {exc}"
         except BadMarketData as exc:
             self.event("data.rejected", f"{exc}; no trade on this data, tried again later", account=account_id,
                        severity="WARN", symbol=exc.symbols[0] if exc.symbols else None,
