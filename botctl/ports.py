@@ -4,6 +4,7 @@ production code (SimBroker, SimClock, file data), used by backtests, replays and
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -50,8 +51,10 @@ class Broker(Protocol):
         """What the journal already holds for an order, so a restart reports no fill twice."""
         ...
 
-    def mark(self, prices: dict[str, float]) -> None:
-        """Latest closes, for a broker that values positions with them (the simulator)."""
+    def mark(self, prices: dict[str, float], as_traded: dict[str, float] | None = None) -> None:
+        """Latest closes, for a broker that values positions with them (the simulator), and
+        each symbol's factor from those (adjusted) prices to as-traded ones, for a broker that
+        fills at them. A broker that values and fills by itself ignores both."""
         ...
 
     def open_orders(self) -> list[Order]: ...
@@ -60,6 +63,11 @@ class Broker(Protocol):
 
     def cancel_all(self, now: datetime) -> int:
         """Cancel every open order the broker holds (the journal's and any other); the count."""
+        ...
+
+    def is_open(self, now: datetime) -> bool:
+        """Is the market open for this broker's orders at `now`? (Alpaca asks its own clock;
+        the simulator reads the XNYS calendar.)"""
         ...
 
     def close_all(self, now: datetime) -> list[tuple[Order, list[Fill]]]:
@@ -73,3 +81,12 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
     def sleep_until(self, when: datetime) -> None: ...
+
+
+class MarketData(Protocol):
+    """A current price for each symbol (orders are sized and collared at it, against the last
+    close). Alpaca: the latest trade; the simulator: the session's open."""
+
+    def latest_prices(self, symbols: Sequence[str], now: datetime) -> dict[str, float]:
+        """Usable prices (finite, > 0) of the symbols that have one; the others are left out."""
+        ...

@@ -158,10 +158,11 @@ class AlpacaBroker:
             out[p.symbol] = BrokerPosition(p.symbol, qty, float(p.avg_entry_price or 0), price)
         return out
 
-    def mark(self, prices: dict[str, float]) -> None:
+    def mark(self, prices: dict[str, float], as_traded: dict[str, float] | None = None) -> None:
         return None  # the broker values positions itself
 
-    def market_open(self) -> bool:
+    def is_open(self, now: datetime) -> bool:
+        """Alpaca's own clock (holidays, early closes), not `now`: the broker decides."""
         return bool(cast("Clock", self._call("get clock", self.client.get_clock)).is_open)
 
     def clock(self):

@@ -5,11 +5,13 @@ notices and the symbol is fetched whole again."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 from zoneinfo import ZoneInfo
@@ -45,6 +47,27 @@ class AlpacaData:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         frames = [self._symbol(symbol, today) for symbol in symbols]
         return pl.concat(frames).sort("symbol", "date") if frames else pl.DataFrame()
+
+    def latest_prices(self, symbols: Sequence[str], now: datetime) -> dict[str, float]:
+        """The latest trade of each symbol (GET /v2/stocks/trades/latest), one request for all.
+        A failed request is a DataError: the cycle is not sized on a guess, it is tried again."""
+        from alpaca.data.enums import DataFeed
+        from alpaca.data.requests import StockLatestTradeRequest
+
+        from botctl.adapters.alpaca_broker import classify
+
+        request = StockLatestTradeRequest(symbol_or_symbols=list(symbols),
+                                          feed=DataFeed.SIP if self.feed == "sip" else DataFeed.IEX)
+        try:
+            trades = self.client.get_stock_latest_trade(request)
+        except Exception as exc:  # noqa: BLE001 - classified into one of our errors
+            raise DataError(str(classify(exc, "fetch the latest trades"))) from None
+        out = {}
+        for symbol, trade in dict(trades).items():
+            price = float(trade.price)
+            if math.isfinite(price) and price > 0:
+                out[symbol] = price
+        return out
 
     def _symbol(self, symbol: str, today: date) -> pl.DataFrame:
         path = self.cache_dir / f"{symbol}.parquet"

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from botctl.ports import AccountState, BrokerPosition
 from botctl.records import OPEN_ORDER_STATUSES, Fill, Order
 from botctl.spec.model import SimSpec
+
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 class SimBroker:
@@ -75,6 +79,17 @@ class SimBroker:
             self.cancel(client_id, now)
         return len(pending)
 
+    def is_open(self, now: datetime) -> bool:
+        """Within an XNYS session (outside the calendar's years: not knowably open)."""
+        from botctl.adapters.calendar import sessions
+        from botctl.errors import DataError
+
+        day = now.astimezone(NEW_YORK).date()
+        try:
+            return any(s.open <= now < s.close for s in sessions(day, day))
+        except DataError:
+            return False
+
     def close_all(self, now: datetime) -> list[tuple[Order, list[Fill]]]:
         out = []
         for symbol, qty in sorted(self.qty.items()):
@@ -125,8 +140,10 @@ class SimBroker:
             out.append(self._fill(order, price, now))
         return out
 
-    def mark(self, prices: dict[str, float]) -> None:
+    def mark(self, prices: dict[str, float], as_traded: dict[str, float] | None = None) -> None:
         self._exposure = None
+        if as_traded is not None:
+            self.as_traded = as_traded
         for symbol, price in prices.items():
             if price is not None and math.isfinite(price) and price > 0:
                 self.last_price[symbol] = price

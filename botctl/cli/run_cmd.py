@@ -131,11 +131,15 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
                  health_port: int | None) -> None:
     import json
 
-    from botctl.runtime.trading import check_live_opt_in, could_not_trade, run_trading
+    import os
+
+    from botctl.runtime.trading import LiveClock, check_live_opt_in, could_not_trade, run_trading
     from botctl.store import Store
 
     plan = load_plan(g, accounts=account or None)
     check_live_opt_in(plan, live)
+    # The only place BOTCTL_CLOCK is read: a rehearsal on a simulated clock (README).
+    clock = LiveClock(os.environ.get("BOTCTL_CLOCK"))
     telemetry, server = _health(plan, 0 if once else plan.health.port if health_port is None else health_port)
     # One line per cycle and the next wake-up, on stdout unless stdout carries the JSON answer.
     log = err if as_json else out  # cycle lines carry account names and broker texts: escaped
@@ -146,7 +150,7 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
     with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account), \
             feeds_for_run(g.config_dir, store, plan.symbols, echo=log):
         outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,
-                              echo=log, telemetry=telemetry, health=server or None)
+                              echo=log, clock=clock, telemetry=telemetry, health=server or None)
     if as_json:
         typer.echo(json.dumps(outcome))
     else:

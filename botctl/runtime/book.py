@@ -144,7 +144,6 @@ class Book:
             if due and self.trips and self.trips[-1].resumed_at is None:
                 self.trips[-1].skipped.append(self.bars.dates[row])
             return None
-        self._price_session(row - 1)  # `fill: close` fills at these closes
         outcome = self.cycle.run(self.bars, self.signals, row - 1, due, self.decisions, today=self.bars.dates[row],
                                  when=now, now=now, reason="reweight" if reweight else None)
         self._count(outcome.blocked)

@@ -159,10 +159,16 @@ class AccountCycle:
             return CycleOutcome(result=None, suspect=suspect)
         values = bars.close[row]
         closes = {s: float(values[c]) for s, c in zip(account.symbols, columns) if not math.isnan(values[c])}
-        self.broker.mark(closes)
+        factors = None
+        if bars.as_traded is not None:  # a simulator filling at these closes fills as traded
+            row_factors = bars.as_traded[row]
+            factors = {s: float(row_factors[c]) for s, c in zip(account.symbols, columns)
+                       if not math.isnan(row_factors[c])}
+        # Sized at the current prices given, a symbol without one at its last close.
+        at = closes if prices is None else {**closes, **{s: p for s, p in prices.items() if s in closes}}
+        self.broker.mark(at, factors)
         state = self.broker.account()
         qty = {s: p.qty for s, p in self.broker.positions().items()}
-        at = prices if prices is not None else closes
         result = decide_cycle(account, signals, row, due, previous, qty, state.cash, at,
                               fractional=self.broker.fractional)
         if reason is not None:

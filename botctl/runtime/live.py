@@ -11,18 +11,15 @@ placing them again.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from botctl.adapters.sim_broker import SimBroker
 from botctl.engine import guard
-from botctl.errors import BadMarketData, BotctlError, BrokerAuth, BrokerError, DataError
+from botctl.errors import BadMarketData, BotctlError, BrokerError, DataError
 from botctl.runtime.cycle import AccountCycle, CycleOutcome, breaker_event, starting_guard
 from botctl.ports import Broker
 from botctl.records import OPEN_ORDER_STATUSES, Event, Fill, NavSnapshot, Order, Position, Severity, SubmitOrder
@@ -32,8 +29,6 @@ from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from botctl.store import Store
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -44,61 +39,6 @@ def cycle_time(day: date, account: AccountPlan) -> datetime:
     """The cycle's identity: its session and scheduled minute, the same on every restart."""
     minutes = min(m.schedule.after_open_minutes for m in account.models)
     return (datetime.combine(day, time(9, 30), NEW_YORK) + timedelta(minutes=minutes)).astimezone(timezone.utc)
-
-
-def make_broker(account: AccountPlan, store: Store, environ: Mapping[str, str] = os.environ) -> Broker:
-    """The account's broker. Keys come from the environment variables the account names and
-    go nowhere else: not the journal, not a log, not an error message."""
-    if account.broker == "alpaca":
-        from botctl.adapters.alpaca_broker import AlpacaBroker
-
-        key_env, secret_env = account.api_key_env, account.secret_key_env
-        assert key_env is not None and secret_env is not None  # the plan names both for an alpaca account
-        missing = [name for name in (key_env, secret_env) if not environ.get(name)]
-        if missing:
-            raise BrokerAuth(f"account {account.id}: environment variable(s) {', '.join(missing)} not set "
-                             "(export the Alpaca keys there; they are never read from files)")
-        return AlpacaBroker(environ[key_env], environ[secret_env],
-                            paper=account.mode == "paper", base_url=account.base_url)
-    return journal_sim_broker(account, store)
-
-
-def journal_sim_broker(account: AccountPlan, store: Store) -> SimBroker:
-    """A SimBroker holding what the journal says the account holds (from its own paper runs
-    only, never a backtest's or replay's); it fills at the last close."""
-    from botctl.adapters.sim_broker import SimBroker
-
-    latest, positions = store.account_state(account.id)
-    broker = SimBroker(latest.cash if latest else account.starting_cash, msgspec.structs.replace(account.sim, fill="close"))
-    for position in positions:
-        broker.qty[position.symbol] = position.qty
-        broker.avg_price[position.symbol] = position.avg_price
-        broker.last_price[position.symbol] = position.price
-    return broker
-
-
-def load_market_data(account: AccountPlan, data_path: Path | None, cache_dir: Path, today: date,
-                     environ: Mapping[str, str] = os.environ,
-                     warn: Callable[[str, str], None] | None = None) -> pl.DataFrame:
-    """The account's bars: its --data files, or Alpaca's (cached). `warn(symbol, message)`
-    hears of problems that were worked around (a damaged cache file fetched again)."""
-    from botctl.adapters.file_data import load_bars
-
-    if account.data != "alpaca":
-        return load_bars(data_path)
-    from botctl.adapters.alpaca_data import AlpacaData
-
-    key, secret = environ.get(account.api_key_env or "ALPACA_API_KEY"), environ.get(account.secret_key_env or "ALPACA_SECRET_KEY")
-    if not key or not secret:
-        raise BrokerAuth(f"account {account.id}: Alpaca data needs the keys in ${account.api_key_env or 'ALPACA_API_KEY'} "
-                         f"and ${account.secret_key_env or 'ALPACA_SECRET_KEY'}")
-    data = AlpacaData(key, secret, data_url=account.data_url or account.base_url, feed=account.feed, cache_dir=cache_dir)
-    try:
-        return data.bars(account.symbols, today)
-    finally:
-        if warn is not None:
-            for symbol, message in data.warnings:
-                warn(symbol, message)
 
 
 class LiveAccount:
@@ -209,9 +149,10 @@ class LiveAccount:
     # --- trading ------------------------------------------------------------------------------
 
     def cycle(self, bars: Bars, signals: Signals, due: list[str], when: datetime, now: datetime, *,
-              max_turnover: float | None = None,
+              prices: dict[str, float] | None = None, max_turnover: float | None = None,
               announce: Callable[[str, list[SubmitOrder]], None] | None = None) -> list[Order]:
-        """Decide on the last closed bar and send the orders. Returns the orders sent.
+        """Decide on the last closed bar and send the orders, sized at `prices` (the current
+        ones, from the market-data port; the last closes without). Returns the orders sent.
 
         A cycle decides once. Its orders are committed together before any is sent; a re-run
         of the same cycle (a restart, a second --once) only finishes those orders, because
@@ -225,9 +166,6 @@ class LiveAccount:
         row = bars.index_of(today - timedelta(days=1))
         if row < 0:
             raise DataError(f"account {self.account.id}: no bar before {today}")
-        if isinstance(self.broker, SimBroker) and bars.as_traded is not None:  # it fills at these closes
-            self.broker.as_traded = {s: float(bars.as_traded[row, bars.symbols.index(s)]) for s in self.account.symbols
-                                     if not math.isnan(bars.as_traded[row, bars.symbols.index(s)])}
 
         def check_first_cycle(accepted: list[SubmitOrder], nav: float) -> None:
             turnover = sum(o.qty * o.ref_price for o in accepted) / nav if nav > 0 else math.inf
@@ -237,7 +175,7 @@ class LiveAccount:
                 announce(self.account.id, accepted)
 
         outcome = self.kernel.run(bars, signals, row, due, self._standing_decisions(bars, signals, due, today),
-                                  today=today, when=when, now=now, before_commit=check_first_cycle)
+                                  today=today, when=when, now=now, prices=prices, before_commit=check_first_cycle)
         self.blocked = outcome.blocked
         if outcome.suspect:
             raise SuspectBars("; ".join(why for _, why in outcome.suspect), symbols=[s for s, _ in outcome.suspect])

@@ -13,47 +13,40 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from botctl.records import Event, NavSnapshot, Position, Run
+from botctl.records import Event, NavSnapshot, Order, Position, Run
 from botctl.runtime.control import halt_at_broker
+from botctl.runtime.wiring import keeps_state_in_journal, make_broker
 from botctl.spec.plan import AccountPlan
 
 if TYPE_CHECKING:
-    from botctl.adapters.sim_broker import SimBroker
+    from botctl.ports import Broker
     from botctl.store import Store
 
 
 def kill_offline(store: Store, account: AccountPlan, plan_id: str, *, flatten: bool, reason: str) -> dict:
-    from botctl.runtime.live import make_broker
-
     now = datetime.now(timezone.utc)
     run = Run(run_id=f"manual-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", kind="manual", plan_id=plan_id,
               started_at=now, status="finished", pid=os.getpid(), ended_at=now, note=f"kill: {reason}")
     broker = make_broker(account, store)
-    where = "at Alpaca" if account.broker == "alpaca" else "in the journal"
-    if account.broker == "alpaca":  # network calls: no journal transaction held open around them
+    if not keeps_state_in_journal(account):  # network calls: no journal transaction held open around them
         store.upsert_run(run)
         canceled, closing = halt_at_broker(store, broker, account.id, run.run_id, flatten=flatten, now=now)
-        store.insert_many(_events(run, account, canceled, closing, flatten, reason, where,
-                                  "position(s) closed at Alpaca"))
+        store.insert_many(_events(run, account, canceled, closing, flatten, reason, "at the broker",
+                                  "position(s) closed at the broker"))
+        if closing:  # what the account holds now, so status shows the flattened book
+            with store.transaction():
+                _mark(store, run.run_id, account.id, broker, now)
         return {"account": account.id, "canceled": canceled, "sold": len(closing), "run_id": run.run_id}
-    from botctl.adapters.sim_broker import SimBroker
-
-    assert isinstance(broker, SimBroker)  # what make_broker builds for an account the journal keeps
     latest, _ = store.account_state(account.id)
     with store.transaction():
         store.upsert_run(run)
         canceled, closing = halt_at_broker(store, broker, account.id, run.run_id, flatten=flatten, now=now)
         if latest is not None and closing:  # the account's own state moved: mark it
-            nav = broker.equity()
-            gross = sum(abs(q) * broker.last_price.get(s, 0.0) for s, q in broker.qty.items())
-            store.insert(NavSnapshot(run_id=run.run_id, account=account.id, ts_event=now, nav=nav, cash=broker.cash,
-                                     gross_exposure=gross, leverage=gross / nav if nav > 0 else 0.0))
-            store.insert_many(_positions(run.run_id, account.id, broker, now))
-        store.insert_many(_events(run, account, canceled, closing, flatten, reason, where,
+            _mark(store, run.run_id, account.id, broker, now)
+        store.insert_many(_events(run, account, canceled, closing, flatten, reason, "in the journal",
                                   "position(s) sold at their last marked price"))
     sold = sum(1 for o in closing if o.status == "filled")
     result = {"account": account.id, "canceled": canceled, "sold": sold, "run_id": run.run_id}
@@ -64,8 +57,8 @@ def kill_offline(store: Store, account: AccountPlan, plan_id: str, *, flatten: b
     return result
 
 
-def _events(run: Run, account: AccountPlan, canceled: int, closing, flatten: bool, reason: str, where: str,
-            sold_text: str) -> list[Event]:
+def _events(run: Run, account: AccountPlan, canceled: int, closing: list[Order], flatten: bool, reason: str,
+            where: str, sold_text: str) -> list[Event]:
     events = [Event(ts_event=run.started_at, subsystem="control", type="kill.orders_canceled", severity="WARN",
                     run_id=run.run_id, account=account.id,
                     message=f"no bot running: {canceled} open order(s) canceled {where}", details={"reason": reason})]
@@ -75,10 +68,13 @@ def _events(run: Run, account: AccountPlan, canceled: int, closing, flatten: boo
     return events
 
 
-def _positions(run_id: str, account: str, broker: SimBroker, now: datetime) -> Iterator[Position]:
-    for symbol, qty in sorted(broker.qty.items()):
-        if not qty:
-            continue
-        price = broker.last_price.get(symbol, 0.0)
-        yield Position(run_id=run_id, account=account, ts_event=now, symbol=symbol, qty=qty,
-                       avg_price=broker.avg_price.get(symbol, 0.0), price=price, value=qty * price)
+def _mark(store: Store, run_id: str, account: str, broker: Broker, now: datetime) -> None:
+    """NAV and positions as the broker reports them after the halt."""
+    state = broker.account()
+    positions = broker.positions()
+    prices = {s: p.price if p.price else p.avg_price for s, p in positions.items()}
+    gross = sum(abs(p.qty) * prices[s] for s, p in positions.items())
+    store.insert(NavSnapshot(run_id=run_id, account=account, ts_event=now, nav=state.equity, cash=state.cash,
+                             gross_exposure=gross, leverage=gross / state.equity if state.equity > 0 else 0.0))
+    store.insert_many(Position(run_id=run_id, account=account, ts_event=now, symbol=s, qty=p.qty, avg_price=p.avg_price,
+                               price=prices[s], value=p.qty * prices[s]) for s, p in sorted(positions.items()) if p.qty)

@@ -16,8 +16,9 @@ import msgspec
 
 from botctl.errors import BadMarketData, BrokerError, DataError, UsageError, failure_text
 from botctl.records import Control, Event, Run, RunKind, Severity, SubmitOrder
-from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, SuspectBars, cycle_time, load_market_data, make_broker
+from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, SuspectBars, cycle_time
 from botctl.runtime.cycle import FAILED_STATUSES
+from botctl.runtime.wiring import BrokerFactory, current_prices, load_market_data, make_broker
 from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
 from botctl.spec.plan import Plan
 
@@ -49,11 +50,14 @@ class LiveClock:
                 self.speed = float(speed)
             except ValueError:
                 raise UsageError(f"BOTCTL_CLOCK must look like 2024-03-01T14:00:00Z*600, got {spec!r}") from None
-        self.t0 = time.monotonic()
+        # Counted from the first reading (the run's start), not from when the CLI parsed it.
+        self.t0: float | None = None
 
     def now(self) -> datetime:
         if self.origin is None:
             return datetime.now(timezone.utc)
+        if self.t0 is None:
+            self.t0 = time.monotonic()
         return self.origin + timedelta(seconds=(time.monotonic() - self.t0) * self.speed)
 
     def real_seconds(self, market_seconds: float) -> float:
@@ -78,8 +82,10 @@ class Trader:
     """Every account of the plan, run in one process."""
 
     def __init__(self, plan: Plan, store: Store, *, data_path: Path | None, cache_dir: Path, clock: LiveClock,
-                 kind: RunKind, confirm_first_cycle: bool, echo: Callable[[str], None]) -> None:
+                 kind: RunKind, confirm_first_cycle: bool, echo: Callable[[str], None],
+                 broker_factory: BrokerFactory = make_broker) -> None:
         self.plan = plan
+        self.broker_factory = broker_factory
         self.store = store
         self.data_path = data_path
         self.cache_dir = cache_dir
@@ -117,7 +123,7 @@ class Trader:
         now = self.clock.now()
         for account in self.plan.accounts:
             try:
-                broker = make_broker(account, self.store)
+                broker = self.broker_factory(account, self.store)
             except BrokerError as exc:
                 self.event("broker.unavailable", f"{exc}; this account will not trade", account=account.id, severity="ERROR")
                 continue
@@ -156,7 +162,7 @@ class Trader:
         now = self.clock.now()
         account = live.account
         try:
-            if check_open and not self._market_open(live, now):
+            if check_open and not live.broker.is_open(now):
                 self.event("market.closed", "the market is closed: no rebalance", account=account_id)
                 return "market closed"
             today = now.astimezone(NEW_YORK).date()
@@ -174,8 +180,10 @@ class Trader:
             # stale journal), not every restart: a daily rotation may legitimately trade more.
             unproven = first and not self.confirm and not self.store.has_traded(account_id, self.plan.plan_id)
             limit = account.risk.max_first_cycle_turnover if unproven else None
+            market = current_prices(account, bars, self.cache_dir)
+            prices = market.latest_prices(account.symbols, now)
             sent = live.cycle(bars, signals, due or [m.name for m in account.models], cycle_time(today, account), now,
-                              max_turnover=limit, announce=self._announce if first and account.mode == "live" else None)
+                              prices=prices, max_turnover=limit, announce=self._announce if first and account.mode == "live" else None)
             self.cycled.add(account_id)
             row = bars.index_of(today - timedelta(days=1))
             closes = {s: float(bars.close[row, bars.symbols.index(s)]) for s in account.symbols}
@@ -208,19 +216,6 @@ class Trader:
         except (BrokerError, DataError) as exc:
             self.event("cycle.failed", f"{exc}; nothing more is sent this cycle", account=account_id, severity="ERROR")
             return f"failed: {exc}"
-
-    @staticmethod
-    def _market_open(live, now: datetime) -> bool:
-        """Alpaca's own clock for its accounts; the XNYS calendar for the simulator."""
-        if live.account.broker == "alpaca":
-            return live.broker.market_open()
-        from botctl.adapters.calendar import sessions
-
-        day = now.astimezone(NEW_YORK).date()
-        try:
-            return any(s.open <= now < s.close for s in sessions(day, day))
-        except DataError:  # outside the calendar's years: not knowably open
-            return False
 
     def _announce(self, account_id: str, orders: list[SubmitOrder]) -> None:
         lines = [f"{o.side} {o.qty:g} {o.symbol} (~${o.qty * o.ref_price:,.0f})" for o in orders]
@@ -379,13 +374,17 @@ class TradingOutcome(TypedDict):
 
 
 def run_trading(plan: Plan, store: Store, *, once: bool, data_path: Path | None, cache_dir: Path, confirm_first_cycle: bool,
-                echo: Callable[[str], None], telemetry: Telemetry | None = None,
-                health: HealthServer | None = None) -> TradingOutcome:
-    clock = LiveClock(os.environ.get("BOTCTL_CLOCK"))
+                echo: Callable[[str], None], clock: LiveClock, broker_factory: BrokerFactory = make_broker,
+                telemetry: Telemetry | None = None, health: HealthServer | None = None,
+                started: Callable[[Trader], None] | None = None) -> TradingOutcome:
+    """`run` / `run --once` on `clock` (the CLI builds it from BOTCTL_CLOCK), connecting each
+    account with `broker_factory`. `started(trader)` hears of the trader before it starts."""
     kind: RunKind = "live" if any(a.mode == "live" for a in plan.accounts) else "paper"
     trader = Trader(plan, store, data_path=data_path, cache_dir=cache_dir, clock=clock, kind=kind,
-                    confirm_first_cycle=confirm_first_cycle, echo=echo)
+                    confirm_first_cycle=confirm_first_cycle, echo=echo, broker_factory=broker_factory)
     trader.telemetry = telemetry
+    if started is not None:
+        started(trader)
     if health is not None:
         from botctl.runtime.health import record_address
 

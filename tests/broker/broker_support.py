@@ -57,6 +57,10 @@ class Harness:
         """Client ids of the orders the broker holds (rejected ones excluded)."""
         raise NotImplementedError
 
+    def close_market(self) -> None:
+        """From now on the market is shut, as this broker learns it."""
+        raise NotImplementedError
+
 
 class SimHarness(Harness):
     name = "sim"
@@ -80,6 +84,9 @@ class SimHarness(Harness):
 
     def held_order_ids(self) -> list[str]:
         return [c for c, o in self.broker.orders.items() if o.status != "rejected"]
+
+    def close_market(self) -> None:
+        self.now = datetime(2024, 3, 2, 15, 0, tzinfo=UTC)  # a Saturday: the calendar has no session
 
 
 class AlpacaHarness(Harness):
@@ -110,3 +117,6 @@ class AlpacaHarness(Harness):
 
     def held_order_ids(self) -> list[str]:
         return [o["client_order_id"] for o in self.fake.orders()]
+
+    def close_market(self) -> None:
+        self.fake.market_open = False  # what the fake's /v2/clock answers

@@ -283,3 +283,10 @@ def test_close_all_sells_every_position_at_market_and_reports_the_orders(harness
     assert broker.positions() == {}
     assert broker.account().cash == pytest.approx(CASH)  # bought and sold at the same price, no costs
     assert broker.close_all(harness.now) == []  # nothing left to close
+
+
+def test_is_open_follows_the_market(harness):
+    """The runtime asks the broker, never its kind, whether the market takes orders now."""
+    assert harness.broker.is_open(harness.now) is True  # 2024-03-01 10:00 New York, a session
+    harness.close_market()
+    assert harness.broker.is_open(harness.now) is False

@@ -266,33 +266,24 @@ class SkipClock:
             self.trader.stop = True
 
 
-@contextlib.contextmanager
-def patched(obj, name: str, value) -> Iterator[None]:
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, old)
+# What quick_broker() asks of the Alpaca adapter, passed to run_loop's broker factory.
+_ALPACA_OPTIONS: dict[str, float] = {}
 
 
 @contextlib.contextmanager
 def quick_broker(timeout: float | None = None, backoff: float = 0.01) -> Iterator[None]:
-    """In-process only: AlpacaBroker's backoff between retries (and optionally its per-call
-    timeout) made short, so a test of a never-answering broker takes seconds, not minutes.
-    The retry logic itself is unchanged."""
-    from botctl.adapters.alpaca_broker import AlpacaBroker
-
-    defaults = AlpacaBroker.__init__.__kwdefaults__
-    saved = dict(defaults)
-    defaults["backoff"] = backoff
+    """For run_loop inside it: AlpacaBroker's backoff between retries (and optionally its
+    per-call timeout) made short, through the broker factory run_trading is given, so a test
+    of a never-answering broker takes seconds, not minutes. The retry logic is unchanged."""
+    saved = dict(_ALPACA_OPTIONS)
+    _ALPACA_OPTIONS["backoff"] = backoff
     if timeout is not None:
-        defaults["timeout"] = timeout
+        _ALPACA_OPTIONS["timeout"] = timeout
     try:
         yield
     finally:
-        defaults.clear()
-        defaults.update(saved)
+        _ALPACA_OPTIONS.clear()
+        _ALPACA_OPTIONS.update(saved)
 
 
 @contextlib.contextmanager
@@ -323,23 +314,24 @@ def load_plan(ws: Workspace, data_path: Path | None = None, accounts: list[str] 
 def run_loop(ws: Workspace, clock: SkipClock, *, once: bool = False, confirm: bool = True,
              data_path: Path | None = None, accounts: list[str] | None = None) -> dict:
     """`botctl run` (or `run --once`) in this process, on `clock`: the production entry point
-    `run_trading`, with the clock swapped in. Keys come from os.environ, as in production."""
+    `run_trading`, given the clock and a broker factory. Keys come from os.environ, as in production."""
+    from functools import partial
+
     from botctl.runtime import trading
+    from botctl.runtime.wiring import make_broker
     from botctl.store import Store
 
     plan = load_plan(ws, data_path, accounts)
     echoed: list[str] = []
-    original_trader = trading.Trader
 
-    class _Trader(original_trader):  # only to let the clock stop the loop at its end
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            clock.trader = self
+    def started(trader) -> None:  # the clock stops the loop at its end
+        clock.trader = trader
 
-    with patched(trading, "LiveClock", lambda spec=None: clock), patched(trading, "Trader", _Trader), \
-            Store.open(ws.db) as store:
+    with Store.open(ws.db) as store:
         outcome = trading.run_trading(plan, store, once=once, data_path=data_path, cache_dir=ws.cache,
-                                      confirm_first_cycle=confirm, echo=echoed.append)
+                                      confirm_first_cycle=confirm, echo=echoed.append, clock=clock,
+                                      broker_factory=partial(make_broker, alpaca_options=dict(_ALPACA_OPTIONS)),
+                                      started=started)
     outcome["echo"] = echoed
     return outcome
 

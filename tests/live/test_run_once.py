@@ -186,7 +186,8 @@ def test_kill_flatten_with_no_bot_running_empties_the_alpaca_account(tmp_path):
         ws = make_workspace(tmp_path)
         ws.write_accounts(alpaca_account("alp", fake.url))
         assert ws.run_once().returncode == 0
-        assert fake.positions()
+        traded_symbols = set(fake.positions())
+        assert traded_symbols
         # An order left working at the broker (placed while the market was shut).
         fake.market_open = False
         client = TradingClient(KEY, SECRET, paper=True, url_override=fake.url)
@@ -203,6 +204,13 @@ def test_kill_flatten_with_no_bot_running_empties_the_alpaca_account(tmp_path):
         control = ws.query("SELECT halted, flatten, acked_at FROM control WHERE account = 'alp'")
         assert control and control[0][0] == 1 and control[0][1] == 1 and control[0][2] is not None
         assert [r for r in ws.journal_orders("alp") if r["status"] in OPEN_STATUSES] == []
+        # The flatten is journaled: its sells, and a mark with nothing held, so status agrees.
+        assert {r["symbol"] for r in ws.journal_orders("alp") if r["side"] == "sell"} >= set(traded_symbols)
+        assert ws.latest_positions("alp") == {}
+        status = ws.status()
+        account = next(a for a in status["accounts"] if a["account"] == "alp") if isinstance(status["accounts"], list) \
+            else status["accounts"]["alp"]
+        assert not [p for p in account["positions"] if p["qty"]], account["positions"]
 
 
 def _scan(blob: bytes, where: str) -> None:
