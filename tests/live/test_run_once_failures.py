@@ -44,3 +44,27 @@ def test_max_rejects_trips_once_and_stops_the_sends(tmp_path):
         assert ws.query("SELECT subsystem FROM events WHERE type = 'breaker.tripped'") == [("guard",)]
     finally:
         fake.stop()
+
+
+def test_orders_are_sized_and_collared_at_the_latest_trade(tmp_path):
+    """The latest trade (GET /v2/stocks/trades/latest), not the last close, is what an order
+    is sized at; one 30% away from the last close is refused by the collar."""
+    from live_support import REBALANCE_DAY, adj_close
+
+    fake = new_fake()
+    try:
+        ws = make_workspace(tmp_path)
+        ws.write_accounts(alpaca_account("alp", fake.url))
+        previous = max(d for d in fake._bar_days["XLK"] if d < REBALANCE_DAY)
+        last_close = adj_close("XLK", previous)
+        fake.set_price("XLK", last_close * 1.3)
+        fake.set_price("XLF", adj_close("XLF", previous) * 1.02)
+        done = ws.run_once(timeout=180)
+        assert done.returncode == 0, done.stderr
+        refs = dict(ws.query("SELECT symbol, ref_price FROM orders WHERE account = 'alp'"))
+        assert "XLK" not in refs  # refused before anything was committed
+        assert refs["XLF"] == pytest.approx(adj_close("XLF", previous) * 1.02)
+        blocks = ws.query("SELECT symbol, json_extract(details, '$.rule') FROM events WHERE type = 'gate.blocked'")
+        assert ("XLK", "price_collar") in blocks
+    finally:
+        fake.stop()
