@@ -26,6 +26,8 @@ from botctl.runtime.book import Book
 from botctl.runtime.control import ControlDesk
 from botctl.runtime.health import HealthServer, Telemetry, record_address
 from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
+from botctl.adapters.calendar import Session
+from botctl.runtime.scheduler import Slot, run_sessions
 from botctl.spec.plan import Plan
 from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
@@ -100,6 +102,80 @@ class StopFlag:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+class _ReplaySteps:
+    """The scheduler's steps for a replay: the sessions in the span, every book's cycle at its
+    rebalance time (decide, send, fill at the open), the closing marks journaled."""
+
+    def __init__(self, clock: SimClock, sessions: list[Session], rows: dict[date, int], books: list[Book],
+                 store: Store, journal: _Journal, controls: ControlDesk, telemetry: Telemetry | None,
+                 heartbeat: Callable[[], object], progress: Callable[[int, int, date, dict[str, float]], None] | None,
+                 run_id: str, stop: Callable[[], bool]) -> None:
+        self.clock, self.sessions, self.rows, self.books = clock, sessions, rows, books
+        self.by_id = {b.account.id: b for b in books}
+        self.store, self.journal, self.controls, self.telemetry = store, journal, controls, telemetry
+        self.heartbeat, self.progress, self.run_id, self.stop = heartbeat, progress, run_id, stop
+        self.done = 0
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def sleep_until(self, when: datetime) -> bool:
+        """The clock moves even when stopped: a session being finished keeps its own times."""
+        return self.clock.sleep_until(when) and not self.stop()
+
+    def next_session(self, now: datetime) -> Session | None:
+        return self.sessions[self.done] if self.done < len(self.sessions) else None
+
+    def slots(self, session: Session, now: datetime) -> list[Slot]:
+        # Every book every session: a book with nothing due still reweights (if asked) and
+        # polls its halts; the first session allocates every model.
+        force = self.done == 0
+        return [Slot(b.account.id, session.open + timedelta(minutes=min(m.schedule.after_open_minutes
+                                                                         for m in b.account.models)),
+                     b.due(session.day, force=force)) for b in self.books]
+
+    def trade(self, session: Session, slot: Slot) -> bool:
+        book, row = self.by_id[slot.account], self.rows.get(session.day)
+        if row is None:
+            self.store.insert(Event(ts_event=self.clock.now(), subsystem="data", type="data.missing_bar", severity="WARN",
+                                    run_id=self.run_id, account=book.account.id,
+                                    message=f"no bar for {session.day}; not trading this session"))
+            return True
+        self.controls.poll(self.clock.now())
+        began = time.perf_counter()
+        with self.store.transaction():
+            book.rebalance(row, slot.due, self.clock.now())
+            book.open(row, self.clock.now())
+            self.journal.flush(book)
+        if self.telemetry is not None:
+            self.telemetry.cycle.labels(book.account.id).observe(time.perf_counter() - began)
+        return True
+
+    def gave_up(self, session: Session, slot: Slot) -> None:
+        return None  # no retries in a replay: a refused rebalance is owed by the book itself
+
+    def mark(self, session: Session) -> None:
+        row, store, telemetry = self.rows.get(session.day), self.store, self.telemetry
+        with store.transaction():
+            for book in self.books:
+                if row is not None:
+                    mark = book.close(row, session.close)
+                    store.insert(mark)
+                    if telemetry is not None:
+                        telemetry.nav.labels(mark.account).set(mark.nav)
+                        telemetry.cash.labels(mark.account).set(mark.cash)
+                        telemetry.leverage.labels(mark.account).set(mark.leverage)
+                    store.insert_many(book.positions(session.close))
+                    store.put_guard_state(self.run_id, book.account.id, msgspec.json.encode(book.guard), session.close)
+                self.journal.flush(book)
+        self.heartbeat()
+        if telemetry is not None:
+            telemetry.cycled(session.close)
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, len(self.sessions), session.day, {b.account.id: b.broker.equity() for b in self.books})
 
 
 class _Journal:
@@ -181,49 +257,12 @@ def run_replay(plan: Plan, bars: Bars, store: Store, start: date, end: date, *, 
             # previous close: that time may already hold an earlier run's closing mark.)
             with store.transaction():
                 store.insert_many(book.opening_mark(clock.now()) for book in books)
-            for index, session in enumerate(sessions):
-                row = rows.get(session.day)
-                first = min(m.schedule.after_open_minutes for b in books for m in b.account.models)
-                # A stop seen before the session's first step ends the replay there; once a
-                # session has begun it is finished (unpaced), so every session is whole.
-                if flag.stop or not clock.sleep_until(session.open + timedelta(minutes=first)):
-                    status = "stopped"
-                    break
-                for book in books:
-                    minutes = min(m.schedule.after_open_minutes for m in book.account.models)
-                    clock.sleep_until(session.open + timedelta(minutes=minutes))
-                    if row is None:
-                        store.insert(Event(ts_event=clock.now(), subsystem="data", type="data.missing_bar", severity="WARN",
-                                           run_id=run_id, account=book.account.id,
-                                           message=f"no bar for {session.day}; not trading this session"))
-                        continue
-                    controls.poll(clock.now())
-                    began = time.perf_counter()
-                    with store.transaction():
-                        book.rebalance(row, book.due(session.day, force=index == 0), clock.now())
-                        book.open(row, clock.now())
-                        journal.flush(book)
-                    if telemetry is not None:
-                        telemetry.cycle.labels(book.account.id).observe(time.perf_counter() - began)
-                clock.sleep_until(session.close)
-                with store.transaction():
-                    for book in books:
-                        if row is not None:
-                            mark = book.close(row, session.close)
-                            store.insert(mark)
-                            if telemetry is not None:
-                                telemetry.nav.labels(mark.account).set(mark.nav)
-                                telemetry.cash.labels(mark.account).set(mark.cash)
-                                telemetry.leverage.labels(mark.account).set(mark.leverage)
-                            store.insert_many(book.positions(session.close))
-                            store.put_guard_state(run_id, book.account.id, msgspec.json.encode(book.guard), session.close)
-                        journal.flush(book)
-                heartbeat()
-                if telemetry is not None:
-                    telemetry.cycled(session.close)
-                done += 1
-                if progress:
-                    progress(done, len(sessions), session.day, {b.account.id: b.broker.equity() for b in books})
+            steps = _ReplaySteps(clock, sessions, rows, books, store, journal, controls, telemetry, heartbeat,
+                                 progress, run_id, stop=lambda: flag.stop)
+            # A stop seen before a session's first step ends the replay there; once a session
+            # has begun it is finished (unpaced), so every session is whole.
+            status = run_sessions(steps, mark_delay=timedelta(0), retry=False, finish_started=True)
+            done = steps.done
     except BaseException as exc:
         store.end_run(run, "failed", failure_text(exc), datetime.now(timezone.utc))
         raise

@@ -20,6 +20,8 @@ from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, Suspe
 from botctl.runtime.cycle import FAILED_STATUSES
 from botctl.runtime.wiring import BrokerFactory, current_prices, load_market_data, make_broker
 from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
+from botctl.adapters.calendar import Session
+from botctl.runtime.scheduler import RETRY, Slot, run_sessions
 from botctl.spec.plan import Plan
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from botctl.store import Store
 
 OWED_SCOPE = "owed"  # guard_state rows holding rebalances owed to the next session
-RETRY = timedelta(minutes=15)  # first wait before a failed cycle (data or broker trouble) is tried again
+MARK_DELAY = timedelta(minutes=5)  # NAV is marked this long after the close (the last prints are in)
 
 
 def could_not_trade(outcome: str) -> bool:
@@ -249,83 +251,34 @@ class Trader:
 
     def forever(self) -> str:
         """Sleep while the market is closed; rebalance at each account's scheduled time; mark
-        NAV after the close; heartbeat; act on halts within a second; stop cleanly on signal."""
-        from botctl.adapters.calendar import sessions
-
+        NAV after the close; heartbeat; act on halts within a second; stop cleanly on signal.
+        The session walk is runtime.scheduler's, the one `run --replay` uses too."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
-            while not self.stop:
-                now = self.clock.now()
-                self._watch_clock(now)
-                today = now.astimezone(NEW_YORK).date()
-                calendar = sessions(today - timedelta(days=120), today + timedelta(days=30))
-                upcoming = [s for s in calendar if s.close + timedelta(minutes=5) > now]
-                if not upcoming:
-                    raise DataError("the exchange calendar has no upcoming session")
-                session = upcoming[0]
-                days = [s.day for s in calendar]
-                if not self._trade_session(session, days, now):
-                    return "stopped"
-                mark_at = session.close + timedelta(minutes=5)
-                self.echo(f"next wake-up {_when(mark_at)}: NAV marks after the close")
-                if not self.sleep_until(mark_at):
-                    return "stopped"
-                marks = []
-                for account_id, live in self.accounts.items():
-                    if live.ready:
-                        try:
-                            # Orders answered 'accepted' fill later: look them up before marking.
-                            for order in self.store.open_orders(account_id):
-                                live._resolve(order, self.clock.now())
-                            marks.append(f"{account_id} NAV ${live.mark(self.clock.now()).nav:,.2f}")
-                        except BrokerError as exc:
-                            self.event("mark.failed", str(exc), account=account_id, severity="ERROR")
-                            marks.append(f"{account_id} mark failed")
-                    else:
-                        marks.append(f"{account_id} not trading ({live.problem})")
-                self.echo(f"{session.day} after the close ({_when(self.clock.now())}): " + ("; ".join(marks) or "no account trades"))
-                self.heartbeat()
+            run_sessions(_TraderSteps(self), mark_delay=MARK_DELAY, retry=True,
+                         ready=lambda a: a in self.accounts and self.accounts[a].ready,
+                         before=lambda at, what: self.echo(f"next wake-up {_when(at)}: {what}"))
             return "stopped"
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _trade_session(self, session, days, now: datetime) -> bool:
-        """Run each account's cycle due in `session` at its scheduled time. A cycle that fails
-        (bad data, broker down) is tried again after 15, 30, 60... minutes until near the close,
-        then owed to the next session. False when the bot was stopped meanwhile."""
-        from botctl.strategy.schedule import rebalance_sessions
-
-        queue: dict[str, tuple[datetime, list[str], int]] = {}
+    def mark_after_close(self, session: Session) -> None:
+        marks = []
         for account_id, live in self.accounts.items():
-            due = [m.name for m in live.account.models if session.day in rebalance_sessions(days, m.schedule)]
-            due += [name for name in self.owed.get(account_id, ()) if name not in due]
-            # A restart later on a rebalance day re-runs that day's cycle: its client ids are
-            # the same, so it finishes what was started and duplicates nothing.
-            if due and now <= session.close:
-                queue[account_id] = (cycle_time(session.day, live.account), due, 0)
-        while queue:
-            # Accounts whose broker answers go first: one that hangs delays only those after it.
-            account_id = min(queue, key=lambda a: (queue[a][0], not self.accounts[a].ready))
-            when, due, attempt = queue.pop(account_id)
-            self.echo(f"next wake-up {_when(when)}: {account_id} rebalances {', '.join(due)}")
-            if not self.sleep_until(when):
-                return False
-            outcome = self.trade(account_id, due=due)
-            self.echo(f"{session.day} {account_id}: {outcome}")
-            if not could_not_trade(outcome):
-                if self.owed.pop(account_id, None):
-                    self.store.put_guard_state(OWED_SCOPE, account_id, b"[]", self.clock.now())
-                continue
-            retry = self.clock.now() + RETRY * 2 ** attempt  # 15, 30, 60... minutes: a dead broker costs little
-            if retry < session.close - RETRY:
-                queue[account_id] = (retry, due, attempt + 1)
+            if live.ready:
+                try:
+                    # Orders answered 'accepted' fill later: look them up before marking.
+                    for order in self.store.open_orders(account_id):
+                        live._resolve(order, self.clock.now())
+                    marks.append(f"{account_id} NAV ${live.mark(self.clock.now()).nav:,.2f}")
+                except BrokerError as exc:
+                    self.event("mark.failed", str(exc), account=account_id, severity="ERROR")
+                    marks.append(f"{account_id} mark failed")
             else:
-                self.owed[account_id] = due
-                self.store.put_guard_state(OWED_SCOPE, account_id, msgspec.json.encode(due), self.clock.now())
-                self.event("cycle.owed", f"the rebalance of {', '.join(due)} failed all session; it is tried again at the "
-                           "next session", account=account_id, severity="WARN")
-        return True
+                marks.append(f"{account_id} not trading ({live.problem})")
+        self.echo(f"{session.day} after the close ({_when(self.clock.now())}): " + ("; ".join(marks) or "no account trades"))
+        self.heartbeat()
 
     def _watch_clock(self, now: datetime, expected: datetime | None = None) -> None:
         """Record a clock that jumps (a suspend, an NTP step, a changed system time). The
@@ -365,6 +318,65 @@ class Trader:
                     self._act_on_halt(live, control)
             self.beat_if_due()
         return False
+
+
+class _TraderSteps:
+    """The scheduler's steps for paper and live: the XNYS calendar around the clock's now,
+    each account's cycle through Trader.trade, a failed session's rebalance owed."""
+
+    def __init__(self, trader: Trader) -> None:
+        self.trader = trader
+
+    def now(self) -> datetime:
+        return self.trader.clock.now()
+
+    def sleep_until(self, when: datetime) -> bool:
+        return self.trader.sleep_until(when)
+
+    def next_session(self, now: datetime) -> Session:
+        from botctl.adapters.calendar import sessions
+
+        self.trader._watch_clock(now)
+        today = now.astimezone(NEW_YORK).date()
+        calendar = sessions(today - timedelta(days=120), today + timedelta(days=30))
+        upcoming = [s for s in calendar if s.close + MARK_DELAY > now]
+        if not upcoming:
+            raise DataError("the exchange calendar has no upcoming session")
+        self.days = [s.day for s in calendar]
+        return upcoming[0]
+
+    def slots(self, session: Session, now: datetime) -> list[Slot]:
+        from botctl.strategy.schedule import rebalance_sessions
+
+        trader, out = self.trader, []
+        for account_id, live in trader.accounts.items():
+            due = [m.name for m in live.account.models if session.day in rebalance_sessions(self.days, m.schedule)]
+            due += [name for name in trader.owed.get(account_id, ()) if name not in due]
+            # A restart later on a rebalance day re-runs that day's cycle: its client ids are
+            # the same, so it finishes what was started and duplicates nothing.
+            if due and now <= session.close:
+                out.append(Slot(account_id, cycle_time(session.day, live.account), due))
+        return out
+
+    def trade(self, session: Session, slot: Slot) -> bool:
+        trader = self.trader
+        outcome = trader.trade(slot.account, due=slot.due)
+        trader.echo(f"{session.day} {slot.account}: {outcome}")
+        if could_not_trade(outcome):
+            return False
+        if trader.owed.pop(slot.account, None):
+            trader.store.put_guard_state(OWED_SCOPE, slot.account, b"[]", trader.clock.now())
+        return True
+
+    def gave_up(self, session: Session, slot: Slot) -> None:
+        trader = self.trader
+        trader.owed[slot.account] = slot.due
+        trader.store.put_guard_state(OWED_SCOPE, slot.account, msgspec.json.encode(slot.due), trader.clock.now())
+        trader.event("cycle.owed", f"the rebalance of {', '.join(slot.due)} failed all session; it is tried again at the "
+                     "next session", account=slot.account, severity="WARN")
+
+    def mark(self, session: Session) -> None:
+        self.trader.mark_after_close(session)
 
 
 class TradingOutcome(TypedDict):
