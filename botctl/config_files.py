@@ -50,3 +50,21 @@ def file_kind(mode: int) -> str:
         if test(mode):
             return name
     return "a special file"
+
+
+def load_config_dir(config_dir: Path, *, known_symbols: frozenset[str] | None = None):
+    """strategies.yaml and accounts.yaml in `config_dir`, read, decoded and validated (against
+    `known_symbols`, the data's, when given): the one loader of the CLI and the dashboard. One
+    ConfigError names every problem of both files."""
+    from botctl.spec.load import ACCOUNTS_FILE, STRATEGIES_FILE, load_config
+
+    contents, problems = [], []
+    for name in (STRATEGIES_FILE, ACCOUNTS_FILE):
+        try:
+            contents.append(read_config_file(config_dir / name))
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    strategies, accounts = contents
+    return load_config(strategies, accounts, known_symbols=known_symbols)

@@ -66,19 +66,9 @@ def check_global_paths(g: Globals) -> Globals:
 def load_config(g: Globals):
     """Read, decode and validate both files against the symbols of the configured data."""
     from botctl.adapters.file_data import available_symbols
-    from botctl.spec.load import ACCOUNTS_FILE, STRATEGIES_FILE
-    from botctl.spec.load import load_config as decode
+    from botctl.config_files import load_config_dir
 
-    contents, problems = [], []
-    for name in (STRATEGIES_FILE, ACCOUNTS_FILE):
-        try:
-            contents.append(read_config_file(g.config_dir / name))
-        except ConfigError as exc:
-            problems += exc.problems
-    if problems:
-        raise ConfigError(problems)
-    strategies, accounts = contents
-    return decode(strategies, accounts, known_symbols=available_symbols(g.data))
+    return load_config_dir(g.config_dir, known_symbols=available_symbols(g.data))
 
 
 def load_plan(g: Globals, *, models: list[str] | None = None, accounts: list[str] | None = None):

@@ -160,8 +160,9 @@ class AccountCycle:
         values = bars.close[row]
         closes = {s: float(values[c]) for s, c in zip(account.symbols, columns) if not math.isnan(values[c])}
         factors = None
-        if bars.as_traded is not None:  # a simulator filling at these closes fills as traded
-            row_factors = bars.as_traded[row]
+        if bars.as_traded is not None:  # a simulator fills as traded, at the session its prices are from
+            priced = row + 1 if prices is not None and row + 1 < len(bars.dates) and bars.dates[row + 1] == today else row
+            row_factors = bars.as_traded[priced]
             factors = {s: float(row_factors[c]) for s, c in zip(account.symbols, columns)
                        if not math.isnan(row_factors[c])}
         # Sized at the current prices given, a symbol without one at its last close.

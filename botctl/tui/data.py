@@ -120,14 +120,12 @@ def _ts(text: str) -> datetime:
 def load_plan(config_dir: Path):
     """(plan, None) or (None, one-line problem). Symbols are not checked against the data, so
     the dashboard opens even when the data and the config disagree."""
-    from botctl.config_files import read_config_file
+    from botctl.config_files import load_config_dir
     from botctl.errors import BotctlError
-    from botctl.spec.load import ACCOUNTS_FILE, STRATEGIES_FILE, load_config
     from botctl.spec.plan import compile_plan
 
     try:
-        texts = [read_config_file(config_dir / name) for name in (STRATEGIES_FILE, ACCOUNTS_FILE)]
-        return compile_plan(load_config(*texts)), None
+        return compile_plan(load_config_dir(config_dir)), None
     except BotctlError as exc:
         return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 

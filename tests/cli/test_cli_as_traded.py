@@ -126,9 +126,10 @@ def test_replay_fills_record_what_traded_too(tmp_path):
         assert fill.as_traded_price / fill.price == pytest.approx(bar["close"] / bar["adj_close"], rel=1e-9)
 
 
-def test_a_paper_cycle_on_the_simulated_broker_records_the_close_that_traded(tmp_path):
-    """`run --once` on a sim account fills at the last close: its as-traded price is that
-    session's close, not the adjusted one (the clock is 2020-04-01, 11:00 New York)."""
+def test_a_paper_cycle_on_the_simulated_broker_records_the_open_that_traded(tmp_path):
+    """`run --once` on a sim account is sized and filled at its current price, the session's
+    open (the clock is 2020-04-01, 11:00 New York): its as-traded price is that open as it
+    traded, not the adjusted one."""
     folder = shipped_config(tmp_path)
     db = tmp_path / "botctl.db"
     result = invoke("--config-dir", str(folder), "--db", str(db), "run", "--once", "--yes",
@@ -137,9 +138,9 @@ def test_a_paper_cycle_on_the_simulated_broker_records_the_close_that_traded(tmp
     with Store.open(db, readonly=True, create=False) as store:
         fills = store.fills()
     assert fills
-    bars = pl.read_parquet(bundled_data_path()).filter(pl.col("date") == date(2020, 3, 31))
+    bars = pl.read_parquet(bundled_data_path()).filter(pl.col("date") == date(2020, 4, 1))
     for fill in fills:
         bar = bars.filter(pl.col("symbol") == fill.symbol).row(0, named=True)
         slip = 1 + SLIPPAGE if fill.side == "buy" else 1 - SLIPPAGE
-        assert fill.as_traded_price == pytest.approx(bar["close"] * slip, rel=1e-9)
-        assert fill.price == pytest.approx(bar["adj_close"] * slip, rel=1e-9)
+        assert fill.as_traded_price == pytest.approx(bar["open"] * slip, rel=1e-9)
+        assert fill.price == pytest.approx(bar["open"] * bar["adj_close"] / bar["close"] * slip, rel=1e-9)
