@@ -130,7 +130,6 @@ def register(app: typer.Typer) -> None:
 def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Path, as_json: bool,
                  health_port: int | None) -> None:
     import json
-
     import os
 
     from botctl.runtime.trading import LiveClock, check_live_opt_in, could_not_trade, run_trading
