@@ -278,7 +278,7 @@ class AccountCycle:
                 (order.run_id, order.account, order.reason, order.ts_init, order.ref_price):
             placed = msgspec.structs.replace(placed, run_id=order.run_id, account=order.account, reason=order.reason,
                                              ts_init=order.ts_init, ref_price=order.ref_price)
-        if any(f.run_id != order.run_id or f.account != order.account for f in fills):
+        if fills and any(f.run_id != order.run_id or f.account != order.account for f in fills):
             fills = [msgspec.structs.replace(f, run_id=order.run_id, account=order.account) for f in fills]
         self.ledger.record(placed, fills)
         for fill in fills:
