@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -186,3 +187,17 @@ def assert_weights_match(fake, expected: dict[str, float], *, tol: float = 0.02)
         assert abs(weights[symbol] - target) <= tol, f"{symbol}: weight {weights[symbol]:.4f} vs target {target:.4f}"
     assert abs(sum(weights.values()) - sum(expected.values())) <= tol * len(expected)
     assert nav > 0
+
+
+def wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float):
+    """Poll `predicate` until it returns something true; fail if the bot exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"botctl exited {proc.returncode} while waiting for {what}:\n{out}\n{err}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -6,21 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
-from live_support import alpaca_account, expected_weights, make_workspace, new_fake
-
-
-def _wait_for(predicate, proc, what: str, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"botctl exited {proc.returncode} while waiting for {what}:\n{out}\n{err}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+from live_support import alpaca_account, expected_weights, make_workspace, new_fake, wait_for
 
 
 def test_kill_flatten_empties_the_alpaca_account_of_a_running_bot(tmp_path):
@@ -30,7 +17,7 @@ def test_kill_flatten_empties_the_alpaca_account_of_a_running_bot(tmp_path):
         proc = ws.spawn(ws.argv("run", "--yes", "--cache-dir", str(ws.cache)))
         try:
             expected = set(expected_weights())
-            _wait_for(lambda: set(fake.positions()) == expected, proc, "the rebalance's positions", 60)
+            wait_for(lambda: set(fake.positions()) == expected, proc, "the rebalance's positions", 60)
             held = fake.positions()
             kill = ws.botctl("kill", "--flatten", "--account", "alp", "--json", "--timeout", "20")
             assert kill.returncode == 0, kill.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -17,25 +16,13 @@ from live_support import (
     expected_weights,
     make_workspace,
     new_fake,
+    wait_for,
 )
 
 UTC = timezone.utc
 START = datetime(2024, 2, 29, 20, 0, tzinfo=UTC)  # Thursday 15:00 New York
 SPEED = 3600.0  # a simulated hour per real second: the 10:00 cycle has 6 s before the close
 CLOCK = f"{START:%Y-%m-%dT%H:%M:%SZ}*{SPEED:g}"
-
-
-def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"botctl exited {proc.returncode} while waiting for {what}:\n{out}\n{err}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_scheduled_loop_rebalances_on_the_first_session_of_march(tmp_path):
@@ -71,10 +58,10 @@ def test_scheduled_loop_rebalances_on_the_first_session_of_march(tmp_path):
                     return []
 
             # Thursday's close is marked before any order: nothing is due before March.
-            _wait_for(lambda: any(m.startswith("2024-02-29T21") for m in marks()), proc, "the 2024-02-29 mark", 30)
+            wait_for(lambda: any(m.startswith("2024-02-29T21") for m in marks()), proc, "the 2024-02-29 mark", 30)
             assert origin["exact"], "the fake never saw the bot's run row"
             assert fake.orders() == [], "orders before the rebalance day"
-            _wait_for(lambda: any(m.startswith("2024-03-01T21") for m in marks()), proc, "the 2024-03-01 mark", 60)
+            wait_for(lambda: any(m.startswith("2024-03-01T21") for m in marks()), proc, "the 2024-03-01 mark", 60)
 
             orders = fake.orders()
             expected = expected_weights()
