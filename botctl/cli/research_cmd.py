@@ -1,0 +1,179 @@
+"""`botctl sweep` and `botctl walkforward`: parameter research over the backtest engine
+(the logic is botctl.research; this module parses, calls and prints)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from botctl.cli.common import err, globals_of, parse_date
+from botctl.errors import UsageError
+
+VARY_HELP = ("A parameter and its values, PATH=V1,V2,... (repeatable). PATH is MODEL.STEP.PARAM "
+             "(e.g. SectorRotationModel_v1.select_momentum.lookback_days=63,126,189,252; STEP#2 for a "
+             "model's second step of that name) or ACCOUNT.risk.KEY / ACCOUNT.sim.KEY "
+             "(e.g. rotation-sim.risk.max_gross_leverage=1.0,1.5).")
+
+
+def _checked_objective(objective: str) -> str:
+    from botctl.research.sweep import OBJECTIVES
+
+    if objective not in OBJECTIVES:
+        raise UsageError(f"--objective expects one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    return objective
+
+
+def _checked_modes(breakers: str, rebalancing: str) -> None:
+    from botctl.runtime.book import BREAKER_MODES, REBALANCING_MODES
+
+    if breakers not in BREAKER_MODES:
+        raise UsageError(f"--breakers expects one of {', '.join(BREAKER_MODES)}, got {breakers!r}")
+    if rebalancing not in REBALANCING_MODES:
+        raise UsageError(f"--rebalancing expects one of {', '.join(REBALANCING_MODES)}, got {rebalancing!r}")
+
+
+def _workers(workers: int | None, cluster: str | None) -> int:
+    from botctl.research.execute import default_workers
+
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if workers is not None and cluster is not None:
+        raise UsageError("--workers and --cluster exclude each other (the cluster has its own workers)")
+    return workers if workers is not None else default_workers()
+
+
+def _cell(value, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "pct":
+        return f"{value * 100:.2f}%"
+    if kind == "int":
+        return str(int(value))
+    return f"{value:.3f}"
+
+
+def print_sweep(body: dict, limit: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    counts = body["counts"]
+    console.print(f"sweep of {body['model']} ({body['account']}) {body['start']} .. {body['end']}: "
+                  f"{counts['trials']} trial(s), {counts['ok']} ran, {counts['failed']} failed, "
+                  f"{counts['meeting_constraints']} meet the constraints; ranked by {body['objective']} "
+                  f"(run {body['run_id']}{', ' + str(counts['resumed']) + ' resumed' if counts['resumed'] else ''})")
+    table = Table(box=None, pad_edge=False)
+    paths = list(body["axes"])
+    table.add_column("rank", justify="right")
+    for path in paths:
+        table.add_column(path.split(".")[-1], justify="right")
+    columns = (("Sharpe", "sharpe", "num"), ("CAGR", "cagr", "pct"), ("max DD", "max_drawdown", "pct"),
+               ("Calmar", "calmar", "num"))
+    for header, _, _ in columns:
+        table.add_column(header, justify="right")
+    table.add_column("trips", justify="right")
+    table.add_column("deflated SR", justify="right")
+    table.add_column("note")
+    for row in body["trials"][:limit]:
+        metrics = row["metrics"] or {}
+        note = row.get("reason") or "; ".join(row.get("constraint_failures", []))
+        table.add_row(str(row["rank"] or "-"), *[str(row["params"][p]) for p in paths],
+                      *[_cell(metrics.get(key), kind) for _, key, kind in columns],
+                      _cell((metrics.get("trade_stats") or {}).get("round_trips"), "int"),
+                      _cell(row["deflated_sharpe"], "num"), note[:80])
+    console.print(table)
+    if len(body["trials"]) > limit:
+        console.print(f"({len(body['trials']) - limit} more trial(s); --top N shows more, --json has all)", style="dim")
+    console.print(f"deflated SR: the probability that the trial's true Sharpe ratio beats the best of "
+                  f"{counts['ok']} trial(s) by luck alone (Bailey & Lopez de Prado, 2014)", style="dim")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def sweep(
+        ctx: typer.Context,
+        vary: list[str] = typer.Option(None, "--vary", help=VARY_HELP),
+        file: Path = typer.Option(None, "--file", help="A sweep file (YAML) with `vary:` (PATH: [values] or "
+                                  "{from, to, step}), and optionally model, objective, samples, seed, constraints."),
+        samples: int = typer.Option(None, "--samples", help="Run a random sample of N combinations, not the whole grid."),
+        seed: int = typer.Option(None, "--seed", help="The random sample's seed.", show_default="0"),
+        objective: str = typer.Option(None, "--objective", metavar="sharpe|sortino|cagr|calmar|total_return|alpha|"
+                                      "max_drawdown|deflated_sharpe", help="What ranks the trials (higher is better).",
+                                      show_default="sharpe"),
+        max_drawdown: float = typer.Option(None, "--max-drawdown", help="Constraint: the max drawdown must be above "
+                                           "this (e.g. -0.25)."),
+        min_round_trips: int = typer.Option(None, "--min-round-trips", help="Constraint: at least N round trips."),
+        model: str = typer.Option(None, "--model", help="The model the trials measure (needed when the "
+                                  "paths do not name exactly one)."),
+        start: str = typer.Option(None, "--start", help="First session (YYYY-MM-DD).", show_default="2015-01-01"),
+        end: str = typer.Option(None, "--end", help="Last session (YYYY-MM-DD).", show_default="the last bar"),
+        yes: bool = typer.Option(False, "--yes", help="Run a grid of more than 10 million trials."),
+        workers: int = typer.Option(None, "--workers", help="Local worker processes.", show_default="every core"),
+        cluster: str = typer.Option(None, "--cluster", help="Run the trials on a Dask cluster: the scheduler's "
+                                    "address, e.g. tcp://scheduler:8786 (needs botctl[cluster])."),
+        resume: str = typer.Option(None, "--resume", help="Resume this sweep run (the same sweep resumes on its own; "
+                                   "this checks it is that run)."),
+        fresh: bool = typer.Option(False, "--fresh", help="Start a new run even if this sweep was run before."),
+        top: int = typer.Option(20, "--top", min=1, help="Trials shown in the table."),
+        report: Path = typer.Option(None, "--report", help="Also write an HTML report here (heatmap, best equity "
+                                    "curves, deflated Sharpe ratios)."),
+        force: bool = typer.Option(False, "--force", help="Let --report replace an existing file."),
+        breakers: str = typer.Option("halt", "--breakers", metavar="halt|resume-next-session|off",
+                                     help="What a tripped circuit breaker does in each trial (as in backtest)."),
+        rebalancing: str = typer.Option("hold", "--rebalancing", metavar="hold|reweight",
+                                        help="Between scheduled rebalances (as in backtest)."),
+        risk_free: float = typer.Option(0.0, "--risk-free", help="Annual risk-free rate for Sharpe/Sortino/alpha."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object: {\"trials\": [...], ...}."),
+    ) -> None:
+        """Backtest every combination of parameter values (or a random sample) and rank them.
+
+        Each trial sets its values in the parsed config files, which are then validated like
+        any config, and backtests one model over the same data. Trials are ranked by
+        --objective among those meeting the constraints, each with its deflated Sharpe ratio
+        (how likely it beats the luckiest of that many trials). The sweep and every trial are
+        journaled in the backtests journal (botctl.db: botctl-backtests.db) as they finish; a
+        killed sweep run again with the same arguments resumes without redoing finished
+        trials. A failed trial is recorded with its reason and the sweep goes on.
+        """
+        from botctl.research.prepare import prepare, read_sweep_file
+        from botctl.research.run import run_sweep
+        from botctl.research.sweep import Constraints
+        from botctl.store.journal import backtest_journal
+
+        _checked_modes(breakers, rebalancing)
+        g = globals_of(ctx)
+        spec, file_axes = read_sweep_file(file) if file is not None else (None, [])
+        objective = _checked_objective(objective or (spec.objective if spec and spec.objective else "sharpe"))
+        constraints = Constraints(
+            max_drawdown=max_drawdown if max_drawdown is not None else spec.constraints.max_drawdown if spec else None,
+            min_round_trips=min_round_trips if min_round_trips is not None
+            else spec.constraints.min_round_trips if spec else None)
+        if samples is None and spec is not None:
+            samples = spec.samples
+        if seed is None:
+            seed = spec.seed if spec is not None and spec.seed is not None else 0
+        count = _workers(workers, cluster)
+        if report is not None:
+            from botctl.cli.backtest_cmd import check_report_path
+
+            check_report_path(report, g.db, force=force)
+        prep = prepare(g.config_dir, g.data, vary or [], file_axes, model=model or (spec.model if spec else None),
+                       start=parse_date(start, "--start"), end=parse_date(end, "--end"), breakers=breakers,
+                       rebalancing=rebalancing, risk_free=risk_free, samples=samples, yes=yes)
+        body = run_sweep(prep, backtest_journal(g.db), samples=samples, seed=seed, objective=objective,
+                         constraints=constraints, yes=yes, workers=count, cluster=cluster, resume=resume,
+                         fresh=fresh, progress=not as_json)
+        if report is not None:
+            from botctl.research.report import write_sweep_report
+
+            write_sweep_report(report, prep, body)
+            err(f"report written to {report}")
+        if as_json:
+            typer.echo(json.dumps(body))
+        else:
+            print_sweep(body, top)
+            typer.echo(f"journaled as run {body['run_id']} in {backtest_journal(g.db)}")
+        sys.stdout.flush()

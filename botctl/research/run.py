@@ -1,0 +1,68 @@
+"""Running a sweep end to end: name it, resume what the journal already has, run the rest
+where asked (one process, a local pool, a Dask cluster), journal each trial as it finishes,
+and rank them."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from botctl.research.execute import Job, run_jobs
+from botctl.research.grid import check_size, trial_key
+from botctl.research.prepare import Prepared
+from botctl.research.record import Progress, begin, finish, recorder
+from botctl.research.sweep import Constraints, identity, objective_value, ranked
+from botctl.research.trials import Outcome
+
+
+def run_sweep(prep: Prepared, journal: Path | str, *, samples: int | None, seed: int, objective: str,
+              constraints: Constraints, yes: bool = False, workers: int = 1, cluster: str | None = None,
+              resume: str | None = None, fresh: bool = False, progress: bool = False) -> dict[str, Any]:
+    """The `sweep --json` object. The run id is the sweep's identity (config files, data,
+    period, model, trials): the same sweep run again resumes; `fresh` starts a new run."""
+    from botctl.runtime.backtest import rows_for
+    from botctl.store import Store
+
+    check_size(prep.grid, samples, yes=yes)
+    trials = list(prep.grid.combinations(samples, seed))
+    setup = prep.setup
+    run_id = identity("sweep", setup, prep.bars, trials)
+    if resume is not None and resume.startswith(run_id):
+        run_id = resume  # a --fresh run of this same sweep
+    elif fresh:
+        run_id += f"-{uuid.uuid4().hex[:6]}"
+    note = (f"sweep of {setup.model} in {setup.account}: {len(trials)} trial(s) over "
+            f"{', '.join(path for path, _ in prep.grid.axes)}")
+    first, last = rows_for(prep.bars, setup.start, setup.end)
+    period = (prep.bars.dates[first].isoformat(), prep.bars.dates[last].isoformat())
+    with Store.open(journal, durable=False) as store:
+        done = begin(store, run_id, prep.plan_id, note, period, resume=resume)
+        resumed = sum(1 for t in trials if ("", trial_key(t)) in done)
+        todo = [Job(t) for t in trials if ("", trial_key(t)) not in done]
+        bar = Progress(len(todo), objective, enabled=progress)
+        try:
+            run_jobs(setup, prep.bars, todo, recorder(store, run_id, bar, lambda o: objective_value(o, objective, None)
+                                                      if objective != "deflated_sharpe" else None, done),
+                     workers=workers, cluster=cluster)
+        except BaseException:
+            bar.close()
+            finish(store, run_id, "stopped")
+            raise
+        bar.close()
+        finish(store, run_id)
+    outcomes: list[Outcome] = [done[("", trial_key(t))] for t in trials]
+    rows = ranked(outcomes, objective, constraints)
+    counts = {"trials": len(rows), "ok": sum(r["status"] == "ok" for r in rows),
+              "failed": sum(r["status"] == "failed" for r in rows),
+              "meeting_constraints": sum(r["rank"] is not None for r in rows), "resumed": resumed}
+    return {
+        "run_id": run_id, "kind": "sweep", "model": setup.model, "account": setup.account,
+        "start": period[0], "end": period[1], "objective": objective,
+        "constraints": {"max_drawdown": constraints.max_drawdown, "min_round_trips": constraints.min_round_trips},
+        "axes": {path: values for path, values in prep.grid.axes},
+        "sampled": samples is not None and samples < prep.grid.size, "grid_size": prep.grid.size,
+        "counts": counts, "n_trials": len(rows),
+        "best": next((r for r in rows if r["rank"] == 1), None),
+        "trials": rows,
+    }

@@ -1,0 +1,102 @@
+"""One trial: set the parameters on the parsed config, decode and validate it, compile the
+plan for one model and backtest it through the public backtest API.
+
+A `Setup` holds everything a trial needs but its parameters (the config files' bytes, the
+period, the model); together with the bars it is shipped once to each worker, which then runs
+any number of trials without reading a file again.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from typing import Any
+
+import msgspec
+
+from botctl.errors import BotctlError, failure_text
+from botctl.research.deflated import return_stats
+from botctl.research.grid import Params
+from botctl.strategy.bars import Bars
+
+
+class Setup(msgspec.Struct, frozen=True):
+    strategies: bytes
+    accounts: bytes
+    known_symbols: frozenset[str] | None
+    model: str
+    account: str  # the account the model is backtested in (its risk and sim settings apply)
+    start: date | None = None
+    end: date | None = None
+    breakers: str = "halt"
+    rebalancing: str = "hold"
+    risk_free: float = 0.0
+
+
+class Outcome(msgspec.Struct):
+    """What a trial gives back. `stats` are the per-period return statistics the deflated
+    Sharpe ratio needs; `engine_seconds` the backtest engine's own time."""
+
+    params: dict[str, Any]
+    status: str  # "ok" | "failed"
+    metrics: dict[str, Any] | None = None
+    stats: dict[str, float] | None = None
+    reason: str | None = None
+    engine_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+def load_trial_config(setup: Setup, params: Params):
+    """The decoded, validated config with `params` set (ConfigError/UsageError when not valid)."""
+    from botctl.research.params import apply
+    from botctl.spec.load import load_config
+
+    return load_config(setup.strategies, setup.accounts, known_symbols=setup.known_symbols,
+                       edit=lambda s, a: apply(params, s, a))
+
+
+def trial_plan(setup: Setup, params: Params):
+    from botctl.spec.plan import compile_plan
+
+    return compile_plan(load_trial_config(setup, params), models=[setup.model], accounts=[setup.account])
+
+
+def backtest_trial(setup: Setup, bars: Bars, params: Params, *, start: date | None = None, end: date | None = None):
+    """The backtest result of one trial (exceptions propagate)."""
+    from botctl.runtime.backtest import run_backtest
+
+    return run_backtest(trial_plan(setup, params), bars, start=start or setup.start, end=end or setup.end,
+                        breakers=setup.breakers, rebalancing=setup.rebalancing)
+
+
+def run_trial(setup: Setup, bars: Bars, params: Params, *, start: date | None = None,
+              end: date | None = None) -> Outcome:
+    """Run one trial; a trial that cannot run is an Outcome with status 'failed' and why."""
+    from botctl.runtime.backtest import curve_metrics
+
+    clock = time.perf_counter()
+    try:
+        result = backtest_trial(setup, bars, params, start=start, end=end)
+        curve = result.models[setup.model]
+        metrics = curve_metrics(curve, result.benchmark, setup.risk_free)
+        stats = return_stats(curve.nav.tolist()).as_dict()
+    except BotctlError as exc:
+        return Outcome(params, "failed", reason=" ".join(str(exc).split()) or type(exc).__name__,
+                       seconds=time.perf_counter() - clock)
+    except Exception as exc:  # noqa: BLE001 - one bad trial must not end the sweep; its reason is kept
+        return Outcome(params, "failed", reason=failure_text(exc), seconds=time.perf_counter() - clock)
+    return Outcome(params, "ok", metrics=metrics, stats=stats, engine_seconds=result.engine_seconds,
+                   seconds=time.perf_counter() - clock)
+
+
+# --- worker state: the setup and bars a pool worker received once, at its start ---------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def init_worker(setup: Setup, bars: Bars) -> None:
+    _WORKER["setup"], _WORKER["bars"] = setup, bars
+
+
+def run_in_worker(params: Params, start: date | None = None, end: date | None = None) -> Outcome:
+    return run_trial(_WORKER["setup"], _WORKER["bars"], params, start=start, end=end)
