@@ -118,21 +118,30 @@ def connect(address: str):
 
 
 def _run_dask(setup: Setup, bars: Bars, jobs: Iterable[Job], done: Done, address: str) -> None:
-    from dask.distributed import wait
+    from dask.distributed import as_completed
 
     client = connect(address)
     try:
-        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        depth = 8 * max(1, len(client.scheduler_info().get("workers", {})))
         setup_future = client.scatter(setup, broadcast=True, hash=False)
         bars_future = client.scatter(bars, broadcast=True, hash=False)
+        source = iter(jobs)
+        pending: dict[Any, Job] = {}
 
-        def submit(job: Job) -> Any:
-            return client.submit(run_trial, setup_future, bars_future, job.params, start=job.start, end=job.end,
-                                 pure=False)
+        def submit_next() -> None:
+            job = next(source, None)
+            if job is not None:
+                future = client.submit(run_trial, setup_future, bars_future, job.params, start=job.start,
+                                       end=job.end, pure=False)
+                pending[future] = job
+                flow.add(future)
 
-        def wait_one(pending: set) -> Iterator[Any]:
-            return iter(wait(list(pending), return_when="FIRST_COMPLETED").done)
-
-        _windowed(jobs, submit, wait_one, workers * 8, done, lambda f: f.result())
+        with client.as_current():  # as_completed finds its client here (this one is not the default)
+            flow = as_completed([])
+            for _ in range(depth):  # at most `depth` trials in flight: a huge sweep holds no future for each
+                submit_next()
+            for future in flow:
+                done(pending.pop(future), future.result())
+                submit_next()
     finally:
         client.close()
