@@ -177,3 +177,115 @@ def register(app: typer.Typer) -> None:
             print_sweep(body, top)
             typer.echo(f"journaled as run {body['run_id']} in {backtest_journal(g.db)}")
         sys.stdout.flush()
+
+    @app.command()
+    def walkforward(
+        ctx: typer.Context,
+        vary: list[str] = typer.Option(None, "--vary", help=VARY_HELP),
+        file: Path = typer.Option(None, "--file", help="A sweep file (YAML), as for `botctl sweep`."),
+        train: str = typer.Option("3y", "--train", help="Each train window's span: 3y, 18m, ..."),
+        test: str = typer.Option("1y", "--test", help="Each test window's span (and the step between windows)."),
+        anchored: bool = typer.Option(False, "--anchored", help="Every train window starts at --start (it grows); "
+                                      "otherwise they roll, keeping --train's span."),
+        samples: int = typer.Option(None, "--samples", help="A random sample of N combinations per train window."),
+        seed: int = typer.Option(None, "--seed", help="The random sample's seed.", show_default="0"),
+        objective: str = typer.Option(None, "--objective", help="What picks the best trial (as in sweep).",
+                                      show_default="sharpe"),
+        max_drawdown: float = typer.Option(None, "--max-drawdown", help="Constraint on the train windows' trials."),
+        min_round_trips: int = typer.Option(None, "--min-round-trips", help="Constraint: at least N round trips."),
+        model: str = typer.Option(None, "--model", help="The model the trials measure."),
+        start: str = typer.Option(None, "--start", help="First session (YYYY-MM-DD).", show_default="2015-01-01"),
+        end: str = typer.Option(None, "--end", help="Last session (YYYY-MM-DD).", show_default="the last bar"),
+        yes: bool = typer.Option(False, "--yes", help="Run more than 10 million trials."),
+        workers: int = typer.Option(None, "--workers", help="Local worker processes.", show_default="every core"),
+        cluster: str = typer.Option(None, "--cluster", help="A Dask scheduler's address (tcp://host:8786)."),
+        resume: str = typer.Option(None, "--resume", help="Resume this walk-forward run (it also resumes on its own)."),
+        propose: str = typer.Option(None, "--propose", metavar="FILE|-", help="Write the last window's chosen "
+                                    "parameters as a unified diff of strategies.yaml/accounts.yaml to FILE (- for "
+                                    "stdout) for review; the config files are never changed."),
+        force: bool = typer.Option(False, "--force", help="Let --propose replace an existing file."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ) -> None:
+        """Walk forward: pick the best parameters in each train window, trade them in the next
+        test window, and report the stitched out-of-sample figures next to the in-sample ones and
+        next to the shipped parameters over the same test windows. Journaled like a sweep (the
+        train trials and each window's tests), and resumed the same way."""
+        from botctl.research.prepare import prepare, read_sweep_file
+        from botctl.research.propose import proposal_diff
+        from botctl.research.sweep import Constraints
+        from botctl.research.walkforward import run_walkforward
+        from botctl.store.journal import backtest_journal
+
+        g = globals_of(ctx)
+        spec, file_axes = read_sweep_file(file) if file is not None else (None, [])
+        objective = _checked_objective(objective or (spec.objective if spec and spec.objective else "sharpe"))
+        constraints = Constraints(
+            max_drawdown=max_drawdown if max_drawdown is not None else spec.constraints.max_drawdown if spec else None,
+            min_round_trips=min_round_trips if min_round_trips is not None
+            else spec.constraints.min_round_trips if spec else None)
+        samples = samples if samples is not None else spec.samples if spec else None
+        seed = seed if seed is not None else spec.seed if spec is not None and spec.seed is not None else 0
+        count = _workers(workers, cluster)
+        target = None
+        if propose not in (None, "-"):
+            target = Path(propose)
+            if target.exists() and not force:
+                raise UsageError(f"--propose {propose} exists; add --force to replace it")
+            if not target.parent.is_dir():
+                raise UsageError(f"--propose {propose}: the folder {target.parent} does not exist")
+        from botctl.research.walkforward import parse_span
+
+        parse_span(train, "--train"), parse_span(test, "--test")
+        prep = prepare(g.config_dir, g.data, vary or [], file_axes, model=model or (spec.model if spec else None),
+                       start=parse_date(start, "--start"), end=parse_date(end, "--end"), samples=samples, yes=yes)
+        body = run_walkforward(prep, backtest_journal(g.db), train=train, test=test, anchored=anchored,
+                               samples=samples, seed=seed, objective=objective, constraints=constraints, yes=yes,
+                               workers=count, cluster=cluster, resume=resume, progress=not as_json)
+        diff = None
+        if propose is not None:
+            diff = proposal_diff(prep.setup.strategies, prep.setup.accounts, body["proposal"] or {}) \
+                if body["proposal"] else ""
+            body["proposal_diff"] = diff
+            if target is not None:
+                from botctl.runtime.report import _write_atomic
+
+                _write_atomic(target, diff)
+                err(f"proposal written to {target} ({'no change' if not diff else 'review, then apply with patch -p1'})")
+        if as_json:
+            typer.echo(json.dumps(body))
+            return
+        print_walkforward(body)
+        if propose == "-":
+            typer.echo(diff or "(no proposal: the chosen parameters are the shipped ones, or none met the constraints)")
+
+
+def print_walkforward(body: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    console.print(f"walk-forward of {body['model']} ({body['account']}): {len(body['windows'])} window(s), "
+                  f"{body['train']} train / {body['test']} test, {'anchored' if body['anchored'] else 'rolling'}, "
+                  f"best by {body['objective']} (run {body['run_id']})")
+    table = Table(box=None, pad_edge=False)
+    for header in ("test window", "chosen", "in-sample Sharpe", "out-of-sample Sharpe", "shipped Sharpe",
+                   "deflated SR"):
+        table.add_column(header, justify="left" if header in ("test window", "chosen") else "right")
+    for w in body["windows"]:
+        chosen = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in w["chosen"].items())
+        if w["chosen_from"] != "sweep":
+            chosen += " (shipped: none met the constraints)"
+        table.add_row(f"{w['test']['start']}..{w['test']['end']}", chosen,
+                      _cell((w["in_sample"] or {}).get("sharpe"), "num"), _cell(w["out_of_sample"].get("sharpe"), "num"),
+                      _cell(w["shipped"].get("sharpe"), "num"), _cell(w["deflated_sharpe"], "num"))
+    console.print(table)
+    oos, shipped, ins = body["out_of_sample"]["metrics"], body["shipped"]["metrics"], body["in_sample"]["mean"]
+    summary = Table(box=None, pad_edge=False)
+    for header in ("stitched test windows", "Sharpe", "CAGR", "max DD", "Calmar"):
+        summary.add_column(header, justify="left" if header.startswith("stitched") else "right")
+    summary.add_row("in-sample (mean of windows)", _cell(ins["sharpe"], "num"), _cell(ins["cagr"], "pct"),
+                    _cell(ins["max_drawdown"], "pct"), _cell(ins["calmar"], "num"))
+    for name, m in (("out-of-sample (chosen)", oos), ("shipped parameters", shipped)):
+        summary.add_row(name, _cell(m.get("sharpe"), "num"), _cell(m.get("cagr"), "pct"),
+                        _cell(m.get("max_drawdown"), "pct"), _cell(m.get("calmar"), "num"))
+    console.print(summary)

@@ -29,6 +29,7 @@ class Job(msgspec.Struct, frozen=True):
     window: str = ""
     start: date | None = None
     end: date | None = None
+    keep_curve: bool = False  # return the NAV curve too (walk-forward test windows)
 
 
 Done = Callable[[Job, Outcome], None]
@@ -50,7 +51,7 @@ def run_jobs(setup: Setup, bars: Bars, jobs: Iterable[Job], done: Done, *, worke
         _run_dask(setup, bars, jobs, done, cluster)
     elif workers <= 1:
         for job in jobs:
-            done(job, run_trial(setup, bars, job.params, start=job.start, end=job.end))
+            done(job, run_trial(setup, bars, job.params, start=job.start, end=job.end, keep_curve=job.keep_curve))
     else:
         _run_pool(setup, bars, jobs, done, workers)
 
@@ -90,7 +91,7 @@ def _run_pool(setup: Setup, bars: Bars, jobs: Iterable[Job], done: Done, workers
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker,
                              initargs=(setup, bars)) as pool:
         try:
-            _windowed(jobs, lambda j: pool.submit(run_in_worker, j.params, j.start, j.end), wait_one,
+            _windowed(jobs, lambda j: pool.submit(run_in_worker, j.params, j.start, j.end, j.keep_curve), wait_one,
                       workers * 4, done, lambda f: f.result())
         except BrokenProcessPool:
             raise BotctlError("a trial worker process died (out of memory?); finished trials are journaled, "
@@ -132,7 +133,7 @@ def _run_dask(setup: Setup, bars: Bars, jobs: Iterable[Job], done: Done, address
             job = next(source, None)
             if job is not None:
                 future = client.submit(run_trial, setup_future, bars_future, job.params, start=job.start,
-                                       end=job.end, pure=False)
+                                       end=job.end, keep_curve=job.keep_curve, pure=False)
                 pending[future] = job
                 flow.add(future)
 

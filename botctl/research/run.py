@@ -16,6 +16,26 @@ from botctl.research.sweep import Constraints, identity, objective_value, ranked
 from botctl.research.trials import Outcome
 
 
+def run_missing(store, run_id: str, prep: Prepared, jobs: list[Job], done: dict[tuple[str, str], Outcome], *,
+                objective: str, workers: int, cluster: str | None, progress: bool) -> None:
+    """Run the jobs the journal does not have yet, journaling each into `done` as it finishes.
+    An interruption leaves the run 'stopped' with every finished trial kept."""
+    todo = [job for job in jobs if (job.window, trial_key(job.params)) not in done]
+    bar = Progress(len(todo), objective, enabled=progress)
+
+    def score(outcome: Outcome) -> float | None:
+        return None if objective == "deflated_sharpe" else objective_value(outcome, objective, None)
+
+    try:
+        run_jobs(prep.setup, prep.bars, todo, recorder(store, run_id, bar, score, done), workers=workers,
+                 cluster=cluster)
+    except BaseException:
+        finish(store, run_id, "stopped")
+        raise
+    finally:
+        bar.close()
+
+
 def run_sweep(prep: Prepared, journal: Path | str, *, samples: int | None, seed: int, objective: str,
               constraints: Constraints, yes: bool = False, workers: int = 1, cluster: str | None = None,
               resume: str | None = None, fresh: bool = False, progress: bool = False) -> dict[str, Any]:
@@ -39,17 +59,8 @@ def run_sweep(prep: Prepared, journal: Path | str, *, samples: int | None, seed:
     with Store.open(journal, durable=False) as store:
         done = begin(store, run_id, prep.plan_id, note, period, resume=resume)
         resumed = sum(1 for t in trials if ("", trial_key(t)) in done)
-        todo = [Job(t) for t in trials if ("", trial_key(t)) not in done]
-        bar = Progress(len(todo), objective, enabled=progress)
-        try:
-            run_jobs(setup, prep.bars, todo, recorder(store, run_id, bar, lambda o: objective_value(o, objective, None)
-                                                      if objective != "deflated_sharpe" else None, done),
-                     workers=workers, cluster=cluster)
-        except BaseException:
-            bar.close()
-            finish(store, run_id, "stopped")
-            raise
-        bar.close()
+        run_missing(store, run_id, prep, [Job(t) for t in trials], done, objective=objective, workers=workers,
+                    cluster=cluster, progress=progress)
         finish(store, run_id)
     outcomes: list[Outcome] = [done[("", trial_key(t))] for t in trials]
     rows = ranked(outcomes, objective, constraints)

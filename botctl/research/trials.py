@@ -40,7 +40,7 @@ class Outcome(msgspec.Struct):
     params: dict[str, Any]
     status: str  # "ok" | "failed"
     metrics: dict[str, Any] | None = None
-    stats: dict[str, float] | None = None
+    stats: dict[str, Any] | None = None  # with "curve" ({dates, nav}) when the job asked for it
     reason: str | None = None
     engine_seconds: float = 0.0
     seconds: float = 0.0
@@ -70,7 +70,7 @@ def backtest_trial(setup: Setup, bars: Bars, params: Params, *, start: date | No
 
 
 def run_trial(setup: Setup, bars: Bars, params: Params, *, start: date | None = None,
-              end: date | None = None) -> Outcome:
+              end: date | None = None, keep_curve: bool = False) -> Outcome:
     """Run one trial; a trial that cannot run is an Outcome with status 'failed' and why."""
     from botctl.runtime.backtest import curve_metrics
 
@@ -79,7 +79,9 @@ def run_trial(setup: Setup, bars: Bars, params: Params, *, start: date | None = 
         result = backtest_trial(setup, bars, params, start=start, end=end)
         curve = result.models[setup.model]
         metrics = curve_metrics(curve, result.benchmark, setup.risk_free)
-        stats = return_stats(curve.nav.tolist()).as_dict()
+        stats: dict[str, Any] = dict(return_stats(curve.nav.tolist()).as_dict())
+        if keep_curve:
+            stats["curve"] = {"dates": [d.isoformat() for d in curve.dates], "nav": curve.nav.tolist()}
     except BotctlError as exc:
         return Outcome(params, "failed", reason=" ".join(str(exc).split()) or type(exc).__name__,
                        seconds=time.perf_counter() - clock)
@@ -98,5 +100,6 @@ def init_worker(setup: Setup, bars: Bars) -> None:
     _WORKER["setup"], _WORKER["bars"] = setup, bars
 
 
-def run_in_worker(params: Params, start: date | None = None, end: date | None = None) -> Outcome:
-    return run_trial(_WORKER["setup"], _WORKER["bars"], params, start=start, end=end)
+def run_in_worker(params: Params, start: date | None = None, end: date | None = None,
+                  keep_curve: bool = False) -> Outcome:
+    return run_trial(_WORKER["setup"], _WORKER["bars"], params, start=start, end=end, keep_curve=keep_curve)
