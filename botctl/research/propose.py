@@ -28,8 +28,9 @@ def _set_in_text(lines: list[str], source: YamlSource, path: tuple, parent: tupl
     if path in source.locations:
         row, col = source.locations[path]
         line = lines[row - 1]
-        pattern = re.compile(rf"({re.escape(key)}\s*:\s*)([^,}}#\s]+|'[^']*'|\"[^\"]*\")")
-        match = pattern.search(line, col - 1)
+        # From the line's start, not the recorded column: an earlier edit may have moved it.
+        pattern = re.compile(rf"((?<![\w-]){re.escape(key)}\s*:\s*)('[^']*'|\"[^\"]*\"|[^,}}#\s]+)")
+        match = pattern.search(line)
         if not match:
             raise UsageError(f"--propose: cannot find the value of {shown} on line {row}; set it to {scalar} by hand")
         lines[row - 1] = line[: match.start(2)] + scalar + line[match.end(2):]
