@@ -140,3 +140,16 @@ def test_killed_sweep_resumes_without_redoing_finished_trials(config_dir):
     assert body(botctl(config_dir, *args, "--resume", out["run_id"]))["counts"]["resumed"] == 12
     wrong = botctl(config_dir, *args, "--resume", "sweep-000000000000")
     assert wrong.returncode == 2 and "no such run" in wrong.stderr
+
+
+def test_html_report(config_dir):
+    report = config_dir / "sweep.html"
+    out = body(botctl(config_dir, "sweep", "--vary", f"{LOOKBACK}=63,126,252", "--vary", f"{TOP}=2,3", *PERIOD,
+                      "--workers", "1", "--report", str(report), "--json"))
+    page = report.read_text()
+    assert "<b>6 trial(s)</b>" in page and "Objective heatmap" in page
+    assert page.count("<svg") == 1 and "#1 lookback_days=" in page
+    best = out["trials"][0]
+    assert f"{best['deflated_sharpe']:.3f}" in page and f"{best['metrics']['sharpe']:.3f}" in page
+    again = botctl(config_dir, "sweep", "--vary", f"{LOOKBACK}=63", *PERIOD, "--report", str(report))
+    assert again.returncode == 2 and "--force" in again.stderr
