@@ -98,8 +98,8 @@ def register(app: typer.Typer) -> None:
         for run in found:
             c = counts[run.run_id]
             period = f"{run.period_start}..{run.period_end}" if run.period_start else ""
-            trials = f"{c['trials']} trials recorded" if c.get("trials") else ""
-            about = "  ".join(part for part in (period, run.note.splitlines()[0] if run.note else "", trials) if part)
+            recorded = f"{c['trials']} trials recorded" if c.get("trials") else ""
+            about = "  ".join(part for part in (period, run.note.splitlines()[0] if run.note else "", recorded) if part)
             typer.echo(f"{run.run_id:<28} {run.kind:<8} {run.status:<8} {_when(run.started_at):<20} "
                        f"{_when(run.ended_at):<20} {c['orders']:>7} {c['fills']:>7} {c['nav']:>6} {c['events']:>7}  "
                        f"{about}".rstrip())

@@ -102,7 +102,7 @@ def parse_value(text: str) -> Value:
         value = text
     if isinstance(value, (dict, list)) or (isinstance(value, float) and value != value):
         raise UsageError(f"value {text!r}: a parameter value is one number, true/false or a word")
-    return value  # type: ignore[no-any-return]  # one of Value's types, checked above
+    return value
 
 
 def parse_vary(option: str) -> tuple[str, list[Value]]:
@@ -151,14 +151,14 @@ def shipped_value(text: str, strategies_value: Any, accounts_value: Any) -> Valu
     if path.kind != "step":
         section = (accounts[path.owner] or {}).get(path.section) or {}
         default = getattr(ACCOUNT_SECTIONS[path.section](), path.key)
-        return section.get(path.key, default)  # type: ignore[no-any-return]
+        return section.get(path.key, default)
     steps = _steps_of(strategies[path.owner])
     item = [s for s in steps if _step_kind(s) == path.section][path.nth - 1]
     params = item.get(path.section) if isinstance(item, dict) else None
     if isinstance(params, dict) and path.key in params:
-        return params[path.key]  # type: ignore[no-any-return]
+        return params[path.key]
     field = next(f for f in msgspec.structs.fields(STEP_TYPES[path.section]) if f.encode_name == path.key)
-    return field.default if field.default is not msgspec.NODEFAULT else None  # type: ignore[no-any-return]
+    return field.default if field.default is not msgspec.NODEFAULT else None
 
 
 def owners(paths: list[str]) -> set[str]:

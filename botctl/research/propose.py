@@ -61,12 +61,12 @@ def proposal_diff(strategies: bytes, accounts: bytes, params: dict[str, Value], 
             steps = s_value["strategies"][path.owner]["steps"]
             index = [i for i, item in enumerate(steps)
                      if (item if isinstance(item, str) else next(iter(item), None)) == path.section][path.nth - 1]
-            parent = ("strategies", path.owner, "steps", index, path.section)
-            _set_in_text(lines[0], sources[0], (*parent, path.key), parent, path.key, value, text)
+            step: tuple[str | int, ...] = ("strategies", path.owner, "steps", index, path.section)
+            _set_in_text(lines[0], sources[0], (*step, path.key), step, path.key, value, text)
         else:
-            parent = ("accounts", path.owner, path.section)
-            _set_in_text(lines[1], sources[1], (*parent, path.key), parent, path.key, value, text)
-    out = []
+            section: tuple[str | int, ...] = ("accounts", path.owner, path.section)
+            _set_in_text(lines[1], sources[1], (*section, path.key), section, path.key, value, text)
+    out: list[str] = []
     for name, before, after in zip(names, texts, lines):
         out += difflib.unified_diff(before.splitlines(keepends=True), after, fromfile=f"a/{name}", tofile=f"b/{name}")
     return "".join(out)

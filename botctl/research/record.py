@@ -65,7 +65,8 @@ class Progress:
     a terminal or output is JSON."""
 
     def __init__(self, total: int, objective: str, *, enabled: bool) -> None:
-        self.total, self.objective, self.done, self.best = total, objective, 0, None
+        self.total, self.objective, self.done = total, objective, 0
+        self.best: float | None = None
         self.enabled = enabled and sys.stderr.isatty()
         self.started = time.monotonic()
         self._bar: Any = None

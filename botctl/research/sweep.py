@@ -77,7 +77,7 @@ def choose_account(paths: list[str], model: str, accounts: dict[str, Any]) -> st
 
 def _model_names(spec: Any) -> list[str]:
     models = spec.get("models", []) if isinstance(spec, dict) else []
-    return [m if isinstance(m, str) else m.get("name") for m in models if isinstance(m, (str, dict))]
+    return [str(m if isinstance(m, str) else m.get("name")) for m in models if isinstance(m, (str, dict))]
 
 
 def check_axes(setup: Setup, grid: Grid, strategies: dict[str, Any], accounts: dict[str, Any]) -> None:

@@ -43,8 +43,9 @@ class Outcome(msgspec.Struct):
     metrics: dict[str, Any] | None = None
     stats: dict[str, Any] | None = None  # with "curve" ({dates, nav}) when the job asked for it
     reason: str | None = None
-    engine_seconds: float = 0.0
-    seconds: float = 0.0
+    engine_seconds: float = 0.0  # the engine loop alone (BacktestResult.engine_seconds)
+    backtest_seconds: float = 0.0  # the whole run_backtest call (engine, round trips, benchmark)
+    seconds: float = 0.0  # the whole trial
 
 
 _PARSED: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}
@@ -96,9 +97,15 @@ def run_trial(setup: Setup, bars: Bars, params: Params, *, start: date | None = 
     """Run one trial; a trial that cannot run is an Outcome with status 'failed' and why."""
     from botctl.runtime.backtest import curve_metrics
 
+    from botctl.runtime.backtest import run_backtest
+
     clock = time.perf_counter()
     try:
-        result = backtest_trial(setup, bars, params, start=start, end=end)
+        plan = trial_plan(setup, params)
+        began = time.perf_counter()
+        result = run_backtest(plan, bars, start=start or setup.start, end=end or setup.end, breakers=setup.breakers,
+                              rebalancing=setup.rebalancing)
+        backtest_seconds = time.perf_counter() - began
         curve = result.models[setup.model]
         metrics = curve_metrics(curve, result.benchmark, setup.risk_free)
         stats: dict[str, Any] = dict(return_stats(curve.nav.tolist()).as_dict())
@@ -110,7 +117,7 @@ def run_trial(setup: Setup, bars: Bars, params: Params, *, start: date | None = 
     except Exception as exc:  # noqa: BLE001 - one bad trial must not end the sweep; its reason is kept
         return Outcome(params, "failed", reason=failure_text(exc), seconds=time.perf_counter() - clock)
     return Outcome(params, "ok", metrics=metrics, stats=stats, engine_seconds=result.engine_seconds,
-                   seconds=time.perf_counter() - clock)
+                   backtest_seconds=backtest_seconds, seconds=time.perf_counter() - clock)
 
 
 # --- worker state: the setup and bars a pool worker received once, at its start ---------------

@@ -137,7 +137,7 @@ def run_walkforward(prep: Prepared, journal: Path | str, *, train: str, test: st
                     progress=progress)
         finish(store, run_id)
 
-    out_windows = []
+    out_windows: list[dict[str, Any]] = []
     oos_curves, shipped_curves = [], []
     for w, (params, best), job, ship in zip(plan, chosen, test_jobs, test_jobs[len(plan):]):
         tested, base = done[(job.window, trial_key(job.params))], done[(ship.window, trial_key(ship.params))]
@@ -156,7 +156,7 @@ def run_walkforward(prep: Prepared, journal: Path | str, *, train: str, test: st
         })
     oos_dates, oos_nav = stitch(oos_curves)
     ship_dates, ship_nav = stitch(shipped_curves)
-    in_sample = [w["in_sample"] for w in out_windows if w["in_sample"]]
+    in_sample: list[dict[str, Any]] = [w["in_sample"] for w in out_windows if w["in_sample"]]
     keys = ("sharpe", "cagr", "max_drawdown", "calmar", "total_return")
     return {
         "run_id": run_id, "kind": "walkforward", "model": setup.model, "account": setup.account,
