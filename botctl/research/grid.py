@@ -81,6 +81,9 @@ def axes_from_file(value: Any, name: str) -> list[tuple[str, list[Value]]]:
             axes.append((str(path), _range(spec, f"{name}: vary.{path}")))
         elif isinstance(spec, list) and spec and all(not isinstance(v, (dict, list)) for v in spec):
             values = [parse_value(str(v)) if isinstance(v, str) else v for v in spec]
+            if not all(isinstance(v, (int, float, str, bool)) and (not isinstance(v, float) or math.isfinite(v))
+                       for v in values):
+                raise UsageError(f"{name}: vary.{path}: values are numbers, true/false or words")
             if len(set(map(repr, values))) != len(values):
                 raise UsageError(f"{name}: vary.{path}: a value is listed twice")
             axes.append((str(path), values))

@@ -14,6 +14,7 @@ every check the config files get applies to every trial. Nothing here does I/O.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -100,7 +101,10 @@ def parse_value(text: str) -> Value:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
-    if isinstance(value, (dict, list)) or (isinstance(value, float) and value != value):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"value {text!r}: must be a finite number")
+    if value is not None and not isinstance(value, (int, float, str, bool)):
+        # a list, a mapping, a date: quote it ('"2020-01-01"') if it is meant as text
         raise UsageError(f"value {text!r}: a parameter value is one number, true/false or a word")
     return value
 

@@ -25,7 +25,8 @@ def test_vary_parses_values_as_yaml():
     assert values == [0, 0.5, "cash", True]
 
 
-@pytest.mark.parametrize("option", ["nopath", "=1,2", "M.s.p=", "M.s.p=,,", "M.s.p=1,1"])
+@pytest.mark.parametrize("option", ["nopath", "=1,2", "M.s.p=", "M.s.p=,,", "M.s.p=1,1", "M.s.p=.inf",
+                                    "M.s.p=.nan", "M.s.p=2020-01-01", "M.s.p=[1]", "M.s.p={a: 1}"])
 def test_bad_vary_options(option):
     with pytest.raises(UsageError):
         parse_vary(option)
@@ -103,5 +104,9 @@ def test_empty_grids_refused():
 def test_sweep_file_axes():
     axes = axes_from_file({"M.s.p": [1, 2], "M.s.q": {"from": 20, "to": 60, "step": 20}}, "sweep.yaml")
     assert axes == [("M.s.p", [1, 2]), ("M.s.q", [20, 40, 60])]
+    from datetime import date
+
+    with pytest.raises(UsageError, match="values are numbers"):
+        axes_from_file({"M.s.p": [date(2020, 1, 1)]}, "sweep.yaml")
     with pytest.raises(UsageError, match="range is empty"):
         axes_from_file({"M.s.q": {"from": 5, "to": 1}}, "sweep.yaml")
