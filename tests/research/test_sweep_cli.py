@@ -153,3 +153,24 @@ def test_html_report(config_dir):
     assert f"{best['deflated_sharpe']:.3f}" in page and f"{best['metrics']['sharpe']:.3f}" in page
     again = botctl(config_dir, "sweep", "--vary", f"{LOOKBACK}=63", *PERIOD, "--report", str(report))
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_sweep_file_and_random_sample(config_dir):
+    (config_dir / "sweep.yaml").write_text(
+        "vary:\n"
+        f"  {LOOKBACK}: {{from: 42, to: 252, step: 42}}\n"
+        f"  {TOP}: [2, 3]\n"
+        "model: SectorRotationModel_v1\nobjective: calmar\nsamples: 4\nseed: 3\n"
+        "constraints: {max_drawdown: -0.5}\n")
+    out = body(botctl(config_dir, "sweep", "--file", "sweep.yaml", *PERIOD, "--workers", "1", "--json"))
+    assert out["objective"] == "calmar" and out["sampled"] and out["grid_size"] == 12
+    assert len(out["trials"]) == 4 and out["constraints"]["max_drawdown"] == -0.5
+    assert all(t["params"][LOOKBACK] in (42, 84, 126, 168, 210, 252) for t in out["trials"])
+    again = body(botctl(config_dir, "sweep", "--file", "sweep.yaml", *PERIOD, "--workers", "1", "--json"))
+    assert again["run_id"] == out["run_id"] and again["counts"]["resumed"] == 4  # same seed, same sample
+    other = body(botctl(config_dir, "sweep", "--file", "sweep.yaml", "--seed", "4", *PERIOD, "--workers", "1",
+                        "--json"))
+    assert other["run_id"] != out["run_id"]
+    (config_dir / "bad.yaml").write_text("vary: {}\nsurprise: 1\n")
+    bad = botctl(config_dir, "sweep", "--file", "bad.yaml")
+    assert bad.returncode == 2 and "bad.yaml" in bad.stderr
