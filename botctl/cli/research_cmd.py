@@ -45,14 +45,26 @@ def _workers(workers: int | None, cluster: str | None) -> int:
     return workers if workers is not None else default_workers()
 
 
+def _choices(file: Path | None, objective: str | None, max_drawdown: float | None, min_round_trips: int | None,
+             samples: int | None, seed: int | None):
+    """The sweep file (if any), its axes, and the options: each from the command line when
+    given there, else from the file, else the default."""
+    from botctl.research.prepare import read_sweep_file
+    from botctl.research.sweep import Constraints
+
+    spec, axes = read_sweep_file(file) if file is not None else (None, [])
+    saved = spec.constraints if spec else Constraints()
+    constraints = Constraints(max_drawdown=max_drawdown if max_drawdown is not None else saved.max_drawdown,
+                              min_round_trips=min_round_trips if min_round_trips is not None else saved.min_round_trips)
+    return (spec, axes, _checked_objective(objective or (spec.objective if spec and spec.objective else "sharpe")),
+            constraints, samples if samples is not None else spec.samples if spec else None,
+            seed if seed is not None else spec.seed if spec and spec.seed is not None else 0)
+
+
 def _cell(value, kind: str) -> str:
-    if value is None:
-        return "-"
-    if kind == "pct":
-        return f"{value * 100:.2f}%"
-    if kind == "int":
-        return str(int(value))
-    return f"{value:.3f}"
+    from botctl.cli.backtest_cmd import _cell as cell
+
+    return cell("", kind, value)
 
 
 def print_sweep(body: dict, limit: int) -> None:
@@ -138,23 +150,14 @@ def register(app: typer.Typer) -> None:
         killed sweep run again with the same arguments resumes without redoing finished
         trials. A failed trial is recorded with its reason and the sweep goes on.
         """
-        from botctl.research.prepare import prepare, read_sweep_file
+        from botctl.research.prepare import prepare
         from botctl.research.run import run_sweep
-        from botctl.research.sweep import Constraints
         from botctl.store.journal import backtest_journal
 
         _checked_modes(breakers, rebalancing)
         g = globals_of(ctx)
-        spec, file_axes = read_sweep_file(file) if file is not None else (None, [])
-        objective = _checked_objective(objective or (spec.objective if spec and spec.objective else "sharpe"))
-        constraints = Constraints(
-            max_drawdown=max_drawdown if max_drawdown is not None else spec.constraints.max_drawdown if spec else None,
-            min_round_trips=min_round_trips if min_round_trips is not None
-            else spec.constraints.min_round_trips if spec else None)
-        if samples is None and spec is not None:
-            samples = spec.samples
-        if seed is None:
-            seed = spec.seed if spec is not None and spec.seed is not None else 0
+        spec, file_axes, objective, constraints, samples, seed = _choices(file, objective, max_drawdown,
+                                                                          min_round_trips, samples, seed)
         count = _workers(workers, cluster)
         if report is not None:
             from botctl.cli.backtest_cmd import check_report_path
@@ -210,21 +213,14 @@ def register(app: typer.Typer) -> None:
         test window, and report the stitched out-of-sample figures next to the in-sample ones and
         next to the shipped parameters over the same test windows. Journaled like a sweep (the
         train trials and each window's tests), and resumed the same way."""
-        from botctl.research.prepare import prepare, read_sweep_file
+        from botctl.research.prepare import prepare
         from botctl.research.propose import proposal_diff
-        from botctl.research.sweep import Constraints
         from botctl.research.walkforward import run_walkforward
         from botctl.store.journal import backtest_journal
 
         g = globals_of(ctx)
-        spec, file_axes = read_sweep_file(file) if file is not None else (None, [])
-        objective = _checked_objective(objective or (spec.objective if spec and spec.objective else "sharpe"))
-        constraints = Constraints(
-            max_drawdown=max_drawdown if max_drawdown is not None else spec.constraints.max_drawdown if spec else None,
-            min_round_trips=min_round_trips if min_round_trips is not None
-            else spec.constraints.min_round_trips if spec else None)
-        samples = samples if samples is not None else spec.samples if spec else None
-        seed = seed if seed is not None else spec.seed if spec is not None and spec.seed is not None else 0
+        spec, file_axes, objective, constraints, samples, seed = _choices(file, objective, max_drawdown,
+                                                                          min_round_trips, samples, seed)
         count = _workers(workers, cluster)
         target = None
         if propose not in (None, "-"):
