@@ -71,10 +71,12 @@ class Progress:
         self.started = time.monotonic()
         self._bar: Any = None
         if self.enabled and total:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
 
+            # stderr: stdout is the table (or what a pipe reads)
             self._bar = Bar(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                            TextColumn("ETA"), TimeRemainingColumn(), transient=True)
+                            TextColumn("ETA"), TimeRemainingColumn(), transient=True, console=Console(stderr=True))
             self._task = self._bar.add_task(self._text(), total=total)
             self._bar.start()
 
