@@ -76,7 +76,8 @@ def print_sweep(body: dict, limit: int) -> None:
     console.print(f"sweep of {body['model']} ({body['account']}) {body['start']} .. {body['end']}: "
                   f"{counts['trials']} trial(s), {counts['ok']} ran, {counts['failed']} failed, "
                   f"{counts['meeting_constraints']} meet the constraints; ranked by {body['objective']} "
-                  f"(run {body['run_id']}{', ' + str(counts['resumed']) + ' resumed' if counts['resumed'] else ''})")
+                  f"(run {body['run_id']}{', ' + str(counts['resumed']) + ' resumed' if counts['resumed'] else ''}"
+                  f"{', shown from the journal' if body.get('from_journal') else ''})")
     table = Table(box=None, pad_edge=False)
     paths = list(body["axes"])
     table.add_column("rank", justify="right")
@@ -130,6 +131,8 @@ def register(app: typer.Typer) -> None:
                                    "this checks it is that run)."),
         fresh: bool = typer.Option(False, "--fresh", help="Start a new run even if this sweep was run before."),
         top: int = typer.Option(20, "--top", min=1, help="Trials shown in the table."),
+        show: str = typer.Option(None, "--show", metavar="RUN_ID", help="Show a journaled sweep again from its "
+                                 "recorded trials (ranked by --objective and the constraints given now); runs nothing."),
         report: Path = typer.Option(None, "--report", help="Also write an HTML report here (heatmap, best equity "
                                     "curves, deflated Sharpe ratios)."),
         force: bool = typer.Option(False, "--force", help="Let --report replace an existing file."),
@@ -158,6 +161,17 @@ def register(app: typer.Typer) -> None:
         g = globals_of(ctx)
         spec, file_axes, objective, constraints, samples, seed = _choices(file, objective, max_drawdown,
                                                                           min_round_trips, samples, seed)
+        if show is not None:
+            from botctl.research.run import show_sweep
+
+            if vary or file is not None or report is not None:
+                raise UsageError("--show reads a journaled sweep: it takes no --vary, --file or --report")
+            shown = show_sweep(backtest_journal(g.db), show, objective=objective, constraints=constraints)
+            if as_json:
+                typer.echo(json.dumps(shown))
+            else:
+                print_sweep(shown, top)
+            return
         count = _workers(workers, cluster)
         if report is not None:
             from botctl.cli.backtest_cmd import check_report_path

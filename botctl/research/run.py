@@ -4,6 +4,7 @@ and rank them."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -76,4 +77,45 @@ def run_sweep(prep: Prepared, journal: Path | str, *, samples: int | None, seed:
         "counts": counts, "n_trials": len(rows),
         "best": next((r for r in rows if r["rank"] == 1), None),
         "trials": rows,
+    }
+
+
+def show_sweep(journal: Path | str, run_id: str, *, objective: str, constraints: Constraints) -> dict[str, Any]:
+    """A journaled sweep shown again from its recorded trials alone (no data, no config
+    needed), ranked by `objective` under `constraints`, which may differ from the first time."""
+    from botctl.errors import UsageError
+    from botctl.store import Store
+
+    if not Path(journal).exists():
+        raise UsageError(f"--show {run_id}: no journal at {journal}")
+    with Store.open(journal, readonly=True, create=False) as store:
+        run = store.get_run(run_id)
+        rows = store.trials(run_id) if run is not None else []
+    if run is None or not rows:
+        raise UsageError(f"--show {run_id}: no sweep with recorded trials of that id in {journal} "
+                         f"(see `botctl --db {journal} runs`)")
+    outcomes = [Outcome(params=json.loads(r["params"]), status=r["status"],
+                        metrics=json.loads(r["metrics"]) if r["metrics"] else None,
+                        stats=json.loads(r["stats"]) if r["stats"] else None, reason=r["reason"])
+                for r in rows if r["window"] == ""]
+    if not outcomes:
+        raise UsageError(f"--show {run_id}: a walk-forward run; show it again by running the same walkforward command")
+    axes: dict[str, list] = {}
+    for outcome in outcomes:
+        for path, value in outcome.params.items():
+            if value not in axes.setdefault(path, []):
+                axes[path].append(value)
+    ranked_rows = ranked(outcomes, objective, constraints)
+    return {
+        "run_id": run_id, "kind": "sweep", "model": run.note.split(" ")[2] if run.note.startswith("sweep of ") else None,
+        "account": run.note.split(" in ")[1].split(":")[0] if " in " in run.note else None,
+        "start": run.period_start, "end": run.period_end, "objective": objective,
+        "constraints": {"max_drawdown": constraints.max_drawdown, "min_round_trips": constraints.min_round_trips},
+        "axes": axes, "status": run.status,
+        "counts": {"trials": len(ranked_rows), "ok": sum(r["status"] == "ok" for r in ranked_rows),
+                   "failed": sum(r["status"] == "failed" for r in ranked_rows),
+                   "meeting_constraints": sum(r["rank"] is not None for r in ranked_rows), "resumed": 0},
+        "from_journal": True,
+        "n_trials": len(ranked_rows), "best": next((r for r in ranked_rows if r["rank"] == 1), None),
+        "trials": ranked_rows,
     }

@@ -97,6 +97,13 @@ def test_pool_gives_the_same_trials_as_one_process_and_runs_lists_the_sweep(conf
     again = body(botctl(config_dir, *args, "--workers", "1"))  # the same sweep: everything from the journal
     assert again["run_id"] == one["run_id"] and again["counts"]["resumed"] == 6
     assert again["trials"] == one["trials"]
+    shown = body(botctl(config_dir, "sweep", "--show", one["run_id"], "--json"))  # from the journal alone
+    assert shown["trials"] == one["trials"] and shown["from_journal"]
+    by_cagr = body(botctl(config_dir, "sweep", "--show", one["run_id"], "--objective", "cagr", "--json"))
+    cagrs = [t["metrics"]["cagr"] for t in by_cagr["trials"]]
+    assert cagrs == sorted(cagrs, reverse=True)
+    missing = botctl(config_dir, "sweep", "--show", "sweep-nope")
+    assert missing.returncode == 2 and "sweep-nope" in missing.stderr
     listed = botctl(config_dir, "--db", str(config_dir / "botctl-backtests.db"), "runs", "--json")
     runs = {r["run_id"]: r for r in map(json.loads, listed.stdout.splitlines())}
     assert runs[one["run_id"]]["counts"]["trials"] == 6 and runs[one["run_id"]]["status"] == "finished"
