@@ -104,11 +104,11 @@ def prepare(config_dir: Path, data: Path | None, vary: list[str], file_axes: lis
                   account=account, start=start, end=end, breakers=breakers, rebalancing=rebalancing,
                   risk_free=risk_free)
     check_axes(setup, grid, strategies, accounts)
-    from botctl.runtime.backtest import rows_for
+    from botctl.research.backtest_api import session_rows
 
     plan = compile_plan(baseline, models=[chosen], accounts=[account])
     # Symbols a trial may add (a fallback or a benchmark given as a value) are loaded too.
     extra = {v for _, values in grid.axes for v in values if isinstance(v, str) and v in known}
     bars = bars_from_frame(load_bars(data), tuple(sorted(set(plan.symbols) | extra)))
-    rows_for(bars, start, end)  # a period the data cannot serve is refused before any trial runs
+    session_rows(bars, start, end)  # a period the data cannot serve is refused before any trial runs
     return Prepared(setup, bars, grid, plan.plan_id, s_value, a_value)

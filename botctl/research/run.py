@@ -42,7 +42,7 @@ def run_sweep(prep: Prepared, journal: Path | str, *, samples: int | None, seed:
               resume: str | None = None, fresh: bool = False, progress: bool = False) -> dict[str, Any]:
     """The `sweep --json` object. The run id is the sweep's identity (config files, data,
     period, model, trials): the same sweep run again resumes; `fresh` starts a new run."""
-    from botctl.runtime.backtest import rows_for
+    from botctl.research.backtest_api import session_rows
     from botctl.store import Store
 
     check_size(prep.grid, samples, yes=yes)
@@ -55,7 +55,7 @@ def run_sweep(prep: Prepared, journal: Path | str, *, samples: int | None, seed:
         run_id += f"-{uuid.uuid4().hex[:6]}"
     note = (f"sweep of {setup.model} in {setup.account}: {len(trials)} trial(s) over "
             f"{', '.join(path for path, _ in prep.grid.axes)}")
-    first, last = rows_for(prep.bars, setup.start, setup.end)
+    first, last = session_rows(prep.bars, setup.start, setup.end)
     period = (prep.bars.dates[first].isoformat(), prep.bars.dates[last].isoformat())
     with Store.open(journal, durable=False) as store:
         done = begin(store, run_id, prep.plan_id, note, period, resume=resume)

@@ -86,7 +86,7 @@ def trial_plan(setup: Setup, params: Params):
 
 def backtest_trial(setup: Setup, bars: Bars, params: Params, *, start: date | None = None, end: date | None = None):
     """The backtest result of one trial (exceptions propagate)."""
-    from botctl.runtime.backtest import run_backtest
+    from botctl.research.backtest_api import run_backtest
 
     return run_backtest(trial_plan(setup, params), bars, start=start or setup.start, end=end or setup.end,
                         breakers=setup.breakers, rebalancing=setup.rebalancing)
@@ -95,9 +95,7 @@ def backtest_trial(setup: Setup, bars: Bars, params: Params, *, start: date | No
 def run_trial(setup: Setup, bars: Bars, params: Params, *, start: date | None = None,
               end: date | None = None, keep_curve: bool = False) -> Outcome:
     """Run one trial; a trial that cannot run is an Outcome with status 'failed' and why."""
-    from botctl.runtime.backtest import curve_metrics
-
-    from botctl.runtime.backtest import run_backtest
+    from botctl.research.backtest_api import model_metrics, run_backtest
 
     clock = time.perf_counter()
     try:
@@ -107,7 +105,7 @@ def run_trial(setup: Setup, bars: Bars, params: Params, *, start: date | None = 
                               rebalancing=setup.rebalancing)
         backtest_seconds = time.perf_counter() - began
         curve = result.models[setup.model]
-        metrics = curve_metrics(curve, result.benchmark, setup.risk_free)
+        metrics = model_metrics(result, setup.model, setup.risk_free)
         stats: dict[str, Any] = dict(return_stats(curve.nav.tolist()).as_dict())
         if keep_curve:
             stats["curve"] = {"dates": [d.isoformat() for d in curve.dates], "nav": curve.nav.tolist()}

@@ -90,7 +90,7 @@ def stitch(curves: list[dict[str, list]]) -> tuple[list[str], list[float]]:
     return dates, nav
 
 
-def curve_metrics(dates: list[str], nav: list[float]) -> dict[str, Any]:
+def stitched_metrics(dates: list[str], nav: list[float]) -> dict[str, Any]:
     from botctl.engine.metrics import compute_metrics
 
     return compute_metrics([date.fromisoformat(d) for d in dates], np.asarray(nav, dtype=float), invested=nav[0])
@@ -101,11 +101,11 @@ def run_walkforward(prep: Prepared, journal: Path | str, *, train: str, test: st
                     workers: int = 1, cluster: str | None = None, resume: str | None = None,
                     progress: bool = False) -> dict[str, Any]:
     from botctl.research.run import run_missing
-    from botctl.runtime.backtest import DEFAULT_START, rows_for
+    from botctl.research.backtest_api import DEFAULT_START, session_rows
     from botctl.store import Store
 
     setup, bars = prep.setup, prep.bars
-    first, last = rows_for(bars, setup.start, setup.end)
+    first, last = session_rows(bars, setup.start, setup.end)
     spans = parse_span(train, "--train"), parse_span(test, "--test")
     # Windows count from the period asked for (2015-01-01 by default), not its first session.
     plan = windows(setup.start or DEFAULT_START, bars.dates[last], *spans, anchored=anchored)
@@ -167,8 +167,8 @@ def run_walkforward(prep: Prepared, journal: Path | str, *, train: str, test: st
         "in_sample": {"mean": {k: float(np.mean([m[k] for m in in_sample if m.get(k) is not None]))
                                if in_sample else None for k in keys},
                       "note": "the mean over windows of the chosen parameters' figures in their own train window"},
-        "out_of_sample": {"metrics": curve_metrics(oos_dates, oos_nav), "curve": {"dates": oos_dates, "nav": oos_nav}},
-        "shipped": {"metrics": curve_metrics(ship_dates, ship_nav), "curve": {"dates": ship_dates, "nav": ship_nav}},
+        "out_of_sample": {"metrics": stitched_metrics(oos_dates, oos_nav), "curve": {"dates": oos_dates, "nav": oos_nav}},
+        "shipped": {"metrics": stitched_metrics(ship_dates, ship_nav), "curve": {"dates": ship_dates, "nav": ship_nav}},
         "proposal": out_windows[-1]["chosen"] if out_windows[-1]["chosen_from"] == "sweep" else None,
     }
 
