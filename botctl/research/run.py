@@ -28,8 +28,9 @@ def run_missing(store, run_id: str, prep: Prepared, jobs: list[Job], done: dict[
         return None if objective == "deflated_sharpe" else objective_value(outcome, objective, None)
 
     try:
-        run_jobs(prep.setup, prep.bars, todo, recorder(store, run_id, bar, score, done), workers=workers,
-                 cluster=cluster)
+        # No more processes than trials: starting a worker costs more than a trial.
+        run_jobs(prep.setup, prep.bars, todo, recorder(store, run_id, bar, score, done),
+                 workers=min(workers, len(todo)), cluster=cluster)
     except BaseException:
         finish(store, run_id, "stopped")
         raise
