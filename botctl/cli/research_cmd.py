@@ -61,6 +61,24 @@ def _choices(file: Path | None, objective: str | None, max_drawdown: float | Non
             seed if seed is not None else spec.seed if spec and spec.seed is not None else 0)
 
 
+def _check_proposal_path(target: Path, g, *, force: bool) -> None:
+    """The diff never replaces a config file (botctl does not rewrite the plan), a journal, an
+    SQLite file or anything but a regular file; an existing file only with --force."""
+    import os
+
+    from botctl.cli.backtest_cmd import check_report_path
+
+    for name in ("strategies.yaml", "accounts.yaml"):
+        config = g.config_dir / name
+        if config.exists() and target.exists() and os.path.samefile(config, target):
+            raise UsageError(f"--propose {target} is the config file {name}; the diff goes to another file "
+                             "(botctl never rewrites the plan)")
+    try:
+        check_report_path(target, g.db, force=force)
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("--report", "--propose").replace("a report", "a proposal")) from None
+
+
 def _cell(value, kind: str) -> str:
     from botctl.cli.backtest_cmd import _cell as cell
 
@@ -239,10 +257,7 @@ def register(app: typer.Typer) -> None:
         target = None
         if propose not in (None, "-"):
             target = Path(propose)
-            if target.exists() and not force:
-                raise UsageError(f"--propose {propose} exists; add --force to replace it")
-            if not target.parent.is_dir():
-                raise UsageError(f"--propose {propose}: the folder {target.parent} does not exist")
+            _check_proposal_path(target, g, force=force)
         from botctl.research.walkforward import parse_span
 
         parse_span(train, "--train"), parse_span(test, "--test")

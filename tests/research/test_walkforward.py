@@ -108,4 +108,8 @@ def test_walkforward_json_and_propose_file(config_dir):
     assert refused.returncode == 2 and "--train" in refused.stderr
     existing = botctl(config_dir, "walkforward", "--vary", f"{LOOKBACK}=63", "--propose", str(proposal))
     assert existing.returncode == 2 and "--force" in existing.stderr
+    for precious in ("strategies.yaml", "botctl-backtests.db"):
+        refused = botctl(config_dir, "walkforward", "--vary", f"{LOOKBACK}=63", "--propose", precious, "--force")
+        assert refused.returncode == 2 and "--propose" in refused.stderr, refused.stderr
+    assert (config_dir / "strategies.yaml").read_bytes() == before
     assert json.loads(json.dumps(out))  # plain JSON
