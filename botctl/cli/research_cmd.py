@@ -56,6 +56,11 @@ def _choices(file: Path | None, objective: str | None, max_drawdown: float | Non
     saved = spec.constraints if spec else Constraints()
     constraints = Constraints(max_drawdown=max_drawdown if max_drawdown is not None else saved.max_drawdown,
                               min_round_trips=min_round_trips if min_round_trips is not None else saved.min_round_trips)
+    if constraints.max_drawdown is not None and not -1.0 <= constraints.max_drawdown <= 0.0:
+        raise UsageError(f"--max-drawdown is the worst drawdown allowed, a fraction from -1 to 0 like -0.25; "
+                         f"got {constraints.max_drawdown:g}")
+    if constraints.min_round_trips is not None and constraints.min_round_trips < 0:
+        raise UsageError(f"--min-round-trips cannot be negative, got {constraints.min_round_trips}")
     return (spec, axes, _checked_objective(objective or (spec.objective if spec and spec.objective else "sharpe")),
             constraints, samples if samples is not None else spec.samples if spec else None,
             seed if seed is not None else spec.seed if spec and spec.seed is not None else 0)

@@ -64,12 +64,19 @@ def test_constraints_and_objective(config_dir):
         f"--vary=SectorRotationModel_v1.scale_leverage.gross={','.join(str(i / 100) for i in range(1, 12))}"],
      2, "add --yes"),
     (["--vary", f"{LOOKBACK}=63", "--objective", "luck"], 2, "--objective"),
+    (["--vary", f"{LOOKBACK}=63", "--max-drawdown", "0.25"], 2, "--max-drawdown"),
+    (["--vary", f"{LOOKBACK}=63", "--min-round-trips", "-1"], 2, "--min-round-trips"),
+    (["--vary", f"{LOOKBACK}=63", "--samples", "0"], 2, "--samples"),
+    (["--vary", f"{LOOKBACK}=63", "--start", "2020-02-30"], 2, "--start"),
+    (["--vary", f"{LOOKBACK}=63", "--workers", "0"], 2, "--workers"),
+    (["--vary", f"{LOOKBACK}=63", "--start", "2021-01-01", "--end", "2020-01-01"], 2, "is after --end"),
+    (["--vary", f"{LOOKBACK}=63", "--start", "1990-01-01", "--end", "1991-01-01"], 1, "no sessions"),
     (["--vary", f"{LOOKBACK}=63", "--cluster", "tcp://127.0.0.1:9"], 1, "cannot reach the Dask scheduler"),
 ])
 def test_bad_input_is_one_line_and_nothing_runs(config_dir, args, code, text):
     if "--cluster" in args:
         pytest.importorskip("distributed")
-    done = botctl(config_dir, "sweep", *args, *PERIOD)
+    done = botctl(config_dir, "sweep", *PERIOD, *args)  # args last: they win over PERIOD
     assert done.returncode == code, done.stderr
     assert text in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip() and "problem(s) in the config" not in line]
