@@ -92,7 +92,7 @@ def axes_from_file(value: Any, name: str) -> list[tuple[str, list[Value]]]:
     return axes
 
 
-def _range(spec: dict, where: str) -> list[Value]:
+def _range(spec: dict[str, Any], where: str) -> list[Value]:
     unknown = set(spec) - {"from", "to", "step"}
     if unknown or not {"from", "to"} <= set(spec):
         raise UsageError(f"{where}: a range is {{from: A, to: B, step: S}}")

@@ -155,12 +155,14 @@ def shipped_value(text: str, strategies_value: Any, accounts_value: Any) -> Valu
     if path.kind != "step":
         section = (accounts[path.owner] or {}).get(path.section) or {}
         default = getattr(ACCOUNT_SECTIONS[path.section](), path.key)
-        return section.get(path.key, default)
+        found: Value = section.get(path.key, default)
+        return found
     steps = _steps_of(strategies[path.owner])
     item = [s for s in steps if _step_kind(s) == path.section][path.nth - 1]
     params = item.get(path.section) if isinstance(item, dict) else None
     if isinstance(params, dict) and path.key in params:
-        return params[path.key]
+        written: Value = params[path.key]
+        return written
     field = next(f for f in msgspec.structs.fields(STEP_TYPES[path.section]) if f.encode_name == path.key)
     return field.default if field.default is not msgspec.NODEFAULT else None
 
