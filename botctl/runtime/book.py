@@ -20,6 +20,7 @@ from botctl.adapters.sim_broker import SimBroker
 from botctl.engine import guard
 from botctl.engine.engine import CycleResult, account_signals, decide_cycle
 from botctl.engine.ids import client_order_id, cycle_prefix
+from botctl.engine.positions import BookState
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
 from botctl.spec.validate import step_symbols
@@ -105,6 +106,10 @@ class Book:
         self.halt: str | None = None
         self.on_halt: Callable[[str, str, str, datetime], None] | None = None
         self.trips: list[BreakerTrip] = []
+        # Signal books' per-position state (engine.positions), passed into every decision and
+        # kept from its result; `on_book_state` lets the replay/live runtime journal it.
+        self.book_state: BookState | None = None
+        self.on_book_state: Callable[[BookState], object] | None = None
         self._resume_row: int | None = None  # with resume-next-session: the session the halt ends
 
     def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
@@ -164,8 +169,10 @@ class Book:
         closes = self.prices(self.bars.close, row - 1)
         self.broker.mark(closes)
         result = decide_cycle(self.account, self.signals, row - 1, due, self.decisions,
-                              dict(self.broker.qty), self.broker.cash, closes, fractional=self.broker.fractional)
+                              dict(self.broker.qty), self.broker.cash, closes, fractional=self.broker.fractional,
+                              book_state=self.book_state)
         self.decisions = result.decisions
+        self._keep_book_state(result, now)
         if reweight:  # no model re-decided: the orders only restore the last targets
             result = msgspec.structs.replace(
                 result, orders=[msgspec.structs.replace(o, reason="reweight") for o in result.orders])
@@ -202,6 +209,20 @@ class Book:
                 self.before_submit(order)
             self._record(*self.broker.submit(order, now))
         return result
+
+    def _keep_book_state(self, result: CycleResult, now: datetime) -> None:
+        """Signal books: keep the position state the cycle returned, journal what they did."""
+        if result.book_state is None:
+            return
+        self.book_state = result.book_state
+        for note in result.book_notes:
+            self.events.append(Event(
+                ts_event=now, subsystem="book", type=note.type, severity=note.severity, run_id=self.run_id,
+                account=self.account.id, symbol=note.symbol, message=f"{note.model}: {note.message}",
+                details={"model": note.model, "rule": note.rule, **note.numbers},
+            ))
+        if self.on_book_state is not None:
+            self.on_book_state(self.book_state)
 
     def _price_session(self, row: int) -> None:
         """Tell the broker which session's prices it fills at, so fills carry as-traded prices."""
