@@ -100,6 +100,23 @@ def decode_state(data: bytes | str) -> BookState:
     return msgspec.json.decode(data, type=BookState)
 
 
+def encode_books(state: BookState) -> dict[str, bytes]:
+    """One JSON document per model: what Store.put_position_states keeps."""
+    return {name: msgspec.json.encode(book) for name, book in state.models.items()}
+
+
+def decode_books(documents: Mapping[str, bytes]) -> BookState:
+    """The BookState from Store.position_states' documents (a model's bad document is an
+    error naming it: a book must not restart from a state it cannot read)."""
+    models = {}
+    for name, data in documents.items():
+        try:
+            models[name] = msgspec.json.decode(data, type=ModelBook)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"the stored position state of model {name!r} is unreadable: {exc}") from exc
+    return BookState(models=models)
+
+
 class _Rules:
     """A book model's steps, found once."""
 

@@ -459,6 +459,29 @@ class Store:
             ).fetchall()
         return {r[0]: (int(r[1] or 0), datetime.fromisoformat(r[2]) if r[2] else None, int(r[3])) for r in rows}
 
+    def put_position_states(self, scope: str, account: str, states: Mapping[str, bytes], ts: datetime) -> None:
+        """Store signal books' position state (JSON from engine.positions, one document per
+        model) for `account` in `scope`, all models together or none."""
+        with self.transaction():
+            for model, state in states.items():
+                self._conn.execute(
+                    "INSERT INTO position_state (scope, account, model, state, updated_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (scope, account, model) DO UPDATE SET state = excluded.state, "
+                    "updated_at = excluded.updated_at",
+                    (scope, account, model, state.decode(), format_ts(ts, "updated_at")),
+                )
+
+    def position_states(self, scope: str, account: str) -> dict[str, bytes]:
+        """The position state of each signal-book model of `account` in `scope` (empty when
+        none was stored, or the journal predates it)."""
+        with self._guard():
+            if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'position_state'").fetchone():
+                return {}
+            rows = self._conn.execute(
+                "SELECT model, state FROM position_state WHERE scope = ? AND account = ? ORDER BY model", (scope, account)
+            ).fetchall()
+        return {model: state.encode() for model, state in rows}
+
     # --- reading -------------------------------------------------------------------------
 
     def guard_state(self, scope: str, account: str) -> bytes | None:

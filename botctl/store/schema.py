@@ -252,6 +252,25 @@ def m008_research_trials(db: Database) -> None:
     )
 
 
+def m007_position_state(db: Database) -> None:
+    # A signal book's per-position state (engine.positions.ModelBook as JSON: entries, highest
+    # closes, ladder stages, pending sales, cooldowns), one document per scope ('live' for
+    # paper/live, the run id for a replay), account and model, so a restart continues exactly
+    # where it stopped. Registered after m008 (released first); names, not order, identify it.
+    db.execute(
+        """
+        CREATE TABLE position_state (
+            scope TEXT NOT NULL,
+            account TEXT NOT NULL,
+            model TEXT NOT NULL,
+            state TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (scope, account, model)
+        )
+        """
+    )
+
+
 # The released migrations, in order: (name, function). Append only.
 STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("m001_initial", m001_initial),
@@ -259,6 +278,7 @@ STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("m005_fill_as_traded_price", m005_fill_as_traded_price),
     ("m006_signals", m006_signals),
     ("m008_research_trials", m008_research_trials),
+    ("m007_position_state", m007_position_state),
 )
 # Their names, known without importing sqlite_utils.
 MIGRATION_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)
