@@ -104,7 +104,7 @@ def test_the_scheduled_loop_logs_each_cycle_and_stops_on_sighup(tmp_path):
     assert no_traceback(err), err
     assert any(ln.startswith("next wake-up 2025-12-01 10:00 EST: ") and "rebalances" in ln for ln in lines), lines
     cycles = [ln for ln in lines if ln.startswith("2025-12-01 ") and " NAV $" in ln]
-    assert {ln.split(" ")[1].rstrip(":") for ln in cycles} == {"rotation-sim", "adaptive-sim"}, lines
+    assert {ln.split(" ")[1].rstrip(":") for ln in cycles} == {"rotation-sim", "adaptive-sim", "signals-sim"}, lines
     assert all("order(s) sent" in ln and "blocked" in ln for ln in cycles), cycles
     assert _query(db, "SELECT status FROM runs") == [("stopped",)]
 
