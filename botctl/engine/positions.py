@@ -140,6 +140,18 @@ class _Rules:
         self.displace = first(st.DisplaceWeakest)
 
 
+_RULES: dict[tuple[st.Step, ...], _Rules] = {}
+
+
+def _rules(steps: tuple[st.Step, ...]) -> _Rules:
+    found = _RULES.get(steps)
+    if found is None:
+        if len(_RULES) > 64:
+            _RULES.clear()
+        found = _RULES[steps] = _Rules(steps)
+    return found
+
+
 def _sessions_since(signals: Signals, day: date, row: int) -> int:
     return row - signals.bars.index_of(day)
 
@@ -210,7 +222,7 @@ def decide_book(
     min_trade_value: float = 0.0,
 ) -> BookOutcome:
     """One decision of signal book `model` on bar `row` (the last closed bar); see the module doc."""
-    rules = _Rules(model.steps)
+    rules = _rules(model.steps)
     book = book or ModelBook()
     bars = signals.bars
     today = bars.dates[row]
@@ -266,10 +278,9 @@ def decide_book(
             continue
         positions[symbol] = p
 
-    entries = _entries(model, rules, signals, row, positions, exits, score_row, close_row, gate_open)
-    if not gate_open and rules.regimes:
-        entries = []
     free = rules.select.max_positions - len(positions)
+    # one more than the free slots: the best left over is the displacement's candidate
+    entries = _entries(model, rules, signals, row, positions, exits, score_row, close_row, gate_open, max(free, 0) + 1)
     chosen = entries[:max(free, 0)]
     rest = entries[len(chosen):]
     displaced_on = book.displaced_on
@@ -360,25 +371,45 @@ def _take_profit(rules: _Rules, p: OpenPosition, close: float, fractional: bool,
 
 def _entries(model: ModelPlan, rules: _Rules, signals: Signals, row: int, positions: Mapping[str, OpenPosition],
              exits: Mapping[str, ExitMark], score_row: np.ndarray, close_row: np.ndarray,
-             gate_open: bool) -> list[tuple[float, str]]:
-    """Candidates as (score, symbol), best first; ties broken by symbol name."""
-    if not gate_open:
+             gate_open: bool, wanted: int) -> list[tuple[float, str]]:
+    """The best `wanted` candidates as (score, symbol), best first; ties broken by symbol name.
+    Vectorised over the universe: a book of 500 symbols decides every session."""
+    if not gate_open or wanted <= 0:
         return []
-    out = []
+    cols, names = _universe(model, signals)
+    scores, closes = score_row[cols], close_row[cols]
+    with np.errstate(invalid="ignore"):
+        usable = np.flatnonzero(np.isfinite(scores) & (scores >= rules.select.min_score) & (closes > 0))
+    order = usable[np.lexsort((names[usable], -scores[usable]))]
     today = signals.bars.dates[row]
-    for symbol in model.universe:
-        if symbol in positions:
-            continue
-        col = signals.columns[symbol]
-        score = float(score_row[col])
-        if math.isnan(score) or score < rules.select.min_score or math.isnan(close_row[col]) or close_row[col] <= 0:
-            continue
+    out: list[tuple[float, str]] = []
+    for i in order:
+        symbol = model.universe[i]
         mark = exits.get(symbol)
-        if mark is not None and (mark.on == today or _cooling(rules, signals, row, mark)):
+        if symbol in positions or (mark is not None and (mark.on == today or _cooling(rules, signals, row, mark))):
             continue
-        out.append((score, symbol))
-    out.sort(key=lambda c: (-c[0], c[1]))
+        out.append((float(scores[i]), symbol))
+        if len(out) == wanted:
+            break
     return out
+
+
+_UNIVERSES: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _universe(model: ModelPlan, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
+    """The universe's columns in the signal matrices and each symbol's rank by name (the
+    tie-break), computed once per universe and column layout."""
+    key = (model.universe, signals.bars.symbols)
+    found = _UNIVERSES.get(key)
+    if found is None:
+        cols = np.array([signals.columns[s] for s in model.universe], dtype=np.intp)
+        ranks = np.empty(len(model.universe), dtype=np.intp)
+        ranks[np.argsort(np.array(model.universe, dtype=object), kind="stable")] = np.arange(len(model.universe))
+        found = _UNIVERSES[key] = (cols, ranks)
+        if len(_UNIVERSES) > 64:  # a long-lived process with many plans: keep the newest
+            _UNIVERSES.pop(next(iter(_UNIVERSES)))
+    return found
 
 
 def _cooling(rules: _Rules, signals: Signals, row: int, mark: ExitMark) -> bool:
