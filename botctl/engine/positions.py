@@ -140,16 +140,17 @@ class _Rules:
         self.displace = first(st.DisplaceWeakest)
 
 
-_RULES: dict[tuple[st.Step, ...], _Rules] = {}
+_RULES: dict[int, tuple[tuple[st.Step, ...], _Rules]] = {}
 
 
 def _rules(steps: tuple[st.Step, ...]) -> _Rules:
-    found = _RULES.get(steps)
-    if found is None:
+    """A model's rules, found once per steps tuple (held, so its id stays its own)."""
+    found = _RULES.get(id(steps))
+    if found is None or found[0] is not steps:
         if len(_RULES) > 64:
             _RULES.clear()
-        found = _RULES[steps] = _Rules(steps)
-    return found
+        found = _RULES[id(steps)] = (steps, _Rules(steps))
+    return found[1]
 
 
 def _sessions_since(signals: Signals, day: date, row: int) -> int:
