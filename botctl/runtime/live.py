@@ -23,8 +23,9 @@ import msgspec
 from botctl.adapters.sim_broker import SimBroker
 from botctl.engine import guard
 from botctl.engine.engine import decide_cycle
+from botctl.engine.positions import BookState, decode_books, encode_books
 from botctl.engine.ids import client_order_id, cycle_prefix
-from botctl.errors import BadMarketData, BotctlError, BrokerAuth, BrokerError, DataError
+from botctl.errors import BadMarketData, BotctlError, BrokerAuth, BrokerError, DataError, StoreError
 from botctl.ports import Broker
 from botctl.records import OPEN_ORDER_STATUSES, Event, NavSnapshot, Order, Position, Severity, SubmitOrder
 from botctl.spec.plan import AccountPlan
@@ -115,6 +116,12 @@ class LiveAccount:
         raw = store.guard_state(GUARD_SCOPE, account.id)
         self.guard = msgspec.json.decode(raw, type=guard.GuardState) if raw else guard.GuardState(
             account=account.id, high_water_mark=0.0, last_close_nav=0.0)
+        # Signal books' position state, restored from the journal: a restart continues it.
+        try:
+            stored = store.position_states(GUARD_SCOPE, account.id)
+            self.book_state: BookState | None = decode_books(stored) if stored else None
+        except ValueError as exc:
+            raise StoreError(f"account {account.id}: {exc}") from exc
         self.ready = False
         self.problem: str | None = None
         self.failed_at: datetime | None = None  # when reconciliation last failed
@@ -224,7 +231,8 @@ class LiveAccount:
         if isinstance(self.broker, SimBroker) and bars.as_traded is not None:  # it fills at these closes
             self.broker.as_traded = {s: float(bars.as_traded[row, bars.symbols.index(s)]) for s in closes}
         result = decide_cycle(self.account, signals, row, due, self._standing_decisions(bars, signals, due, today),
-                              positions, state.cash, closes, fractional=self.broker.fractional)
+                              positions, state.cash, closes, fractional=self.broker.fractional,
+                              book_state=self.book_state)
         portfolio = guard.Portfolio(nav=state.equity, qty=positions, prices=closes, last_close=previous or closes,
                                     universe=self.tradeable, data_as_of=bars.dates[row], today=today,
                                     buying_power=state.buying_power,
@@ -249,6 +257,13 @@ class LiveAccount:
             for order in orders:
                 self.store.upsert_order(order)
             self.store.put_guard_state(GUARD_SCOPE, self.account.id, msgspec.json.encode(self.guard), now)
+            if result.book_state is not None:  # committed with the cycle's orders, or not at all
+                self.store.put_position_states(GUARD_SCOPE, self.account.id, encode_books(result.book_state), now)
+                for note in result.book_notes:
+                    self.event(note.type, f"{note.model}: {note.message}", severity=note.severity, symbol=note.symbol,
+                               now=now, details={"model": note.model, "rule": note.rule, **note.numbers})
+        if result.book_state is not None:
+            self.book_state = result.book_state
         sent = [self._send(order, now) for order in orders]
         self.store.put_guard_state(GUARD_SCOPE, self.account.id, msgspec.json.encode(self.guard), now)
         return sent

@@ -204,7 +204,7 @@ def test_kill_reports_a_timeout_when_the_running_bot_does_not_acknowledge(tmp_pa
         assert result.returncode == 1
         assert "timeout" in result.stderr and "NOT acknowledged" in result.stdout
         assert f"pid {holder.pid}" in result.stdout and "`botctl run`" in result.stderr
-        assert query(db, "select halted, acked_at from control") == [(1, None)] * 2  # recorded, left to the holder
+        assert query(db, "select halted, acked_at from control") == [(1, None)] * 3  # recorded, left to the holder
     finally:
         holder.kill()
 
