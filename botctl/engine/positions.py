@@ -12,7 +12,7 @@ states the semantics the tests pin.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 
 import msgspec
@@ -244,13 +244,14 @@ def decide_book(
 
     gate_open, gate_why = _regime_open(rules, signals, row)
     regime_closed = "" if gate_open else gate_why
-    for symbol, p in sorted(book.positions.items()):
+    for symbol, stored in sorted(book.positions.items()):
         col = signals.columns[symbol]
-        p = _settle_entry(p, signals, row, account_qty.get(symbol, 0.0))
-        if p is None:
+        settled = _settle_entry(stored, signals, row, account_qty.get(symbol, 0.0))
+        if settled is None:
             note(symbol, "book.entry_unfilled", "entry", f"{symbol}: the entry decided on {book.positions[symbol].decided_on} "
                  "is not held (not filled); the slot is free again", severity="WARN")
             continue
+        p = settled
         if p.entry_price is None:  # the entry's session has not closed yet: nothing to check
             positions[symbol] = p
             continue
@@ -339,7 +340,8 @@ def _settle_entry(p: OpenPosition, signals: Signals, row: int, held: float) -> O
     return p
 
 
-def _take_profit(rules: _Rules, p: OpenPosition, close: float, fractional: bool, note, sell) -> OpenPosition:  # type: ignore[no-untyped-def]
+def _take_profit(rules: _Rules, p: OpenPosition, close: float, fractional: bool,
+                 note: Callable[..., None], sell: Callable[[str, float, str, float], None]) -> OpenPosition:
     """Sell the rungs of the ladder this close reaches (several at once on a jump). Rungs sell
     fractions of the entered quantity, rounded down to whole shares without fractional
     trading; a ladder that adds up to 100% sells what is left on its last rung."""
