@@ -77,6 +77,8 @@ for row in range(100, sessions - 1):
     for o in out.orders:
         sign = 1 if o.side == "buy" else -1
         qty[o.symbol] = qty.get(o.symbol, 0.0) + sign * o.qty
+        if abs(qty[o.symbol]) < 1e-9:
+            del qty[o.symbol]  # a broker lists no empty position
         cash -= sign * o.qty * float(opens[row + 1, symbols.index(o.symbol)])
     orders += len(out.orders)
 decisions_s = time.perf_counter() - t0

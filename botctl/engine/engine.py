@@ -97,7 +97,7 @@ def decide_cycle(
 
 def nav_of_usable(cash: float, qty: Mapping[str, float], prices: Mapping[str, float]) -> float:
     """NAV at `prices`, a holding without a price counting as nothing (what diff_orders does)."""
-    return nav_of(cash, {s: q for s, q in qty.items() if s in prices}, dict(prices))
+    return nav_of(cash, {s: q for s, q in qty.items() if q and s in prices}, dict(prices))
 
 
 def net_orders(orders: list[SubmitOrder]) -> list[SubmitOrder]:
