@@ -43,6 +43,7 @@ class OpenPosition(msgspec.Struct, frozen=True, kw_only=True):
     stage: int = 0  # take-profit rungs already sold
     entry_score: float
     score: float | None = None  # the score at the last decision
+    stop_level: float | None = None  # the higher of the stop loss and the trailing stop at the last decision
 
 
 class ExitMark(msgspec.Struct, frozen=True):
@@ -205,6 +206,16 @@ def _full_exits(rules: _Rules, p: OpenPosition, close: float, score: float, held
     return fired
 
 
+def _stop_level(rules: _Rules, entry: float | None, high: float) -> float | None:
+    """The close at or below which a stop fires next (what status shows)."""
+    levels = []
+    if isinstance(rules.stop, st.ExitStopLoss) and entry is not None:
+        levels.append(entry * (1 - rules.stop.pct))
+    if isinstance(rules.trail, st.ExitTrailingStop):
+        levels.append(high * (1 - rules.trail.pct))
+    return max(levels) if levels else None
+
+
 def _rounded(qty: float, fractional: bool) -> float:
     return qty if fractional else float(math.floor(qty + 1e-9))
 
@@ -263,7 +274,8 @@ def decide_book(
             positions[symbol] = p
             continue
         high = close if p.high_close is None else max(p.high_close, close)
-        p = msgspec.structs.replace(p, high_close=high, score=None if math.isnan(score) else score)
+        p = msgspec.structs.replace(p, high_close=high, score=None if math.isnan(score) else score,
+                                    stop_level=_stop_level(rules, p.entry_price, high))
         held = row - bars.index_of(p.decided_on)  # closes seen since the entry's open
         fired = _full_exits(rules, p, close, score, held, regime_closed)
         if fired:

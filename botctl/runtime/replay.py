@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from botctl.engine.pnl import pnl_since
+from botctl.engine.positions import encode_books
 from botctl.errors import DataError, failure_text
 from botctl.records import Event, Fill, Order, Run
 from botctl.runtime.book import Book
@@ -161,6 +162,9 @@ def run_replay(plan: Plan, bars: Bars, store: Store, start: date, end: date, *, 
     for book in books:
         book.before_submit = store.upsert_order
         book.on_halt = controls.persist_halt
+        # signal books' position state, kept under the run's id like the journal's other rows
+        book.on_book_state = lambda state, account=book.account.id: store.put_position_states(
+            run_id, account, encode_books(state), clock.now())
     flag = StopFlag()
     heartbeat = WallHeartbeat(lambda at: store.heartbeat(run_id, at))
 

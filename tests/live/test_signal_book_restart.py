@@ -43,3 +43,25 @@ def test_the_state_survives_each_restart_and_nothing_is_bought_twice(tmp_path):
     assert positions and all(p["entry_price"] and p["high_close"] for p in positions.values())
     assert json.loads(state)["as_of"] == "2025-12-02"  # the bar the third day decided on
     assert events >= len(bought)
+
+
+def test_status_shows_each_book_positions_entry_stop_stage_and_score(tmp_path):
+    db = tmp_path / "j.db"
+    for day in ("2025-12-01", "2025-12-02"):
+        assert run_once(db, day).returncode == 0
+    status = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", str(ROOT), "--db", str(db), "status", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    shown = json.loads(status.stdout)["accounts"]["signals-sim"]["book_positions"]
+    with sqlite3.connect(db) as conn:
+        (state,), = conn.execute("select state from position_state where account = 'signals-sim'").fetchall()
+    held = json.loads(state)["positions"]
+    assert {b["symbol"] for b in shown} == set(held)
+    for b in shown:
+        p = held[b["symbol"]]
+        # the shipped book: a 5% stop loss and a 4% trailing stop; the higher one is in force
+        assert b["stop_level"] == max(p["entry_price"] * 0.95, p["high_close"] * 0.96)
+        assert (b["entry_price"], b["ladder_stage"], b["score"]) == (p["entry_price"], p["stage"], p["score"])
+        assert b["entered_on"] == "2025-11-28" and b["as_of"] == "2025-12-01" and b["age_days"] == 3
+    text = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", str(ROOT), "--db", str(db), "status"],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert f"book SectorBreakoutBook_v1: {shown[0]['symbol']} entered 2025-11-28" in text and "ladder stage 0" in text
