@@ -100,6 +100,9 @@ def test_a_switches_to_the_next_account_and_back(db, make_app):
         assert app.query_one("Tabs").active == "account-1"
         await pilot.press("a")
         await settle(pilot)
+        assert app.account == "signals-sim"  # the shipped signal book's account
+        await pilot.press("a")
+        await settle(pilot)
         assert app.account == "rotation-sim"
 
     drive(app, steps)
