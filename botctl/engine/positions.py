@@ -12,7 +12,7 @@ states the semantics the tests pin.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import date
 
 import msgspec
@@ -53,8 +53,20 @@ class ExitMark(msgspec.Struct, frozen=True):
     rule: str
 
 
+class PendingSale(msgspec.Struct, frozen=True, kw_only=True):
+    """A sale the book decided and has not yet seen in the account's holdings: until the
+    account holds `qty` fewer shares than `held_before`, it is sent again (a blocked, canceled
+    or unfilled exit is retried, never forgotten)."""
+
+    qty: float
+    rule: str
+    held_before: float  # the account's shares of the symbol when the sale was decided
+    decided_on: date
+
+
 class ModelBook(msgspec.Struct, frozen=True, kw_only=True):
     positions: dict[str, OpenPosition] = {}
+    selling: dict[str, PendingSale] = {}
     exits: dict[str, ExitMark] = {}
     displaced_on: date | None = None  # the last displacement (its cooldown)
     as_of: date | None = None  # the bar of the last decision
@@ -71,6 +83,8 @@ class BookState(msgspec.Struct, frozen=True, kw_only=True):
         for book in self.models.values():
             for symbol, position in book.positions.items():
                 out[symbol] = out.get(symbol, 0.0) + position.qty
+            for symbol, sale in book.selling.items():  # still the book's until the sale shows
+                out[symbol] = out.get(symbol, 0.0) + sale.qty
         return out
 
 
@@ -250,8 +264,29 @@ def decide_book(
         notes.append(BookNote(model=model.name, symbol=symbol, type=kind, rule=rule, severity=severity,
                               message=message, numbers=numbers or {}))
 
+    selling: dict[str, PendingSale] = {}
+
     def sell(symbol: str, qty: float, reason: str, price: float) -> None:
         orders.append(SubmitOrder(account=account, symbol=symbol, side="sell", qty=qty, ref_price=price, reason=reason))
+        held_now = account_qty.get(symbol, 0.0)
+        before = selling.get(symbol)
+        selling[symbol] = PendingSale(qty=qty + (before.qty if before else 0.0), rule=before.rule if before else reason,
+                                      held_before=held_now, decided_on=today)
+
+    for symbol, pending in sorted(book.selling.items()):
+        left = account_qty.get(symbol, 0.0) - (pending.held_before - pending.qty)
+        if left <= QTY_EPSILON:
+            continue  # sold
+        price = float(close_row[signals.columns[symbol]])
+        if math.isnan(price):
+            selling[symbol] = pending
+            note(symbol, "book.exit_waiting", pending.rule, f"{symbol}: the {pending.rule} sale decided on "
+                 f"{pending.decided_on} is not done and {symbol} has no close on {today}: it waits for a price",
+                 {"qty": left}, severity="WARN")
+            continue
+        note(symbol, "book.exit_retried", pending.rule, f"{symbol}: the {pending.rule} sale decided on {pending.decided_on} "
+             f"did not happen ({left:g} shares still held): sent again", {"qty": left}, severity="WARN")
+        sell(symbol, min(left, account_qty.get(symbol, 0.0)), pending.rule, price)  # a new pending sale from here
 
     gate_open, gate_why = _regime_open(rules, signals, row)
     regime_closed = "" if gate_open else gate_why
@@ -294,7 +329,9 @@ def decide_book(
 
     free = rules.select.max_positions - len(positions)
     # one more than the free slots: the best left over is the displacement's candidate
-    entries = _entries(model, rules, signals, row, positions, exits, score_row, close_row, gate_open, max(free, 0) + 1)
+    # a symbol still being sold is not bought back before its sale shows in the account
+    busy = set(positions) | set(selling)
+    entries = _entries(model, rules, signals, row, busy, exits, score_row, close_row, gate_open, max(free, 0) + 1)
     chosen = entries[:max(free, 0)]
     rest = entries[len(chosen):]
     displaced_on = book.displaced_on
@@ -330,7 +367,8 @@ def decide_book(
              f"{qty:g} shares at about {price:.4g}", {"score": score, "qty": qty, "ref_price": price})
     keep = max([c.sessions for c in rules.cooldowns] + [0])
     exits = {s: m for s, m in exits.items() if _sessions_since(signals, m.on, row) <= keep}
-    return BookOutcome(orders, ModelBook(positions=positions, exits=exits, displaced_on=displaced_on, as_of=today), notes)
+    return BookOutcome(orders, ModelBook(positions=positions, selling=selling, exits=exits, displaced_on=displaced_on,
+                                         as_of=today), notes)
 
 
 def _settle_entry(p: OpenPosition, signals: Signals, row: int, held: float) -> OpenPosition | None:
@@ -384,7 +422,7 @@ def _take_profit(rules: _Rules, p: OpenPosition, close: float, fractional: bool,
     return msgspec.structs.replace(p, qty=p.qty - qty, stage=stage)
 
 
-def _entries(model: ModelPlan, rules: _Rules, signals: Signals, row: int, positions: Mapping[str, OpenPosition],
+def _entries(model: ModelPlan, rules: _Rules, signals: Signals, row: int, busy: Collection[str],
              exits: Mapping[str, ExitMark], score_row: np.ndarray, close_row: np.ndarray,
              gate_open: bool, wanted: int) -> list[tuple[float, str]]:
     """The best `wanted` candidates as (score, symbol), best first; ties broken by symbol name.
@@ -401,7 +439,7 @@ def _entries(model: ModelPlan, rules: _Rules, signals: Signals, row: int, positi
     for i in order:
         symbol = model.universe[i]
         mark = exits.get(symbol)
-        if symbol in positions or (mark is not None and (mark.on == today or _cooling(rules, signals, row, mark))):
+        if symbol in busy or (mark is not None and (mark.on == today or _cooling(rules, signals, row, mark))):
             continue
         out.append((float(scores[i]), symbol))
         if len(out) == wanted:

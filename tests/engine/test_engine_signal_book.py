@@ -316,3 +316,28 @@ def test_an_optional_external_signal_counts_as_zero_when_missing_a_required_one_
     assert np.isnan(required[1, 0]) and required[2, 0] == 2.0
     unsupplied = Signals(bars, ()).score((st.ScoreSignal(kind="flow"),))
     assert np.isnan(unsupplied).all()
+
+
+def test_an_exit_that_did_not_happen_is_sent_again_not_forgotten():
+    bars = make_bars({"AAA": [100, 100, 90, 90, 90, 90]})
+    d = Driver(model(SIGNAL, ONE_SLOT, st.ExitStopLoss(pct=0.05)), bars, external=scores([1.0] * 6))
+    d.run(0, 2)
+    assert d.orders[2][0].reason == "stop_loss"
+    # the broker never filled it (blocked, canceled): undo the fill the driver applied
+    d.qty["AAA"] += d.orders[2][0].qty
+    d.cash -= d.orders[2][0].qty * 90
+    d.fills.pop()
+    d.run(3, 3)
+    assert [(o.side, o.reason, o.qty) for o in d.orders[3]] == [("sell", "stop_loss", 100.0)]
+    assert any(n.type == "book.exit_retried" and n.severity == "WARN" for n in d.notes[3])
+    d.run(4, 4)  # this time it filled: nothing more to sell, and no re-entry during the exit
+    assert [o for o in d.orders[4] if o.side == "sell"] == []
+    assert d.book is not None and d.book.selling == {}
+
+
+def test_a_pending_sale_counts_as_the_books_shares():
+    from botctl.engine.positions import ModelBook, PendingSale
+
+    state = BookState(models={"Book": ModelBook(selling={"AAA": PendingSale(qty=5.0, rule="stop_loss", held_before=5.0,
+                                                                              decided_on=make_bars({"A": [1.0]}).dates[0])})})
+    assert state.held() == {"AAA": 5.0}
