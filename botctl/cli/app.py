@@ -215,7 +215,7 @@ def main_options(
 
 def _register() -> None:
     from botctl.cli import backtest_cmd, config_cmds, control_cmds, ops_cmds, run_cmd, service_cmd, tui_cmd
-    from botctl.cli import data_cmds, export_cmd, feeds_cmd, init_cmd, notify_cmd, runs_cmd
+    from botctl.cli import data_cmds, export_cmd, feeds_cmd, init_cmd, notify_cmd, research_cmd, runs_cmd
 
     config_cmds.register(app)
     backtest_cmd.register(app)
@@ -230,6 +230,7 @@ def _register() -> None:
     export_cmd.register(app)
     notify_cmd.register(app)
     feeds_cmd.register(app)
+    research_cmd.register(app)
 
 
 _register()

@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
                 "nav": view.nav, "cash": view.cash, "leverage": view.leverage,
                 "day_pnl": view.day_pnl, "total_pnl": view.total_pnl,
                 "positions": msgspec.to_builtins(view.positions),
+                "book_positions": msgspec.to_builtins(view.book_positions),
                 # Simulated books mark at total-return adjusted closes (returns stay right across
                 # dividends and splits); a real broker marks at the prices that trade.
                 "price_basis": _price_basis(acc_plan.broker if acc_plan else None),
@@ -275,6 +276,12 @@ def _print_status(body: dict) -> None:
         for p in a["positions"]:
             out(f"  {p['symbol']:<6} {p['qty']:>12.4f} @ {p['price']:>10.2f} = {_money(p['value']):>14} "
                        f"{p['weight']:>7.1%}  unrealised {_money(p['unrealized_pnl'])}")
+        for b in a.get("book_positions", []):
+            def num(x: float | None, spec: str = ".2f") -> str:
+                return "-" if x is None else format(x, spec)
+            out(f"  book {b['model']}: {b['symbol']} entered {b['entered_on']} ({b['age_days']} days before {b['as_of']}) "
+                f"@ {num(b['entry_price'])}, stop {num(b['stop_level'])}, ladder stage {b['ladder_stage']}, "
+                f"score {num(b['score'], '.4g')}")
         if a["open_orders"]:
             out(f"  open orders: {len(a['open_orders'])}")
             for o in a["open_orders"][:10]:

@@ -82,6 +82,9 @@ def register(app: typer.Typer) -> None:
             found = [run for _, run in store.newest("runs", n, kind=mode)]
             found.reverse()
             counts = run_counts(store, [run.run_id for run in found])
+            # Sweeps and walk-forward runs (botctl.research) record trials instead of orders.
+            for run_id, trials in store.trial_counts([run.run_id for run in found]).items():
+                counts[run_id]["trials"] = trials
         if as_json:
             for run in found:
                 typer.echo(json.dumps(_run_json(run, counts[run.run_id])))
@@ -95,7 +98,8 @@ def register(app: typer.Typer) -> None:
         for run in found:
             c = counts[run.run_id]
             period = f"{run.period_start}..{run.period_end}" if run.period_start else ""
-            about = "  ".join(part for part in (period, run.note.splitlines()[0] if run.note else "") if part)
+            recorded = f"{c['trials']} trials recorded" if c.get("trials") else ""
+            about = "  ".join(part for part in (period, run.note.splitlines()[0] if run.note else "", recorded) if part)
             typer.echo(f"{run.run_id:<28} {run.kind:<8} {run.status:<8} {_when(run.started_at):<20} "
                        f"{_when(run.ended_at):<20} {c['orders']:>7} {c['fills']:>7} {c['nav']:>6} {c['events']:>7}  "
                        f"{about}".rstrip())

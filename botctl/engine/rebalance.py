@@ -24,11 +24,14 @@ def diff_orders(
     *,
     min_trade_value: float,
     fractional: bool,
+    nav: float | None = None,
 ) -> list[SubmitOrder]:
     """Orders that bring holdings `qty` to `targets` (weights of NAV) at `prices`.
-    A symbol without a usable price is not traded (the caller records why)."""
+    A symbol without a usable price is not traded (the caller records why). `nav` overrides
+    the NAV the weights apply to (when `qty` is only part of the account's holdings)."""
     usable = {s: p for s, p in prices.items() if p is not None and not math.isnan(p) and p > 0}
-    nav = cash + sum(q * usable.get(s, 0.0) for s, q in qty.items())
+    if nav is None:
+        nav = cash + sum(q * usable.get(s, 0.0) for s, q in qty.items())
     sells: list[SubmitOrder] = []
     buys: list[SubmitOrder] = []
     if nav <= 0:

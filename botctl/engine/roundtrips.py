@@ -1,21 +1,22 @@
 """Round trips: what "a trade" means in every trade statistic botctl shows. Pure.
 
-A round trip in a symbol runs from flat to flat: it opens with the fill that takes the position
-away from zero and closes with the fill that brings it back. Fills in between that add to the
-position raise its cost; fills that reduce it (a partial sale) close part of it, matched
-against the oldest lots first (FIFO), and their P&L belongs to the round trip. A fill that
-goes through zero closes the round trip and opens the next one in the other direction with
-the rest. Commissions are charged to the round trip of their fill.
+A position in a symbol opens with the fill that takes it away from zero. Fills that add to it
+are lots; every fill that reduces it closes part of it, matched against the oldest lots first
+(FIFO), and that closed part is one round trip: a scale-out or a trim is its own entry, and the
+fill that brings the position back to zero closes the last part. A fill that goes through zero
+closes what was held and opens a position in the other direction with the rest. Commissions
+are charged to the part they belong to (an entering fill's pro rata to the shares closed).
 
 Per round trip (the `backtest --json` contract):
-``entry_price``  the quantity-weighted price of every entering fill;
-``exit_price``   the quantity-weighted price of every closing fill, or the last price for a
-                 position still open (``exit_at`` None);
-``qty``          the quantity entered (positive; ``side`` says long or short);
-``pnl``          realised P&L of the closing fills against their FIFO lots, plus for an open
-                 position the open lots marked at the last price, less commissions;
-``return``       ``pnl`` over the entered notional (``qty * entry_price``);
-``sessions_held`` sessions from the entry fill's session to the exit's (or the last session);
+``entry_at``     the fill that opened the position (the same for every part of it);
+``entry_price``  the quantity-weighted price of the FIFO lots the part closed;
+``exit_price``   the closing fill's price, or the last price for what is still held
+                 (``exit_at`` None: one entry per symbol, its remaining lots);
+``qty``          the quantity closed (positive; ``side`` says long or short);
+``pnl``          realised P&L of the closing fill against those lots (for what is still held,
+                 the lots marked at the last price), less commissions;
+``return``       ``pnl`` over the lots' cost (``qty * entry_price``);
+``sessions_held`` sessions from the position's first fill to this part's exit (or the last session);
 ``exit_reason``  the reason of the order that closed it (a rebalancer's: ``rebalance``, or
                  ``flatten`` for a kill with flatten); for one still open: ``end``, or ``halt``
                  when a circuit breaker had frozen the book;
@@ -67,28 +68,33 @@ class RoundTrip(msgspec.Struct, kw_only=True):
 
 
 class _Open:
-    """A round trip under way: its lots and running sums."""
+    """A position under way: its FIFO lots [qty > 0, price, entry commission per share]."""
 
-    __slots__ = ("direction", "lots", "entry_at", "entered_qty", "entered_value", "exit_qty", "exit_value",
-                 "realised", "commission")
+    __slots__ = ("direction", "lots", "entry_at")
 
     def __init__(self, direction: float, at: datetime | float) -> None:
         self.direction = direction  # +1 long, -1 short
-        self.lots: deque[list[float]] = deque()  # [qty > 0, price]
+        self.lots: deque[list[float]] = deque()
         self.entry_at = at
-        self.entered_qty = self.entered_value = self.exit_qty = self.exit_value = 0.0
-        self.realised = self.commission = 0.0
 
-    def held(self) -> float:
-        return sum(lot[0] for lot in self.lots)
+    def take(self, qty: float) -> tuple[float, float, float]:
+        """Remove `qty` from the oldest lots: (quantity taken, its cost, its entry commissions)."""
+        taken = cost = commission = 0.0
+        while self.lots and qty - taken > QTY_EPSILON:
+            lot = self.lots[0]
+            part = min(lot[0], qty - taken)
+            taken += part
+            cost += part * lot[1]
+            commission += part * lot[2]
+            lot[0] -= part
+            if lot[0] <= QTY_EPSILON:
+                self.lots.popleft()
+        return taken, cost, commission
 
-    def trip(self, symbol: str, exit_at: datetime | float | None, exit_price: float | None, reason: str,
-             extra_pnl: float = 0.0) -> RoundTrip:
-        entry_price = self.entered_value / self.entered_qty
-        pnl = self.realised + extra_pnl - self.commission
-        cost = self.entered_value
+    def part(self, symbol: str, qty: float, cost: float, exit_at: datetime | float | None, exit_price: float | None,
+             reason: str, pnl: float) -> RoundTrip:
         return RoundTrip(symbol=symbol, side="long" if self.direction > 0 else "short", entry_at=self.entry_at,
-                         exit_at=exit_at, entry_price=entry_price, exit_price=exit_price, qty=self.entered_qty,
+                         exit_at=exit_at, entry_price=cost / qty, exit_price=exit_price, qty=qty,
                          pnl=pnl, ret=pnl / cost if cost else 0.0, exit_reason=reason)
 
 
@@ -99,7 +105,7 @@ class RoundTripLedger:
         self.open: dict[str, _Open] = {}
 
     def add(self, fill: TradeFill) -> list[RoundTrip]:
-        """Take one fill; return the round trip it closes, if it closes one."""
+        """Take one fill; return the part of a position it closes, if it closes one."""
         if fill.qty <= QTY_EPSILON:
             return []
         direction = 1.0 if fill.side == "buy" else -1.0
@@ -107,43 +113,33 @@ class RoundTripLedger:
         closed: list[RoundTrip] = []
         current = self.open.get(fill.symbol)
         if current is not None and current.direction != direction:  # reducing: close FIFO lots
-            taken = 0.0
-            while current.lots and remaining > QTY_EPSILON:
-                lot = current.lots[0]
-                take = min(lot[0], remaining)
-                current.realised += (fill.price - lot[1]) * take * current.direction
-                lot[0] -= take
-                remaining -= take
-                taken += take
-                if lot[0] <= QTY_EPSILON:
-                    current.lots.popleft()
-            current.exit_qty += taken
-            current.exit_value += taken * fill.price
-            current.commission += fill.commission * (taken / fill.qty)
+            taken, cost, entry_commission = current.take(remaining)
+            remaining -= taken
+            pnl = (fill.price * taken - cost) * current.direction - entry_commission - fill.commission * (taken / fill.qty)
+            closed.append(current.part(fill.symbol, taken, cost, fill.at, fill.price, fill.reason, pnl))
             if not current.lots:
-                closed.append(current.trip(fill.symbol, fill.at, current.exit_value / current.exit_qty, fill.reason))
                 del self.open[fill.symbol]
                 current = None
         if remaining > QTY_EPSILON:  # entering: from flat, adding, or the rest of a fill through zero
             if current is None:
                 current = self.open[fill.symbol] = _Open(direction, fill.at)
-            current.lots.append([remaining, fill.price])
-            current.entered_qty += remaining
-            current.entered_value += remaining * fill.price
-            current.commission += fill.commission * (remaining / fill.qty)
+            current.lots.append([remaining, fill.price, fill.commission / fill.qty])
         return closed
 
     def still_open(self, prices: Mapping[str, float], reason: str = "end") -> list[RoundTrip]:
-        """The round trips under way, marked at `prices` (the last known price of each symbol)."""
+        """What is still held, one entry per symbol, marked at `prices` (the last known price)."""
         out = []
         for symbol, current in sorted(self.open.items()):
-            price = prices.get(symbol)
+            qty = sum(lot[0] for lot in current.lots)
+            cost = sum(lot[0] * lot[1] for lot in current.lots)
+            commission = sum(lot[0] * lot[2] for lot in current.lots)
+            price: float | None = prices.get(symbol)
             unrealised = 0.0
             if price is not None and math.isfinite(price):
-                unrealised = sum((price - lot[1]) * lot[0] * current.direction for lot in current.lots)
+                unrealised = (price * qty - cost) * current.direction
             else:
                 price = None
-            out.append(current.trip(symbol, None, price, reason, unrealised))
+            out.append(current.part(symbol, qty, cost, None, price, reason, unrealised - commission))
         return out
 
 

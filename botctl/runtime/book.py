@@ -21,6 +21,7 @@ from botctl.engine import guard
 from botctl.engine.guard import Block
 from botctl.engine.engine import CycleResult, account_signals
 from botctl.engine.ids import client_order_id, cycle_prefix
+from botctl.engine.positions import BookState
 from botctl.runtime.cycle import AccountCycle, breaker_event, starting_guard
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
@@ -101,7 +102,14 @@ class Book:
         self.halt: str | None = None
         self.on_halt: Callable[[str, str, str, datetime], None] | None = None
         self.trips: list[BreakerTrip] = []
+        # Called with the signal books' state each cycle commits (the replay journals it).
+        self.on_book_state: Callable[[BookState], object] | None = None
         self._resume_row: int | None = None  # with resume-next-session: the session the halt ends
+
+    @property
+    def book_state(self) -> BookState | None:
+        """The signal books' per-position state (engine.positions), carried by the account cycle."""
+        return self.cycle.books
 
     @property
     def guard(self) -> guard.GuardState:
@@ -348,10 +356,13 @@ class _BookLedger:
     def __init__(self, book: Book) -> None:
         self.book = book
 
-    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime) -> None:
+    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime,
+               books: BookState | None = None) -> None:
         if self.book.before_submit is not None:
             for order in orders:
                 self.book.before_submit(order)
+        if books is not None and self.book.on_book_state is not None:
+            self.book.on_book_state(books)
 
     def record(self, order: Order, fills: list[Fill]) -> None:
         book = self.book

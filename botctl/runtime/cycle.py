@@ -9,6 +9,10 @@ sequence is:
     -> risk guard -> deterministic client ids -> commit to the ledger before any send
     -> submit -> classify the broker's answer -> breakers -> stop sending once one trips.
 
+Signal books' per-position state (engine.positions.BookState) goes into every decision and
+comes back with it; the ledger commits the new state with the cycle's orders, so a restart
+continues from the state the sent orders were decided with.
+
 Buys that relied on a sell the broker refused (rejected, or an unknown outcome) are checked
 against the limits again before they are sent: the cash and exposure they were sized with are
 not there. Every event the cycle records carries the same type, subsystem and details' keys in
@@ -27,6 +31,7 @@ import msgspec
 from botctl.engine import guard
 from botctl.engine.engine import CycleResult, decide_cycle
 from botctl.engine.ids import client_order_id, cycle_prefix
+from botctl.engine.positions import BookNote, BookState
 from botctl.errors import BrokerAuth, BrokerError
 from botctl.ports import Broker
 from botctl.records import Event, Fill, Order, Severity, SubmitOrder
@@ -51,8 +56,10 @@ FAILED_STATUSES = frozenset({"rejected", "unknown"})
 class Ledger(Protocol):
     """Where one account's cycle records go."""
 
-    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime) -> None:
-        """Keep the cycle's orders (status pending) before the broker hears of any of them."""
+    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime,
+               books: BookState | None = None) -> None:
+        """Keep the cycle's orders (status pending) before the broker hears of any of them,
+        with the signal books' state they were decided with (None: no signal book)."""
         ...
 
     def record(self, order: Order, fills: list[Fill]) -> None:
@@ -109,6 +116,14 @@ def cycle_event(run_id: str, account: str, type_: str, message: str, at: datetim
                  account=account, symbol=symbol, message=message, details=details or {})
 
 
+def book_note_event(run_id: str, account: str, note: BookNote, at: datetime) -> Event:
+    """What a signal book did (an exit, an entry, a displacement) or could not do, with the
+    rule and the numbers it compared; subsystem "book" in every mode."""
+    return Event(ts_event=at, subsystem="book", type=note.type, severity=note.severity, run_id=run_id, account=account,
+                 symbol=note.symbol, message=f"{note.model}: {note.message}",
+                 details={"model": note.model, "rule": note.rule, **note.numbers})
+
+
 def blocked_event(run_id: str, account: str, block: guard.Block, at: datetime) -> Event:
     order = block.order
     return cycle_event(run_id, account, "gate.blocked", f"{order.side} {order.qty:g} {order.symbol} blocked: {block.message}",
@@ -123,13 +138,14 @@ class AccountCycle:
     risk guard's state, carried from cycle to cycle (and changed by fills and rejects)."""
 
     def __init__(self, account: AccountPlan, broker: Broker, ledger: Ledger, *, run_id: str, namespace: str,
-                 state: guard.GuardState) -> None:
+                 state: guard.GuardState, books: BookState | None = None) -> None:
         self.account = account
         self.broker = broker
         self.ledger = ledger
         self.run_id = run_id
         self.namespace = namespace
         self.guard = state
+        self.books = books  # the signal books' state, carried from cycle to cycle
         self.tradeable = tradeable_symbols(account)
         self.halt_reason = ""  # the breaker that halted the account during the last sends
 
@@ -171,7 +187,7 @@ class AccountCycle:
         state = self.broker.account()
         qty = {s: p.qty for s, p in self.broker.positions().items()}
         result = decide_cycle(account, signals, row, due, previous, qty, state.cash, at,
-                              fractional=self.broker.fractional)
+                              fractional=self.broker.fractional, book_state=self.books)
         if reason is not None:
             result = msgspec.structs.replace(
                 result, orders=[msgspec.structs.replace(o, reason=reason) for o in result.orders])
@@ -201,7 +217,11 @@ class AccountCycle:
         orders = [Order(client_order_id=client_order_id(prefix, c.symbol, c.side), run_id=self.run_id,
                         account=account.id, symbol=c.symbol, side=c.side, qty=c.qty, status="pending",
                         ts_init=now, ts_event=now, reason=c.reason, ref_price=c.ref_price) for c in accepted]
-        self.ledger.commit(orders, self.guard, now)
+        self.ledger.commit(orders, self.guard, now, result.book_state)
+        if result.book_state is not None:
+            self.books = result.book_state
+            for note in result.book_notes:
+                self.ledger.event(book_note_event(self.run_id, account.id, note, now))
         outcome = CycleOutcome(result=result, blocked=list(blocked), widened=bool(verdict.accepted))
         self._send_all(orders, accepted, portfolio, before, now, outcome)
         self.ledger.save_guard(self.guard, now)

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from botctl.engine import guard
-from botctl.errors import BadMarketData, BotctlError, BrokerError, DataError
+from botctl.engine.positions import BookState, decode_books, encode_books
+from botctl.errors import BadMarketData, BotctlError, BrokerError, DataError, StoreError
 from botctl.runtime.cycle import AccountCycle, CycleOutcome, breaker_event, starting_guard
 from botctl.ports import Broker
 from botctl.records import OPEN_ORDER_STATUSES, Event, Fill, NavSnapshot, Order, Position, Severity, SubmitOrder
@@ -51,11 +52,17 @@ class LiveAccount:
         self.plan_id = plan_id
         self.run_id = run_id
         raw = store.guard_state(GUARD_SCOPE, account.id)
+        # Signal books' position state, restored from the journal: a restart continues it.
+        try:
+            stored = store.position_states(GUARD_SCOPE, account.id)
+            books: BookState | None = decode_books(stored) if stored else None
+        except ValueError as exc:
+            raise StoreError(f"account {account.id}: {exc}") from exc
         self.ledger = JournalLedger(store, account.id, run_id)
         # No guard state kept yet: seeded from the broker's equity once reconciled (starting_guard).
         self.kernel = AccountCycle(account, broker, self.ledger, run_id=run_id, namespace=plan_id,
                                    state=msgspec.json.decode(raw, type=guard.GuardState) if raw
-                                   else guard.GuardState(account=account.id))
+                                   else guard.GuardState(account=account.id), books=books)
         self.ready = False
         self.problem: str | None = None
         self.failed_at: datetime | None = None  # when reconciliation last failed
@@ -249,11 +256,14 @@ class JournalLedger:
         self.account = account
         self.run_id = run_id
 
-    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime) -> None:
-        with self.store.transaction():
+    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime,
+               books: BookState | None = None) -> None:
+        with self.store.transaction():  # the orders, the guard and the books' state, or none of them
             for order in orders:
                 self.store.upsert_order(order)
             self.save_guard(state, now)
+            if books is not None:
+                self.store.put_position_states(GUARD_SCOPE, self.account, encode_books(books), now)
 
     def record(self, order: Order, fills: list[Fill]) -> None:
         with self.store.transaction():

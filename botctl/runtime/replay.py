@@ -8,6 +8,7 @@ runs. `speed` is simulated seconds per real second; `None` means as fast as poss
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from botctl.engine.pnl import pnl_since
+from botctl.engine.positions import BookState, encode_books
 from botctl.errors import DataError, failure_text
 from botctl.records import Event, Fill, Order, Run
 from botctl.runtime.book import Book
@@ -214,6 +216,10 @@ def _observe(telemetry: Telemetry, book: Book, orders: list[Order], fills: list[
     telemetry.account_state(account, halted=bool(book.halt))
 
 
+def _keep_book_state(store: Store, run_id: str, account: str, state: BookState) -> None:
+    store.put_position_states(run_id, account, encode_books(state), datetime.now(timezone.utc))
+
+
 def run_replay(plan: Plan, bars: Bars, store: Store, start: date, end: date, *, speed: float | None,
                progress: Callable[[int, int, date, dict[str, float]], None] | None = None,
                telemetry: Telemetry | None = None, health: HealthServer | None = None) -> ReplaySummary:
@@ -237,6 +243,8 @@ def run_replay(plan: Plan, bars: Bars, store: Store, start: date, end: date, *, 
     for book in books:
         book.before_submit = store.upsert_order
         book.on_halt = controls.persist_halt
+        # signal books' position state, kept under the run's id (updated_at: when it was written)
+        book.on_book_state = functools.partial(_keep_book_state, store, run_id, book.account.id)
     flag = StopFlag()
     heartbeat = WallHeartbeat(lambda at: store.heartbeat(run_id, at))
 

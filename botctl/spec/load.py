@@ -4,6 +4,7 @@ problem in both files."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, get_args, get_origin
 
 import msgspec
@@ -150,16 +151,24 @@ def _salvage(source: YamlSource, entry: Any, entry_type: type, path: Path) -> An
     return Decoder(source).build(kept, entry_type, path)
 
 
-def load_config(strategies_data: bytes | str, accounts_data: bytes | str, *, known_symbols: frozenset[str] | None = None,
-                strategies_name: str = STRATEGIES_FILE, accounts_name: str = ACCOUNTS_FILE) -> Config:
-    """Parse, decode and validate both files. Raises ConfigError naming every problem."""
+def load_config(strategies_data: bytes | str | YamlSource, accounts_data: bytes | str | YamlSource, *,
+                known_symbols: frozenset[str] | None = None,
+                strategies_name: str = STRATEGIES_FILE, accounts_name: str = ACCOUNTS_FILE,
+                edit: Callable[[Any, Any], None] | None = None) -> Config:
+    """Parse, decode and validate both files. Raises ConfigError naming every problem.
+
+    `edit(strategies_value, accounts_value)` may change the parsed values in place before they
+    are decoded (research sweeps set parameters this way), so every check applies to them.
+    Either file may be given already parsed (a YamlSource, then changed in place)."""
     from botctl.spec.validate import validate  # validate imports Config from here
 
-    s_src = YamlSource(strategies_name, strategies_data)
-    a_src = YamlSource(accounts_name, accounts_data)
+    s_src = strategies_data if isinstance(strategies_data, YamlSource) else YamlSource(strategies_name, strategies_data)
+    a_src = accounts_data if isinstance(accounts_data, YamlSource) else YamlSource(accounts_name, accounts_data)
     s_dec, a_dec = Decoder(s_src), Decoder(a_src)
     s_value = s_src.value if s_src.value is not None else {}
     a_value = a_src.value if a_src.value is not None else {}
+    if edit is not None and not s_src.problems and not a_src.problems:
+        edit(s_value, a_value)
     _refuse_plaintext_keys(a_dec, a_value)
     strategies, broken = _build_file(s_dec, s_value, StrategiesFile)
     accounts, broken_accounts = _build_file(a_dec, a_value, AccountsFile)

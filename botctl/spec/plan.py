@@ -10,7 +10,7 @@ import msgspec
 from botctl.errors import UsageError
 from botctl.spec.load import Config
 from botctl.spec.model import HealthSpec, ModelRef, RiskSpec, ScheduleSpec, SimSpec
-from botctl.spec.steps import AnyStep
+from botctl.spec.steps import AnyStep, is_signal_book
 from botctl.spec.validate import step_symbols
 
 
@@ -104,6 +104,8 @@ def compile_plan(config: Config, *, models: list[str] | None = None, accounts: l
             steps = config.steps[name]
             extra = [symbol for step in steps for symbol, _ in step_symbols(step)]
             schedule = strategy.rebalance if isinstance(strategy.rebalance, ScheduleSpec) else ScheduleSpec(every=strategy.rebalance)
+            if is_signal_book(steps):  # a signal book checks its exits every session
+                schedule = msgspec.structs.replace(schedule, every="daily", day=1)
             model_plans.append(ModelPlan(
                 name=name, budget=budget, universe=universe,
                 symbols=tuple(sorted(set(universe) | set(extra))),

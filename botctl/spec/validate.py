@@ -5,6 +5,7 @@ Every rule reports through the file's YamlSource, so each problem names FILE:LIN
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, cast
@@ -107,6 +108,11 @@ class _Rules:
                 self.universe(strategy.universe, (*base, "universe"))
             if isinstance(strategy.rebalance, ScheduleSpec):
                 self.schedule(strategy.rebalance, (*base, "rebalance"))
+            every = strategy.rebalance.every if isinstance(strategy.rebalance, ScheduleSpec) else strategy.rebalance
+            if st.is_signal_book(self.config.steps.get(name, ())) and every != "daily" and \
+                    "rebalance" in _raw_keys(self.config.strategies_source, "strategies", name):
+                self.s((*base, "rebalance"), f"a signal book checks its exits every session: its schedule is daily "
+                                             f"(give only after_open_minutes, or leave rebalance out), got {every}")
             if not strategy.steps:
                 self.s((*base, "steps"), "a strategy needs steps (at least one select_* step or weigh_fixed)")
         for name, steps in self.config.steps.items():
@@ -133,10 +139,29 @@ class _Rules:
                    f"got {schedule.after_open_minutes}")
 
     def steps(self, steps: tuple[st.Step, ...], base: ConfigPath) -> None:
-        if steps and not any(isinstance(x, (st.SelectMomentum, st.SelectThreshold, st.SelectAll, st.WeighFixed)) for x in steps):
+        if st.is_signal_book(steps):
+            self.book(steps, base)
+        elif steps and not any(isinstance(x, (st.SelectMomentum, st.SelectThreshold, st.SelectAll, st.WeighFixed)) for x in steps):
             self.s((*base, "steps"), "no selection: add a select_* step (or weigh_fixed)")
         for i, step in enumerate(steps):
             self.step(step, (*base, "steps", i, cast(str, step.__struct_config__.tag)))  # every step class has one
+
+    def book(self, steps: tuple[st.Step, ...], base: ConfigPath) -> None:
+        """Rules of a signal book as a whole: what it needs once, what it cannot mix with."""
+        where = (*base, "steps")
+        if not any(isinstance(x, st.SCORE_STEPS) for x in steps):
+            self.s(where, "a signal book needs a score_* step (score_breakout, score_momentum, ...)")
+        if sum(isinstance(x, st.SelectTopScores) for x in steps) != 1:
+            self.s(where, "a signal book needs exactly one select_top_scores step (min_score, max_positions)")
+        if sum(isinstance(x, st.SIZING_STEPS) for x in steps) > 1:
+            self.s(where, "a signal book takes at most one of weigh_slots, weigh_fraction, weigh_by_score")
+        for i, step in enumerate(steps):
+            tag = cast(str, step.__struct_config__.tag)
+            if isinstance(step, st.ROTATION_ONLY):
+                self.s((*where, i, tag), f"{tag} is a rebalancer's step: a signal book (a strategy with "
+                                         "score_* steps) holds positions, not target weights")
+            if isinstance(step, st.ExitRegime) and not any(isinstance(x, st.WhenRegime) for x in steps):
+                self.s((*where, i, tag), "exit_regime closes positions when a when_regime gate closes: add a when_regime step")
 
     def step(self, step: st.Step, path: ConfigPath) -> None:
         for symbol, where in step_symbols(step):
@@ -145,6 +170,8 @@ class _Rules:
             days = getattr(step, field, None)
             if days is not None and not (2 if field == "sma_days" else 1) <= days <= MAX_LOOKBACK:
                 self.s((*path, field), f"must be {(2 if field == 'sma_days' else 1)}..{MAX_LOOKBACK} trading days, got {days}")
+        if isinstance(step, st.BOOK_STEPS):
+            self.book_step(step, path)
         if isinstance(step, st.SelectMomentum) and step.top < 1:
             self.s((*path, "top"), f"must be at least 1, got {step.top}")
         if isinstance(step, st.WeighEqually) and step.slots is not None and step.slots < 1:
@@ -167,6 +194,57 @@ class _Rules:
                 if weight < 0:
                     self.s((*path, "weights", symbol), f"weights cannot be negative (no short selling), got {weight:g}")
             self.leverage(sum(step.weights.values()) or 1.0, (*path, "weights"), self.s)
+
+    def book_step(self, step: st.Step, path: ConfigPath) -> None:
+        """Ranges of one signal-book step's settings."""
+        for field in ("days", "sessions", "min_sessions", "cooldown_sessions"):
+            value = getattr(step, field, None)
+            low = 0 if field in ("min_sessions", "cooldown_sessions") or isinstance(step, st.WhenCooldown) else 1
+            if field == "days" and value is not None and not 2 <= value <= MAX_LOOKBACK:
+                self.s((*path, field), f"must be 2..{MAX_LOOKBACK} sessions, got {value}")
+            elif field != "days" and value is not None and not low <= value <= MAX_LOOKBACK:
+                self.s((*path, field), f"must be {low}..{MAX_LOOKBACK} sessions, got {value}")
+        weight = getattr(step, "weight", None)
+        if weight is not None and (weight == 0 or not math.isfinite(weight)):
+            self.s((*path, "weight"), f"a score weight must be a non-zero number, got {weight:g}")
+        if isinstance(step, st.ScoreSignal) and not NAME.fullmatch(step.kind):
+            self.s((*path, "kind"), f"signal kinds are {NAME_RULE}, got {step.kind[:40]!r}")
+        if isinstance(step, st.SelectTopScores):
+            if step.max_positions < 1:
+                self.s((*path, "max_positions"), f"must be at least 1, got {step.max_positions}")
+            if not math.isfinite(step.min_score):
+                self.s((*path, "min_score"), f"must be a finite number, got {step.min_score:g}")
+        if isinstance(step, (st.ExitStopLoss, st.ExitTrailingStop)) and not 0 < step.pct < 1:
+            self.s((*path, "pct"), f"a stop is a fall in (0, 1) (0.05 = 5%), got {step.pct:g}")
+        if isinstance(step, st.ExitTime) and step.band is not None and not 0 < step.band < 1:
+            self.s((*path, "band"), f"must be in (0, 1) (0.01 = +/-1%), got {step.band:g}")
+        if isinstance(step, st.WeighFraction):
+            self.fraction(step.fraction, (*path, "fraction"), self.s)
+        if isinstance(step, st.WeighByScore):
+            self.fraction(step.per_point, (*path, "per_point"), self.s)
+            self.fraction(step.max, (*path, "max"), self.s)
+        if isinstance(step, st.DisplaceWeakest):
+            if not 0 <= step.margin < math.inf:
+                self.s((*path, "margin"), f"must be a number >= 0, got {step.margin:g}")
+            if not 0 <= step.pnl_band < 1:
+                self.s((*path, "pnl_band"), f"must be in [0, 1) (0.01 = +/-1%), got {step.pnl_band:g}")
+        if isinstance(step, st.ExitTakeProfit):
+            self.ladder(step, path)
+
+    def ladder(self, step: st.ExitTakeProfit, path: ConfigPath) -> None:
+        if not step.ladder:
+            self.s((*path, "ladder"), "needs at least one rung {at: GAIN, sell: FRACTION}")
+        previous = 0.0
+        for i, rung in enumerate(step.ladder):
+            if not 0 < rung.at < MAX_LEVERAGE * 10 or rung.at <= previous:
+                self.s((*path, "ladder", i, "at"), f"gains must be positive and rising rung by rung, got {rung.at:g}"
+                                                  + (f" after {previous:g}" if previous else ""))
+            previous = max(previous, rung.at)
+            if not 0 < rung.sell <= 1:
+                self.s((*path, "ladder", i, "sell"), f"must be a fraction in (0, 1] of the entered quantity, got {rung.sell:g}")
+        total = sum(r.sell for r in step.ladder)
+        if total > 1 + 1e-9:
+            self.s((*path, "ladder"), f"the rungs sell {total:.1%} of the position, more than 100%")
 
     # accounts.yaml ---------------------------------------------------------------------------
 
@@ -245,9 +323,12 @@ class _Rules:
             self.a(path, "budgets already add up to 100%, leaving nothing for the models without one")
 
 
-def _raw_keys(source: YamlSource, section: str) -> list[str]:
-    """The names written under `section`, including entries that failed to decode."""
+def _raw_keys(source: YamlSource, section: str, *within: str) -> list[str]:
+    """The names written under `section` (and the keys `within` it), including entries that
+    failed to decode."""
     value = source.value.get(section) if isinstance(source.value, dict) else None
+    for key in within:
+        value = value.get(key) if isinstance(value, dict) else None
     return list(value) if isinstance(value, dict) else []
 
 

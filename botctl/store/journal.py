@@ -459,6 +459,29 @@ class Store:
             ).fetchall()
         return {r[0]: (int(r[1] or 0), datetime.fromisoformat(r[2]) if r[2] else None, int(r[3])) for r in rows}
 
+    def put_position_states(self, scope: str, account: str, states: Mapping[str, bytes], ts: datetime) -> None:
+        """Store signal books' position state (JSON from engine.positions, one document per
+        model) for `account` in `scope`, all models together or none."""
+        with self.transaction():
+            for model, state in states.items():
+                self._conn.execute(
+                    "INSERT INTO position_state (scope, account, model, state, updated_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (scope, account, model) DO UPDATE SET state = excluded.state, "
+                    "updated_at = excluded.updated_at",
+                    (scope, account, model, state.decode(), format_ts(ts, "updated_at")),
+                )
+
+    def position_states(self, scope: str, account: str) -> dict[str, bytes]:
+        """The position state of each signal-book model of `account` in `scope` (empty when
+        none was stored, or the journal predates it)."""
+        with self._guard():
+            if not self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'position_state'").fetchone():
+                return {}
+            rows = self._conn.execute(
+                "SELECT model, state FROM position_state WHERE scope = ? AND account = ? ORDER BY model", (scope, account)
+            ).fetchall()
+        return {model: state.encode() for model, state in rows}
+
     # --- reading -------------------------------------------------------------------------
 
     def guard_state(self, scope: str, account: str) -> bytes | None:
@@ -651,6 +674,46 @@ class Store:
 
     def runs(self) -> list[Run]:
         return self._records("runs", None)
+
+    # --- research trials (botctl.research) ---------------------------------------------------
+
+    def put_trial(self, run_id: str, window: str, trial_key: str, params: str, status: str, *,
+                  metrics: str | None, stats: str | None, reason: str | None, ts: datetime) -> None:
+        """Record one finished trial of a sweep or walk-forward run (JSON documents as text).
+        A trial recorded again (a resumed run) replaces its row."""
+        self._writable()
+        with self._guard():
+            self._conn.execute(
+                "INSERT INTO research_trials (run_id, window, trial_key, params, status, metrics, stats, reason, "
+                "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, window, trial_key) DO UPDATE "
+                "SET params = excluded.params, status = excluded.status, metrics = excluded.metrics, "
+                "stats = excluded.stats, reason = excluded.reason, recorded_at = excluded.recorded_at",
+                (run_id, window, trial_key, params, status, metrics, stats, reason, format_ts(ts, "recorded_at")),
+            )
+
+    def trials(self, run_id: str) -> list[dict[str, Any]]:
+        """The recorded trials of a run, in the order they finished (JSON fields as text)."""
+        with self._guard():
+            rows = self._conn.execute(
+                "SELECT window, trial_key, params, status, metrics, stats, reason, recorded_at FROM research_trials "
+                "WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        names = ("window", "trial_key", "params", "status", "metrics", "stats", "reason", "recorded_at")
+        return [dict(zip(names, row)) for row in rows]
+
+    def trial_counts(self, run_ids: list[str]) -> dict[str, int]:
+        """{run_id: recorded trials} for those that have any (an older journal has none)."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" for _ in run_ids)
+        try:
+            with self._guard():
+                rows = self._conn.execute(
+                    f"SELECT run_id, COUNT(*) FROM research_trials WHERE run_id IN ({marks}) GROUP BY run_id", run_ids
+                ).fetchall()
+        except StoreError:
+            return {}  # a journal from before m008_research_trials
+        return dict(rows)
 
 
 __all__ = ["ACCOUNT_STATE_KINDS", "TRADING_KINDS", "DuplicateRecord", "Store", "backtest_journal",

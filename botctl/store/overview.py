@@ -24,6 +24,22 @@ class PositionView(msgspec.Struct):
     unrealized_pnl: float
 
 
+class BookPositionView(msgspec.Struct):
+    """A signal book's open position as its journaled state says (engine.positions)."""
+
+    model: str
+    symbol: str
+    qty: float
+    entered_on: str  # the bar the entry was decided on; it filled at the next session's open
+    entry_price: float | None
+    high_close: float | None
+    stop_level: float | None  # the close at or below which a stop fires
+    ladder_stage: int  # take-profit rungs sold
+    score: float | None
+    as_of: str | None  # the bar of the book's last decision
+    age_days: int | None  # calendar days from entered_on to as_of
+
+
 class AccountView(msgspec.Struct):
     account: str
     run_id: str | None
@@ -41,6 +57,7 @@ class AccountView(msgspec.Struct):
     marked_at: datetime | None
     last_error: str | None
     last_warning: str | None = None  # the newest WARN, when newer than the last error: why a cycle did not trade
+    book_positions: list[BookPositionView] = []  # signal books' open positions (position_state)
 
 
 class RunView(msgspec.Struct):
@@ -112,7 +129,29 @@ def account_view(store: Store, account: str, controls: dict[str, Control]) -> Ac
         marked_at=latest.ts_event if latest else None,
         last_error=(errors[0].message or errors[0].type) if errors else None,
         last_warning=f"{warning.ts_event:%Y-%m-%d %H:%M} {warning.type}: {warning.message}" if warning else None,
+        book_positions=book_positions(store, account, run_id),
     )
+
+
+def book_positions(store: Store, account: str, run_id: str | None) -> list[BookPositionView]:
+    """Signal books' open positions: a replay keeps them under its run id, paper and live under
+    'live'. An unreadable document shows nothing rather than failing status."""
+    from botctl.engine.positions import decode_books
+
+    documents = (store.position_states(run_id, account) if run_id else {}) or store.position_states("live", account)
+    try:
+        state = decode_books(documents)
+    except ValueError:
+        return []
+    out = []
+    for model, book in sorted(state.models.items()):
+        for symbol, p in sorted(book.positions.items()):
+            age = (book.as_of - p.decided_on).days if book.as_of else None
+            out.append(BookPositionView(
+                model=model, symbol=symbol, qty=p.qty, entered_on=p.decided_on.isoformat(), entry_price=p.entry_price,
+                high_close=p.high_close, stop_level=p.stop_level, ladder_stage=p.stage, score=p.score,
+                as_of=book.as_of.isoformat() if book.as_of else None, age_days=age))
+    return out
 
 
 class FeedSourceView(msgspec.Struct):

@@ -229,12 +229,56 @@ def m006_signals(db: Database) -> None:
     db.execute("CREATE INDEX signals_source_id ON signals (source, id)")
 
 
+def m008_research_trials(db: Database) -> None:
+    # The trials of a sweep or walk-forward run (botctl.research): one row per parameter set
+    # (and window), written as each trial finishes, so a killed sweep resumes where it was.
+    # params, metrics and stats are JSON documents; trial_key is params as canonical JSON.
+    db.execute(
+        """
+        CREATE TABLE research_trials (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            window TEXT NOT NULL,
+            trial_key TEXT NOT NULL,
+            params TEXT NOT NULL,
+            status TEXT NOT NULL,
+            metrics TEXT,
+            stats TEXT,
+            reason TEXT,
+            recorded_at TEXT NOT NULL,
+            UNIQUE (run_id, window, trial_key)
+        )
+        """
+    )
+
+
+def m007_position_state(db: Database) -> None:
+    # A signal book's per-position state (engine.positions.ModelBook as JSON: entries, highest
+    # closes, ladder stages, pending sales, cooldowns), one document per scope ('live' for
+    # paper/live, the run id for a replay), account and model, so a restart continues exactly
+    # where it stopped. Registered after m008 (released first); names, not order, identify it.
+    db.execute(
+        """
+        CREATE TABLE position_state (
+            scope TEXT NOT NULL,
+            account TEXT NOT NULL,
+            model TEXT NOT NULL,
+            state TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (scope, account, model)
+        )
+        """
+    )
+
+
 # The released migrations, in order: (name, function). Append only.
 STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("m001_initial", m001_initial),
     ("m002_guard_state", m002_guard_state),
     ("m005_fill_as_traded_price", m005_fill_as_traded_price),
     ("m006_signals", m006_signals),
+    ("m008_research_trials", m008_research_trials),
+    ("m007_position_state", m007_position_state),
 )
 # Their names, known without importing sqlite_utils.
 MIGRATION_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)

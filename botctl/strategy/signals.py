@@ -7,23 +7,32 @@ the same decision, and no future bar can leak into a past one (tests/unit/test_l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import polars as pl
 
 from botctl.spec import steps as st
+from botctl.strategy import scores
 from botctl.strategy.bars import Bars
 
 
 class Signals:
     """The signal matrices a set of steps needs, computed once for all sessions."""
 
-    def __init__(self, bars: Bars, steps: tuple[st.Step, ...]) -> None:
+    def __init__(self, bars: Bars, steps: tuple[st.Step, ...],
+                 external_scores: Mapping[str, np.ndarray] | None = None) -> None:
         self.bars = bars
+        # Point-in-time external score matrices (signal kind -> sessions x symbols, aligned with
+        # `bars`, NaN = no usable signal) that `score_signal` steps read.
+        self.external_scores = external_scores
+        self._scores: dict[tuple[st.Step, ...], np.ndarray] = {}
         self.columns = {symbol: i for i, symbol in enumerate(bars.symbols)}
         closes = pl.DataFrame({s: bars.close[:, i] for i, s in enumerate(bars.symbols)}, schema={s: pl.Float64 for s in bars.symbols})
         self.momentum: dict[int, np.ndarray] = {}
         self.volatility: dict[int, np.ndarray] = {}
         self.regime_above: dict[tuple[str, int], np.ndarray] = {}
+        self._closes = closes
         for step in steps:
             if isinstance(step, (st.SelectMomentum, st.SelectThreshold)) and step.lookback_days not in self.momentum:
                 self.momentum[step.lookback_days] = _momentum(closes, step.lookback_days)
@@ -33,6 +42,24 @@ class Signals:
                 key = (step.benchmark, step.sma_days)
                 if key not in self.regime_above:
                     self.regime_above[key] = _above_sma(closes[step.benchmark], step.sma_days)
+
+
+    def score(self, steps: tuple[st.Step, ...]) -> np.ndarray:
+        """A signal book's combined score (sessions x symbols): the weighted sum of its score_*
+        steps, computed once per set of steps."""
+        key = tuple(s for s in steps if isinstance(s, st.SCORE_STEPS))
+        cached = self._scores.get(key)
+        if cached is None:
+            shape = self.bars.close.shape
+            parts = []
+            for step in key:
+                built = scores.component(self._closes, step)
+                if built is None and isinstance(step, st.ScoreSignal):
+                    parts.append((step.weight, scores.external_part(self.external_scores, step, shape), step.optional))
+                elif built is not None:
+                    parts.append((getattr(step, "weight", 1.0), built, False))
+            cached = self._scores[key] = scores.combine(shape, parts)
+        return cached
 
 
 def _momentum(closes: pl.DataFrame, lookback: int) -> np.ndarray:

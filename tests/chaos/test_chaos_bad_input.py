@@ -528,7 +528,7 @@ def test_status_reads_a_journal_in_a_read_only_folder(journal, shared_dir):
     folder.chmod(0o555)
     proc = _status(db)
     assert proc.returncode == 0, proc.stderr
-    assert set(json.loads(proc.stdout)["accounts"]) == {"rotation-sim", "adaptive-sim"}
+    assert set(json.loads(proc.stdout)["accounts"]) == {"rotation-sim", "adaptive-sim", "signals-sim"}
     assert sorted(p.name for p in folder.iterdir()) == ["botctl.db"]
 
 

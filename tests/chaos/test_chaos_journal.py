@@ -68,7 +68,7 @@ def test_a_second_trading_process_is_refused_and_kill_flatten_empties_the_runnin
     db = tmp_path / "botctl.db"
     loop = spawn(db, "run")
     try:
-        wait_for_rows(db, loop, "nav", 2)  # both accounts traded and marked by the running loop
+        wait_for_rows(db, loop, "nav", 3)  # the three accounts traded and marked by the running loop
         held = {a: positions(db, a) for a in ("rotation-sim", "adaptive-sim")}
         assert all(held.values()), held
         orders = query(db, "SELECT count(*) FROM orders")
@@ -202,7 +202,7 @@ def test_kill_is_recorded_and_acted_on_beside_a_full_speed_replay(tmp_path):
         kill = cli(db, "kill", "--flatten", "--json", "--timeout", "30", clock=None)
         assert kill.returncode == 0, kill.stderr
         assert all(json.loads(kill.stdout)["acknowledged"].values())
-        assert query(db, "SELECT count(*) FROM events WHERE type = 'kill.flatten'") == [(2,)]
+        assert query(db, "SELECT count(*) FROM events WHERE type = 'kill.flatten'") == [(3,)]
         replay.send_signal(signal.SIGTERM)
         assert replay.wait(timeout=60) == 0
     finally:

@@ -54,7 +54,7 @@ def test_a_real_time_replay_stops_cleanly_on_a_signal_while_it_waits(tmp_path, s
         # the heartbeat moves on real time although the simulated clock has not reached a session
         _wait_for(db, proc, f"SELECT 1 FROM runs WHERE heartbeat_at > '{started}'")
         # only each account's opening mark (the money put in): no session has been marked
-        assert _query(db, "SELECT COUNT(*), COUNT(DISTINCT account) FROM nav") == [(2, 2)]
+        assert _query(db, "SELECT COUNT(*), COUNT(DISTINCT account) FROM nav") == [(3, 3)]
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
@@ -77,7 +77,7 @@ def test_a_paced_replay_stopped_mid_session_finishes_that_session_whole(tmp_path
     assert proc.returncode == 0, err
     assert "replay stopped: 1 sessions" in out, out
     marks = _query(db, "SELECT account, COUNT(*) FROM nav GROUP BY account")
-    assert len(marks) == 2 and all(n == 2 for _, n in marks), marks  # the opening mark and that close
+    assert len(marks) == 3 and all(n == 2 for _, n in marks), marks  # the opening mark and that close
 
 
 @pytest.mark.timeout(90)
@@ -92,7 +92,7 @@ def test_the_scheduled_loop_logs_each_cycle_and_stops_on_sighup(tmp_path):
     lines: list[str] = []
     with killed_on_failure(proc):
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and sum(": " in ln and " NAV $" in ln for ln in lines) < 2:
+        while time.monotonic() < deadline and sum(": " in ln and " NAV $" in ln for ln in lines) < 3:
             line = proc.stdout.readline()
             if not line:
                 break
@@ -104,7 +104,7 @@ def test_the_scheduled_loop_logs_each_cycle_and_stops_on_sighup(tmp_path):
     assert no_traceback(err), err
     assert any(ln.startswith("next wake-up 2025-12-01 10:00 EST: ") and "rebalances" in ln for ln in lines), lines
     cycles = [ln for ln in lines if ln.startswith("2025-12-01 ") and " NAV $" in ln]
-    assert {ln.split(" ")[1].rstrip(":") for ln in cycles} == {"rotation-sim", "adaptive-sim"}, lines
+    assert {ln.split(" ")[1].rstrip(":") for ln in cycles} == {"rotation-sim", "adaptive-sim", "signals-sim"}, lines
     assert all("order(s) sent" in ln and "blocked" in ln for ln in cycles), cycles
     assert _query(db, "SELECT status FROM runs") == [("stopped",)]
 

@@ -49,7 +49,7 @@ def test_global_options_work_after_the_command_as_before_it(journal, tmp_path):
     mixed = botctl("--config-dir", str(ROOT), "status", f"--db={journal}", "--json")
     assert before.exit_code == after.exit_code == mixed.exit_code == 0, after.output
     assert json.loads(before.stdout)["accounts"] == json.loads(after.stdout)["accounts"] == json.loads(mixed.stdout)["accounts"]
-    assert set(json.loads(after.stdout)["accounts"]) == {"rotation-sim", "adaptive-sim"}
+    assert set(json.loads(after.stdout)["accounts"]) == {"rotation-sim", "adaptive-sim", "signals-sim"}
     # the later of two spellings wins, wherever each is written
     missing = tmp_path / "missing.db"
     result = botctl("--db", str(journal), "status", "--db", str(missing))
@@ -108,9 +108,9 @@ def test_json_errors_are_a_json_object_on_stdout_and_one_line_on_stderr(journal,
 # unknown accounts and symbols ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, says", [
-    (["tail", "--account", "nope"], "unknown account 'nope' (known: adaptive-sim, rotation-sim)"),
+    (["tail", "--account", "nope"], "unknown account 'nope' (known: adaptive-sim, rotation-sim, signals-sim)"),
     (["tail", "--kind", "orders", "--symbol", "NOPE"], "unknown symbol 'NOPE' (known: "),
-    (["status", "--account", "nope"], "unknown account(s): nope (known: rotation-sim, adaptive-sim)"),
+    (["status", "--account", "nope"], "unknown account(s): nope (known: rotation-sim, adaptive-sim, signals-sim)"),
     (["status", "--account", "*"], "unknown account(s): *"),
     (["tail", "--account", "%"], "unknown account '%'"),
 ])

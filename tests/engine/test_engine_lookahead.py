@@ -116,3 +116,31 @@ def test_a_session_trades_on_what_was_known_before_its_close(plan, bundled_bars,
     before = trades_until(base, day)
     assert before == trades_until(changed, day)
     assert any(f[0].date() == day for fills in before.values() for f in fills)
+
+
+def book_decisions(model, bars: Bars, last: int):
+    """A signal book's orders, notes and state for rows 0..last, filled at each next open."""
+    from book_support import Driver
+
+    driver = Driver(model, bars, cash=100_000.0)
+    states = []
+    for row in range(last + 1):
+        driver.step(row)
+        states.append(driver.book)
+    # fills at row last + 1 read that row's open, which the perturbation is allowed to change
+    return driver.orders, driver.notes, states
+
+
+@SETTINGS
+@given(data=hst.data())
+def test_later_bars_never_change_a_signal_books_earlier_orders_or_state(plan, bundled_bars, data):
+    books = [m for m in models(plan).values() if any(type(s).__name__.startswith("Score") for s in m.steps)]
+    assert books, "the shipped plan has a signal book"
+    bars = slice_rows(bundled_bars, date(2014, 1, 1), date(2017, 12, 31))
+    cut = data.draw(hst.integers(min_value=250, max_value=len(bars.dates) - 2), label="D")
+    seed = data.draw(hst.integers(min_value=0, max_value=2**32 - 1), label="seed")
+    for model in books:
+        before = book_decisions(model, bars, cut)
+        assert before == book_decisions(model, perturb_after(bars, cut, seed, 0.3), cut)
+        assert before == book_decisions(model, bars.until(cut), cut)  # what the live path knows at D
+        assert sum(len(o) for o in before[0].values()) > 0  # not vacuous: the book traded

@@ -106,7 +106,7 @@ def test_status_tail_kill_flatten_resume_against_a_running_bot(bot, tmp_path):
                                 stdout=subprocess.PIPE, text=True)
     try:
         line = json.loads(follower.stdout.readline())  # a new NAV row written after tail started
-        assert line["kind"] == "nav" and line["account"] in ("rotation-sim", "adaptive-sim")
+        assert line["kind"] == "nav" and line["account"] in ("rotation-sim", "adaptive-sim", "signals-sim")
     finally:
         follower.send_signal(signal.SIGINT)
         follower.wait(timeout=10)
@@ -172,7 +172,7 @@ def test_kill_with_no_bot_running_leaves_a_finished_replay_as_it_was(bot, tmp_pa
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["running"] is False
-    assert {r["account"]: r["sold"] for r in body["accounts"]} == {"rotation-sim": 0, "adaptive-sim": 0}
+    assert {r["account"]: r["sold"] for r in body["accounts"]} == {"rotation-sim": 0, "adaptive-sim": 0, "signals-sim": 0}
     assert all("holds nothing to sell" in r["note"] for r in body["accounts"])  # says why nothing was sold
     assert query(db, "select account, count(*), max(ts_event) from nav group by account order by account") == before
     assert query(db, "select count(*) from orders o join runs r using (run_id) where r.kind = 'manual'") == [(0,)]
@@ -204,7 +204,7 @@ def test_kill_reports_a_timeout_when_the_running_bot_does_not_acknowledge(tmp_pa
         assert result.returncode == 1
         assert "timeout" in result.stderr and "NOT acknowledged" in result.stdout
         assert f"pid {holder.pid}" in result.stdout and "`botctl run`" in result.stderr
-        assert query(db, "select halted, acked_at from control") == [(1, None)] * 2  # recorded, left to the holder
+        assert query(db, "select halted, acked_at from control") == [(1, None)] * 3  # recorded, left to the holder
     finally:
         holder.kill()
 
@@ -215,7 +215,7 @@ def test_health_and_metrics_while_running(bot, tmp_path):
     wait_for(lambda: running.sessions_marked() >= 2, what="the first sessions")
     health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
     assert health["status"] == "healthy" and health["cycles"] >= 2
-    assert set(health["accounts"]) == {"rotation-sim", "adaptive-sim"}
+    assert set(health["accounts"]) == {"rotation-sim", "adaptive-sim", "signals-sim"}
     assert health["accounts"]["rotation-sim"]["halted"] is False
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     for name in ("botctl_nav{account=\"rotation-sim\"}", "botctl_orders_total", "botctl_fills_total",

@@ -35,8 +35,8 @@ def test_backtest_json_has_the_documented_shape_and_is_journaled(tmp_path):
     body = json.loads(result.stdout)
     assert {"start", "end", "models", "accounts", "benchmark"} <= set(body)
     assert body["start"] == "2019-01-02" and body["end"] == "2020-12-31"
-    assert set(body["accounts"]) == {"rotation-sim", "adaptive-sim"}
-    assert len(body["models"]) == 4
+    assert set(body["accounts"]) == {"rotation-sim", "adaptive-sim", "signals-sim"}
+    assert len(body["models"]) == 5
     for metrics in [*body["models"].values(), *body["accounts"].values()]:
         assert METRIC_KEYS <= set(metrics)
         assert metrics["max_drawdown"] <= 0
@@ -49,11 +49,11 @@ def test_backtest_json_has_the_documented_shape_and_is_journaled(tmp_path):
     assert (kind, status) == ("backtest", "finished") and run_id == body["run_id"]
     # One NAV row per session (2019: 252, 2020: 253) plus the starting mark at the prior close.
     navs = dict(query(db, "select account, count(*) from nav group by account"))
-    assert navs["rotation-sim"] == navs["adaptive-sim"] == 252 + 253 + 1
+    assert navs["rotation-sim"] == navs["adaptive-sim"] == navs["signals-sim"] == 252 + 253 + 1
     filled = query(db, "select count(*) from orders where status = 'filled'")[0][0]
     fills = query(db, "select count(*) from fills")[0][0]
     assert filled == fills > 0
-    trades = body["accounts"]["rotation-sim"]["trades"] + body["accounts"]["adaptive-sim"]["trades"]
+    trades = sum(body["accounts"][a]["trades"] for a in ("rotation-sim", "adaptive-sim", "signals-sim"))
     assert trades == fills
 
 
@@ -103,12 +103,15 @@ def test_replay_writes_the_journal_like_live_trading(tmp_path):
     assert query(db, "select kind, status from runs") == [("replay", "finished")]
     # One closing mark per session, after the money put in, marked before the first open.
     navs = dict(query(db, "select account, count(*) from nav group by account"))
-    assert navs == {"rotation-sim": 63, "adaptive-sim": 63}
+    assert navs == {"rotation-sim": 63, "adaptive-sim": 63, "signals-sim": 63}
     assert query(db, "select ts_event, nav from nav where account = 'rotation-sim' order by id limit 1") == [
         ("2020-02-03T14:29:00.000000Z", 100_000.0)]
-    # Three rebalances (the first session, March 2, April 1) for each account.
-    cycles = query(db, "select count(distinct substr(ts_init, 1, 10)) from orders")[0][0]
+    # Three rebalances (the first session, March 2, April 1) for each rebalancing account; the
+    # signal book decides every session and trades when an entry or an exit fires.
+    cycles = query(db, "select count(distinct substr(ts_init, 1, 10)) from orders where account != 'signals-sim'")[0][0]
     assert cycles == 3
+    book_days = query(db, "select count(distinct substr(ts_init, 1, 10)) from orders where account = 'signals-sim'")[0][0]
+    assert 1 <= book_days <= 62
     # Every filled order has exactly its fill, filled no earlier than it was created.
     rows = query(db, "select o.client_order_id, o.qty, f.qty, o.ts_init <= f.ts_event from orders o join fills f using (client_order_id)")
     assert rows and all(abs(oq - fq) < 1e-9 and ordered for _, oq, fq, ordered in rows)
@@ -149,4 +152,4 @@ def test_replay_stops_cleanly_on_sigterm(tmp_path):
     assert status == "stopped"
     # No half-written session: both accounts have the same number of closing marks.
     counts = dict(query(db, "select account, count(*) from nav group by account"))
-    assert counts["rotation-sim"] == counts["adaptive-sim"]
+    assert counts["rotation-sim"] == counts["adaptive-sim"] == counts["signals-sim"]

@@ -20,6 +20,6 @@ def test_run_once_on_stale_bundled_data_exits_1_naming_the_blocked_orders(tmp_pa
                              "run", "--once", "--yes"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result
     lines = [ln.strip() for ln in result.stdout.splitlines()[1:]]
-    assert len(lines) == 2 and all(": not trading: all " in ln and "blocked by the risk guard" in ln
+    assert len(lines) == 3 and all(": not trading: all " in ln and "blocked by the risk guard" in ln
                                    and "days old" in ln and "NAV $" in ln for ln in lines), result.stdout
-    assert "2 of 2 account(s) could not trade" in result.stderr and "Traceback" not in result.stderr
+    assert "3 of 3 account(s) could not trade" in result.stderr and "Traceback" not in result.stderr

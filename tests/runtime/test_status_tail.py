@@ -34,7 +34,7 @@ def test_status_json_has_the_documented_keys_and_figures(replayed):
     body = json.loads(result.stdout)
     assert {"running", "pid", "heartbeat_at", "accounts"} <= set(body)
     assert body["running"] is False
-    assert set(body["accounts"]) == {"rotation-sim", "adaptive-sim"}
+    assert set(body["accounts"]) == {"rotation-sim", "adaptive-sim", "signals-sim"}
     with sqlite3.connect(replayed) as conn:
         nav, cash = conn.execute("select nav, cash from nav where account='adaptive-sim' order by id desc limit 1").fetchone()
     account = body["accounts"]["adaptive-sim"]

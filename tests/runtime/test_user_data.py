@@ -196,7 +196,7 @@ def test_a_month_without_bars_for_one_symbol_is_warned_at_load_and_in_the_journa
     with sqlite3.connect(backtest_journal(tmp_path / "j.db")) as db:  # backtests journal beside the journal
         events = db.execute("SELECT account, type, severity, message FROM events WHERE symbol = 'XLK'").fetchall()
     gaps = [e for e in events if e[1] == "data.gap"]
-    assert {e[0] for e in gaps} == {"rotation-sim", "adaptive-sim"} and all(e[2] == "WARN" for e in gaps)
+    assert {e[0] for e in gaps} == {"rotation-sim", "adaptive-sim", "signals-sim"} and all(e[2] == "WARN" for e in gaps)
     canceled = [e for e in events if e[1] == "order.canceled"]
     # the 1 March rebalance sells XLK at the open of a session XLK has no bar for
     assert canceled and all(e[2] == "WARN" and "no bar to fill at on 2021-03-01" in e[3] for e in canceled), events

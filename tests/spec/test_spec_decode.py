@@ -17,8 +17,9 @@ def test_the_shipped_configs_are_valid_against_the_bundled_data(repo_root):
     config = load((repo_root / "strategies.yaml").read_bytes(), (repo_root / "accounts.yaml").read_bytes(),
                   known=available_symbols())
     assert set(config.strategies.strategies) == {
-        "SectorRotationModel_v1", "SectorRotationBull_v1", "SectorRotationBear_v1", "SectorRotationAdaptive_v3"}
-    assert set(config.accounts.accounts) == {"rotation-sim", "adaptive-sim"}
+        "SectorRotationModel_v1", "SectorRotationBull_v1", "SectorRotationBear_v1", "SectorRotationAdaptive_v3",
+        "SectorBreakoutBook_v1"}
+    assert set(config.accounts.accounts) == {"rotation-sim", "adaptive-sim", "signals-sim"}
 
 
 def test_a_valid_config_decodes_into_typed_specs_and_steps():

@@ -129,11 +129,13 @@ def test_the_shipped_plan(repo_root):
     config = load((repo_root / "strategies.yaml").read_text(), (repo_root / "accounts.yaml").read_text(),
                   known=available_symbols())
     p = compile_plan(config)
-    assert [a.id for a in p.accounts] == ["rotation-sim", "adaptive-sim"]
+    assert [a.id for a in p.accounts] == ["rotation-sim", "adaptive-sim", "signals-sim"]
     assert budgets(p, "rotation-sim") == pytest.approx(
         {"SectorRotationModel_v1": 1 / 3, "SectorRotationBull_v1": 1 / 3, "SectorRotationBear_v1": 1 / 3})
     assert budgets(p, "adaptive-sim") == {"SectorRotationAdaptive_v3": 1.0}
     assert p.account("adaptive-sim").models[0].schedule == ScheduleSpec(every="monthly", day=1, after_open_minutes=30)
+    # the signal book checks its exits every session
+    assert p.account("signals-sim").models[0].schedule == ScheduleSpec(every="daily", day=1, after_open_minutes=30)
 
 
 # The plan id ----------------------------------------------------------------------------------

@@ -100,6 +100,9 @@ def test_a_switches_to_the_next_account_and_back(db, make_app):
         assert app.query_one("Tabs").active == "account-1"
         await pilot.press("a")
         await settle(pilot)
+        assert app.account == "signals-sim"  # the shipped signal book's account
+        await pilot.press("a")
+        await settle(pilot)
         assert app.account == "rotation-sim"
 
     drive(app, steps)
@@ -226,7 +229,7 @@ def test_an_absent_journal_is_a_clear_state(tmp_path, make_app):
         header = text_of(app.query_one(w.HeaderBar))
         assert "NOT RUNNING" in header and "no database at" in header
         assert "no database at" in text_of(app.query_one(w.PositionsPanel))
-        assert app.snapshot.accounts == ["rotation-sim", "adaptive-sim"]  # from the config
+        assert app.snapshot.accounts == ["rotation-sim", "adaptive-sim", "signals-sim"]  # from the config
         await pilot.press("k")  # nothing to write to: refused with a message, no dialog
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)

@@ -24,16 +24,18 @@ def test_a_round_trip_is_one_trade_with_its_pnl_and_hold_time():
     assert stats.best == pytest.approx((100.0, "XLK", 0.1)) and stats.worst == stats.best
 
 
-def test_a_partial_sell_closes_part_of_the_round_trip_which_counts_once_when_flat():
+def test_a_partial_sell_closes_part_of_the_position_and_counts_as_its_own_round_trip():
+    # the same definition as backtest --json: one round trip per closed part
     stats = feed(TradeBook(), [
         ("XLE", "buy", 10, 50.0, 0.0),
         ("XLE", "buy", 10, 60.0, 10.0),
-        ("XLE", "sell", 15, 55.0, 20.0),  # FIFO: 10 @ 50 (+50) and 5 @ 60 (-25)
-        ("XLE", "sell", 5, 40.0, 40.0),  # the rest of the 60 lot: -100; flat: one round trip, -75
+        ("XLE", "sell", 15, 55.0, 20.0),  # FIFO: 10 @ 50 (+50) and 5 @ 60 (-25): one part, +25
+        ("XLE", "sell", 5, 40.0, 40.0),  # the rest of the 60 lot: -100
     ])
-    assert stats.trades == 1 and stats.wins == 0
-    assert stats.best[0] == pytest.approx(-75.0) and stats.best[2] == pytest.approx(-75.0 / 1100.0)
-    assert stats.avg_hold_days == 40.0  # from the first buy to the sale that made it flat
+    assert stats.trades == 2 and stats.wins == 1
+    assert stats.best[0] == pytest.approx(25.0) and stats.best[2] == pytest.approx(25.0 / 800.0)
+    assert stats.worst[0] == pytest.approx(-100.0)
+    assert stats.avg_hold_days == 30.0  # each part from the first buy: 20 and 40 days
 
 
 def test_a_sell_without_a_lot_opens_a_short_that_a_buy_closes():

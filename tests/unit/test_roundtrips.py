@@ -29,27 +29,38 @@ def test_buy_then_sell_is_one_round_trip_with_its_numbers():
     assert trip.mae == pytest.approx(-0.05) and trip.mfe == pytest.approx(0.20)
 
 
-def test_trims_and_adds_stay_in_one_round_trip_until_flat():
+def test_every_closing_fill_is_one_entry_for_the_part_it_closes():
     trips = round_trips([
         fill("A", "buy", 10, 50.0, 0),
         fill("A", "buy", 10, 60.0, 1),
-        fill("A", "sell", 15, 55.0, 2),  # FIFO: 10 @ 50 (+50) and 5 @ 60 (-25)
-        fill("A", "sell", 5, 40.0, 4),  # the rest of the 60 lot: -100
+        fill("A", "sell", 15, 55.0, 2, reason="take_profit"),  # FIFO: 10 @ 50 (+50) and 5 @ 60 (-25)
+        fill("A", "sell", 5, 40.0, 4, reason="stop_loss"),  # the rest of the 60 lot: -100
     ], sessions=DAYS)
-    (trip,) = trips
-    assert trip.qty == 20 and trip.entry_price == pytest.approx(55.0)
-    assert trip.exit_price == pytest.approx((15 * 55 + 5 * 40) / 20)
-    assert trip.pnl == pytest.approx(-75.0) and trip.ret == pytest.approx(-75.0 / 1100.0)
-    assert trip.entry_at == at(0) and trip.exit_at == at(4) and trip.sessions_held == 4
+    first, last = trips
+    assert (first.qty, first.exit_reason, first.exit_at, first.sessions_held) == (15, "take_profit", at(2), 2)
+    assert first.entry_price == pytest.approx(800.0 / 15) and first.exit_price == 55.0
+    assert first.pnl == pytest.approx(25.0) and first.ret == pytest.approx(25.0 / 800.0)
+    assert (last.qty, last.exit_reason, last.entry_price, last.exit_price) == (5, "stop_loss", 60.0, 40.0)
+    assert last.pnl == pytest.approx(-100.0) and last.entry_at == at(0) and last.sessions_held == 4
+    assert sum(t.pnl for t in trips) == pytest.approx(-75.0)
 
 
-def test_fifo_decides_an_open_positions_pnl():
+def test_fifo_decides_what_is_still_held():
     # 10 @ 50 then 10 @ 70, sell 10 @ 60: FIFO closes the 50 lot (+100); 10 @ 70 stay, marked at 65 (-50).
-    (trip,) = round_trips([fill("A", "buy", 10, 50.0, 0), fill("A", "buy", 10, 70.0, 1), fill("A", "sell", 10, 60.0, 2)],
-                          sessions=DAYS[:6], last_prices={"A": 65.0}, open_reason="halt")
-    assert trip.exit_at is None and trip.exit_reason == "halt" and trip.exit_price == 65.0
-    assert trip.pnl == pytest.approx(50.0) and trip.sessions_held == 5
-    assert trip_record(trip)["exit_at"] is None and trip_record(trip)["return"] == pytest.approx(50.0 / 1200.0)
+    closed, held = round_trips([fill("A", "buy", 10, 50.0, 0), fill("A", "buy", 10, 70.0, 1), fill("A", "sell", 10, 60.0, 2)],
+                               sessions=DAYS[:6], last_prices={"A": 65.0}, open_reason="halt")
+    assert (closed.qty, closed.entry_price, closed.pnl) == (10, 50.0, pytest.approx(100.0))
+    assert held.exit_at is None and held.exit_reason == "halt" and held.exit_price == 65.0
+    assert (held.qty, held.entry_price) == (10, 70.0)
+    assert held.pnl == pytest.approx(-50.0) and held.sessions_held == 5
+    assert trip_record(held)["exit_at"] is None and trip_record(held)["return"] == pytest.approx(-50.0 / 700.0)
+
+
+def test_commissions_of_an_entry_are_shared_by_its_parts():
+    first, second = round_trips([fill("A", "buy", 10, 100.0, 0, commission=2.0),
+                                 fill("A", "sell", 4, 100.0, 1, commission=1.0),
+                                 fill("A", "sell", 6, 100.0, 2, commission=1.0)])
+    assert first.pnl == pytest.approx(-0.8 - 1.0) and second.pnl == pytest.approx(-1.2 - 1.0)
 
 
 def test_a_sale_through_zero_closes_the_long_and_opens_a_short():
