@@ -226,8 +226,13 @@ def register(app: typer.Typer) -> None:
 
         for gap in gaps(bars):
             err(f"warning: {describe_gap(gap)}")
+        from botctl.feeds.plan_scores import refused_lines, scores_for_history
+
+        scores, refused = scores_for_history(plan, bars, g.config_dir, g.db)  # signal books' external signals
+        for line in refused_lines(refused):
+            err(line)
         result = run_backtest(plan, bars, start=parse_date(start, "--start"), end=parse_date(end, "--end"),
-                              breakers=breakers, rebalancing=rebalancing)
+                              breakers=breakers, rebalancing=rebalancing, external_scores=scores)
         body = summary(result, risk_free=risk_free)
         journal = None
         if not no_journal:

@@ -105,11 +105,16 @@ def register(app: typer.Typer) -> None:
         # An offline replay needs no port unless asked for one (--health-port N): two replays,
         # or anything else on health.port, must not make it fail.
         telemetry, server = _health(plan, health_port or 0)
+        from botctl.feeds.plan_scores import refused_lines, scores_for_history
         from botctl.notify.setup import for_run
+
+        scores, refused = scores_for_history(plan, bars, g.config_dir, g.db)  # signal books' external signals
+        for line in refused_lines(refused):
+            err(line)
 
         with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, bars=bars, every_account=not account):
             summary = run_replay(plan, bars, store, start, end, speed=pace, progress=Progress(), telemetry=telemetry,
-                                 health=server or None)
+                                 health=server or None, external_scores=scores)
         if as_json:
             import json
 
@@ -148,8 +153,11 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
 
     with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account), \
             feeds_for_run(g.config_dir, store, plan.symbols, echo=log):
+        from botctl.feeds.plan_scores import LiveScores
+
         outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,
-                              echo=log, clock=clock, telemetry=telemetry, health=server or None)
+                              echo=log, clock=clock, telemetry=telemetry, health=server or None,
+                              external_scores=LiveScores(plan, g.config_dir, store))
     if as_json:
         typer.echo(json.dumps(outcome))
     else:

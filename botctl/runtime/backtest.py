@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from datetime import date, datetime, timezone
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -126,14 +127,16 @@ def model_account(account: AccountPlan, model_name: str) -> AccountPlan:
 
 
 def run_backtest(plan: Plan, bars: Bars, *, start: date | None = None, end: date | None = None,
-                 breakers: str = "halt", rebalancing: str = "hold") -> BacktestResult:
+                 breakers: str = "halt", rebalancing: str = "hold",
+                 external_scores: Mapping[str, np.ndarray] | None = None) -> BacktestResult:
     """`breakers` is what a tripped circuit breaker does (book.BREAKER_MODES); `rebalancing`
-    what a book does between scheduled rebalances (book.REBALANCING_MODES)."""
+    what a book does between scheduled rebalances (book.REBALANCING_MODES); `external_scores`
+    the signal books' external signal matrices (feeds.plan_scores)."""
     first, last = rows_for(bars, start, end)
     run_id = f"bt-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     clock = time.perf_counter()
     # One signal set for the whole plan: books that share a model share its signals.
-    signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps))
+    signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps), external_scores)
     books = [Book(account, bars, run_id=run_id, namespace=run_id, signals=signals, breakers=breakers,
                   rebalancing=rebalancing) for account in plan.accounts]
     accounts = {b.account.id: run_book(b, first, last) for b in books}

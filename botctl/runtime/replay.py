@@ -13,7 +13,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,8 @@ from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from botctl.store import Store
 
 
@@ -222,7 +224,8 @@ def _keep_book_state(store: Store, run_id: str, account: str, state: BookState) 
 
 def run_replay(plan: Plan, bars: Bars, store: Store, start: date, end: date, *, speed: float | None,
                progress: Callable[[int, int, date, dict[str, float]], None] | None = None,
-               telemetry: Telemetry | None = None, health: HealthServer | None = None) -> ReplaySummary:
+               telemetry: Telemetry | None = None, health: HealthServer | None = None,
+               external_scores: Mapping[str, np.ndarray] | None = None) -> ReplaySummary:
     from botctl.adapters.calendar import sessions as xnys_sessions
 
     sessions = [s for s in xnys_sessions(start, end) if s.day <= bars.dates[-1]]
@@ -236,7 +239,7 @@ def run_replay(plan: Plan, bars: Bars, store: Store, start: date, end: date, *, 
     store.upsert_run(run)
     if health is not None:
         record_address(store, run_id, health, sessions[0].open - timedelta(minutes=1))
-    signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps))
+    signals = Signals(bars, tuple(step for a in plan.accounts for m in a.models for step in m.steps), external_scores)
     books = [Book(a, bars, run_id=run_id, namespace=run_id, signals=signals) for a in plan.accounts]
     journal = _Journal(store, telemetry)
     controls = ControlDesk(store, books, journal)

@@ -25,8 +25,15 @@ from botctl.runtime.scheduler import RETRY, Slot, run_sessions
 from botctl.spec.plan import Plan
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from botctl.runtime.health import HealthServer, Telemetry
+    from botctl.spec.plan import AccountPlan
     from botctl.store import Store
+    from botctl.strategy.bars import Bars
+
+    # (account, bars) -> the external signal score matrices of its signal books, or None
+    ExternalScores = Callable[[AccountPlan, Bars], dict[str, np.ndarray] | None]
 
 OWED_SCOPE = "owed"  # guard_state rows holding rebalances owed to the next session
 MARK_DELAY = timedelta(minutes=5)  # NAV is marked this long after the close (the last prints are in)
@@ -88,6 +95,7 @@ class Trader:
                  broker_factory: BrokerFactory = make_broker) -> None:
         self.plan = plan
         self.broker_factory = broker_factory
+        self.external_scores: ExternalScores | None = None  # signal books' external signals, per account
         self.store = store
         self.data_path = data_path
         self.cache_dir = cache_dir
@@ -176,7 +184,8 @@ class Trader:
 
             frame = load_market_data(account, self.data_path, self.cache_dir, today, warn=cache_warning)
             bars = bars_from_frame(frame, account.symbols)
-            signals = account_signals(account, bars)
+            signals = account_signals(account, bars,
+                                      self.external_scores(account, bars) if self.external_scores is not None else None)
             first = account_id not in self.cycled
             # The turnover check guards a plan's first trades on an account (a wrong account, a
             # stale journal), not every restart: a daily rotation may legitimately trade more.
@@ -388,13 +397,16 @@ class TradingOutcome(TypedDict):
 def run_trading(plan: Plan, store: Store, *, once: bool, data_path: Path | None, cache_dir: Path, confirm_first_cycle: bool,
                 echo: Callable[[str], None], clock: LiveClock, broker_factory: BrokerFactory = make_broker,
                 telemetry: Telemetry | None = None, health: HealthServer | None = None,
-                started: Callable[[Trader], None] | None = None) -> TradingOutcome:
+                started: Callable[[Trader], None] | None = None,
+                external_scores: ExternalScores | None = None) -> TradingOutcome:
     """`run` / `run --once` on `clock` (the CLI builds it from BOTCTL_CLOCK), connecting each
-    account with `broker_factory`. `started(trader)` hears of the trader before it starts."""
+    account with `broker_factory`. `started(trader)` hears of the trader before it starts;
+    `external_scores(account, bars)` gives signal books their external signals (feeds.plan_scores)."""
     kind: RunKind = "live" if any(a.mode == "live" for a in plan.accounts) else "paper"
     trader = Trader(plan, store, data_path=data_path, cache_dir=cache_dir, clock=clock, kind=kind,
                     confirm_first_cycle=confirm_first_cycle, echo=echo, broker_factory=broker_factory)
     trader.telemetry = telemetry
+    trader.external_scores = external_scores
     if started is not None:
         started(trader)
     if health is not None:
