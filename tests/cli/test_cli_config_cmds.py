@@ -45,7 +45,7 @@ def problem_lines(result) -> list[str]:
 def test_validate_accepts_the_shipped_config(runner, config_dir):
     result = invoke(runner, config_dir, "validate")
     assert result.exit_code == 0
-    assert result.stdout.strip() == "ok: 4 strategies, 2 accounts"
+    assert result.stdout.strip() == "ok: 5 strategies, 3 accounts"
 
 
 def test_validate_prints_every_problem_in_both_files_and_exits_4(runner, config_dir):
@@ -53,7 +53,7 @@ def test_validate_prints_every_problem_in_both_files_and_exits_4(runner, config_
     head, bull = strategies.read_text().split("SectorRotationBull_v1:")
     strategies.write_text(head + "SectorRotationBull_v1:" + bull.replace("universe: sectors_and_bonds", "universe: sectors", 1))
     accounts = config_dir / "accounts.yaml"
-    accounts.write_text(accounts.read_text().replace("margin: 2.0", "margin: 9.0", 1).replace("budget: 1.0", "budget: 1.5"))
+    accounts.write_text(accounts.read_text().replace("margin: 2.0", "margin: 9.0", 1).replace("budget: 1.0", "budget: 1.5", 1))
     result = invoke(runner, config_dir, "validate")
     assert result.exit_code == 4
     assert result.stdout == ""
@@ -237,7 +237,7 @@ def test_plan_refuses_an_invalid_config_with_exit_4(runner, config_dir):
     assert result.exit_code == 4
     expected = [
         f"{at(accounts, 'SectorRotationBear_v2')}: accounts.rotation-sim.models[2]: unknown model 'SectorRotationBear_v2' "
-        "(defined in strategies.yaml: SectorRotationAdaptive_v3, SectorRotationBear_v1, SectorRotationBull_v1, "
+        "(defined in strategies.yaml: SectorBreakoutBook_v1, SectorRotationAdaptive_v3, SectorRotationBear_v1, SectorRotationBull_v1, "
         "SectorRotationModel_v1)"]
     assert problem_lines(result) == expected
     # --json: the error is also one JSON object on stdout, for scripts that parse it

@@ -93,7 +93,12 @@ def test_export_writes_the_runs_trades_and_nav(journal, tmp_path, fmt):
     assert trades["price"].to_list() == pytest.approx([f.price for f in fills])
     assert trades["as_traded_price"].to_list() == pytest.approx([f.as_traded_price for f in fills])
     assert trades["notional"].to_list() == pytest.approx([f.qty * f.price for f in fills])
-    assert set(trades["reason"].to_list()) <= {"rebalance", "flatten"}
+    # Rotation models trade to rebalance; the shipped signal book names its entry or exit rule.
+    rotation = trades.filter(pl.col("account") != "signals-sim")
+    assert set(rotation["reason"].to_list()) <= {"rebalance", "flatten"}
+    book = set(trades.filter(pl.col("account") == "signals-sim")["reason"].to_list())
+    assert book and book <= {"entry", "displaced", "stop_loss", "trailing_stop", "time", "take_profit", "score_below",
+                             "signal_reversed", "regime", "flatten"}
     assert invoke("--db", str(db), "export", "--run", backtest.run_id, "--what", "nav",
                   "--format", fmt, "--out", str(nav_out)).exit_code == 0
     nav = read(nav_out)
