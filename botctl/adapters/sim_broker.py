@@ -144,9 +144,8 @@ class SimBroker:
         self._exposure = None
         if as_traded is not None:
             self.as_traded = as_traded
-        for symbol, price in prices.items():
-            if price is not None and math.isfinite(price) and price > 0:
-                self.last_price[symbol] = price
+        # NaN, infinite and non-positive prices are no marks: `0 < p < inf` is False for each.
+        self.last_price.update({s: p for s, p in prices.items() if p is not None and 0 < p < math.inf})
 
     def accrue_borrow(self, days: float) -> float:
         """Charge interest on borrowed cash for `days` calendar days; returns the charge."""

@@ -25,7 +25,7 @@ from botctl.engine.positions import BookState
 from botctl.runtime.cycle import AccountCycle, breaker_event, starting_guard
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
-from botctl.strategy.bars import Bars, describe_gap, forward_fill, gaps
+from botctl.strategy.bars import Bars, describe_gap, forward_fill, gaps, row_values
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
 from botctl.runtime.session_times import close_at
@@ -121,8 +121,7 @@ class Book:
         self.cycle.guard = state
 
     def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
-        values = matrix[row]
-        return {s: float(values[c]) for s, c in zip(self.account.symbols, self.columns) if not math.isnan(values[c])}
+        return row_values(matrix[row], self.account.symbols, self.columns)
 
     def due(self, day: date, *, force: bool = False) -> list[str]:
         """Models to rebalance on `day`: the scheduled ones, and any whose rebalance was

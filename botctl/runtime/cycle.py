@@ -37,7 +37,7 @@ from botctl.ports import Broker
 from botctl.records import Event, Fill, Order, Severity, SubmitOrder
 from botctl.spec.plan import AccountPlan
 from botctl.spec.validate import step_symbols
-from botctl.strategy.bars import Bars
+from botctl.strategy.bars import Bars, row_values
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
 
@@ -173,14 +173,11 @@ class AccountCycle:
                 symbol=suspect[0][0],
                 details={"rule": "suspect_data", "symbols": [s for s, _ in suspect], "due": sorted(due)}))
             return CycleOutcome(result=None, suspect=suspect)
-        values = bars.close[row]
-        closes = {s: float(values[c]) for s, c in zip(account.symbols, columns) if not math.isnan(values[c])}
+        closes = row_values(bars.close[row], account.symbols, columns)
         factors = None
         if bars.as_traded is not None:  # a simulator fills as traded, at the session its prices are from
             priced = row + 1 if prices is not None and row + 1 < len(bars.dates) and bars.dates[row + 1] == today else row
-            row_factors = bars.as_traded[priced]
-            factors = {s: float(row_factors[c]) for s, c in zip(account.symbols, columns)
-                       if not math.isnan(row_factors[c])}
+            factors = row_values(bars.as_traded[priced], account.symbols, columns)
         # Sized at the current prices given, a symbol without one at its last close.
         at = closes if prices is None else {**closes, **{s: p for s, p in prices.items() if s in closes}}
         self.broker.mark(at, factors)

@@ -7,8 +7,9 @@ like price moves (a 2:1 split is not a 50% loss) and returns include distributio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
+from itertools import compress
 
 import msgspec
 import numpy as np
@@ -62,6 +63,14 @@ def bars_from_frame(frame: pl.DataFrame, symbols: tuple[str, ...], *, basis: Pri
         matrix[rows, columns] = frame[field].cast(pl.Float64).to_numpy()
         out[field] = matrix
     return Bars(tuple(dates.to_list()), symbols, out["open"], out["close"], out["as_traded"])
+
+
+def row_values(row: np.ndarray, symbols: Sequence[str], columns: Sequence[int] | np.ndarray) -> dict[str, float]:
+    """{symbol: value} of one matrix row at `columns` (one per symbol), NaN cells left out.
+    Done in numpy: a cycle builds such dicts over every symbol of the account each session."""
+    values = row[np.asarray(columns, dtype=np.intp)]
+    keep = ~np.isnan(values)
+    return dict(zip(compress(symbols, keep.tolist()), values[keep].tolist()))
 
 
 def forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:
