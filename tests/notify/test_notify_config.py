@@ -108,5 +108,5 @@ def test_validate_checks_notify_yaml_beside_the_other_files(tmp_path):
     (tmp_path / "notify.yaml").write_text(GOOD.replace("accounts: [main]", "accounts: [rotation-sim]"))
     good = subprocess.run(argv, env=env | {"HOOK": SECRET}, capture_output=True, text=True, timeout=60)
     assert good.returncode == 0, good.stderr
-    assert good.stdout.strip() == "ok: 4 strategies, 2 accounts, 2 notify destination(s)"
+    assert good.stdout.strip() == "ok: 5 strategies, 3 accounts, 2 notify destination(s)"
     assert SECRET not in good.stdout + good.stderr
