@@ -123,8 +123,8 @@ def print_sweep(body: dict, limit: int) -> None:
     console.print(table)
     if len(body["trials"]) > limit:
         console.print(f"({len(body['trials']) - limit} more trial(s); --top N shows more, --json has all)", style="dim")
-    console.print(f"deflated SR: the probability that the trial's true Sharpe ratio beats the best of "
-                  f"{counts['ok']} trial(s) by luck alone (Bailey & Lopez de Prado, 2014)", style="dim")
+    console.print(f"deflated SR: the probability that the trial's true Sharpe ratio exceeds the best that "
+                  f"{counts['ok']} trial(s) would show by luck alone (Bailey & Lopez de Prado, 2014)", style="dim")
 
 
 def register(app: typer.Typer) -> None:
