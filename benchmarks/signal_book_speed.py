@@ -7,6 +7,8 @@ from a 20-day breakout and 63-day momentum, 16 slots, exits checked every sessio
 trailing stop, stale-position time exit, a take-profit ladder, score below a level) and
 displacement. Each case runs in a fresh process and prints:
 
+- every order reaches the simulated broker: `max_order_notional` is opened (the default $1M
+  blocks most orders of this $10M book), and the fills are printed;
 - engine time: the whole backtest loop (decisions, risk guard, simulated fills, marks), without
   interpreter start, imports and data generation; the target is under 2 s;
 - the decisions alone (`decide_cycle` once per session, fills applied by hand);
@@ -60,7 +62,8 @@ steps = [
 strategies = {"benchmark": symbols[0], "universes": {"all": list(symbols)},
               "strategies": {"Book": {"universe": "all", "steps": steps}}}
 accounts = {"accounts": {"big": {"models": ["Book"], "starting_cash": 10_000_000,
-                                 "risk": {"max_orders_per_cycle": 100, "max_orders_per_day": 200}}}}
+                                 "risk": {"max_orders_per_cycle": 100, "max_orders_per_day": 200,
+                                          "max_order_notional": 1e12}}}}
 plan = compile_plan(load_config(json.dumps(strategies), json.dumps(accounts), known_symbols=frozenset(symbols)))
 start = days[100]
 result = run_backtest(plan, bars, start=start)
