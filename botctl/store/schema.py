@@ -277,8 +277,8 @@ STEPS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("m002_guard_state", m002_guard_state),
     ("m005_fill_as_traded_price", m005_fill_as_traded_price),
     ("m006_signals", m006_signals),
-    ("m008_research_trials", m008_research_trials),
     ("m007_position_state", m007_position_state),
+    ("m008_research_trials", m008_research_trials),
 )
 # Their names, known without importing sqlite_utils.
 MIGRATION_NAMES: tuple[str, ...] = tuple(name for name, _ in STEPS)

@@ -69,9 +69,9 @@ def test_a_journal_from_before_m007_gains_the_table(tmp_path):
     path = tmp_path / "old.db"
     db = Database(path)
     old = Migrations(MIGRATION_SET)
-    for name, fn in STEPS:
-        if name != "m007_position_state":
-            old(name=name)(fn)
+    before = [name for name, _ in STEPS].index("m007_position_state")
+    for name, fn in STEPS[:before]:  # what a journal written before m007 was released holds
+        old(name=name)(fn)
     old.apply(db)
     db.conn.close()
     with Store.open(path) as store:
