@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import msgspec
+
 from botctl.runtime.session_times import NEW_YORK
 
 DEFAULT_LOOKBACK = 126  # the ranking shown for a model that ranks by nothing
@@ -145,7 +147,9 @@ class Market:
         frame = self.frame()
         if frame is None:
             return None
-        key = (symbols, steps, lookbacks)
+        # Steps are keyed by their encoding: a step may hold a list (a take-profit ladder), so
+        # the Structs themselves are not hashable.
+        key = (symbols, msgspec.json.encode(steps), lookbacks)
         if key not in self._signals:
             from botctl.spec.steps import SelectMomentum
             from botctl.strategy.bars import bars_from_frame

@@ -101,6 +101,10 @@ def test_a_switches_to_the_next_account_and_back(db, make_app):
         await pilot.press("a")
         await settle(pilot)
         assert app.account == "signals-sim"  # the shipped signal book's account
+        # its steps hold a take-profit ladder (a list): the market panels still rank its universe
+        rankings = text_of(app.query_one(w.RankingsPanel))
+        assert "market data:" not in rankings and "XLK" in rankings, rankings
+        assert "market data:" not in text_of(app.query_one(w.ModelsPanel))
         await pilot.press("a")
         await settle(pilot)
         assert app.account == "rotation-sim"
