@@ -56,7 +56,16 @@ def load_config_dir(config_dir: Path, *, known_symbols: frozenset[str] | None = 
     """strategies.yaml and accounts.yaml in `config_dir`, read, decoded and validated (against
     `known_symbols`, the data's, when given): the one loader of the CLI and the dashboard. One
     ConfigError names every problem of both files."""
-    from botctl.spec.load import ACCOUNTS_FILE, STRATEGIES_FILE, load_config
+    from botctl.spec.load import load_config
+
+    strategies, accounts = read_config_pair(config_dir)
+    return load_config(strategies, accounts, known_symbols=known_symbols)
+
+
+def read_config_pair(config_dir: Path) -> tuple[bytes, bytes]:
+    """The bytes of strategies.yaml and accounts.yaml in `config_dir`; one ConfigError names
+    what is wrong with either file (both are read before either is reported)."""
+    from botctl.spec.load import ACCOUNTS_FILE, STRATEGIES_FILE
 
     contents, problems = [], []
     for name in (STRATEGIES_FILE, ACCOUNTS_FILE):
@@ -67,4 +76,4 @@ def load_config_dir(config_dir: Path, *, known_symbols: frozenset[str] | None = 
     if problems:
         raise ConfigError(problems)
     strategies, accounts = contents
-    return load_config(strategies, accounts, known_symbols=known_symbols)
+    return strategies, accounts

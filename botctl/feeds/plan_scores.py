@@ -12,7 +12,6 @@ later, even though the cycle itself runs after the open.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -52,23 +51,17 @@ def decision_times_for(accounts: Iterable[AccountPlan], dates: list[date], *, si
     readers = [a for a in accounts if _reads_signals(a)]
     if not dates or not readers:
         return []
-    from botctl.adapters.calendar import sessions
+    from botctl.feeds.timing import decision_times
 
-    calendar = sessions(dates[0], dates[-1] + timedelta(days=14))
-    days = [s.day for s in calendar]
-    at_close = any(a.sim.fill == "close" for a in readers if simulated or a.broker == "sim")
-    if at_close:
-        closes = {s.day: s.close for s in calendar}
-        return [closes.get(day) or calendar[bisect.bisect_right(days, day)].open for day in dates]
+    if any(a.sim.fill == "close" for a in readers if simulated or a.broker == "sim"):
+        from botctl.adapters.calendar import sessions
+
+        closes = {s.day: s.close for s in sessions(dates[0], dates[-1])}
+        # a bar's date is a session, its close the fill; a date the calendar lacks: the next open
+        return [closes.get(day) or decision_times([day], 0)[0] for day in dates]
     minutes = 0 if simulated or any(a.broker == "sim" for a in readers) else \
         min(m.schedule.after_open_minutes for a in readers for m in a.models)
-    out = []
-    for day in dates:
-        i = bisect.bisect_right(days, day)  # the first session after `day`
-        if i >= len(calendar):
-            raise ValueError(f"no session after {day} in the calendar")
-        out.append(calendar[i].open + timedelta(minutes=minutes))
-    return out
+    return decision_times(dates, minutes)
 
 
 def _feeds(kinds: frozenset[str], config_dir: Path, symbols: Iterable[str]) -> FeedsConfig:

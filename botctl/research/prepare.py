@@ -62,8 +62,7 @@ def prepare(config_dir: Path, data: Path | None, vary: list[str], file_axes: lis
             start: date | None, end: date | None, breakers: str = "halt", rebalancing: str = "hold",
             risk_free: float = 0.0, samples: int | None = None, yes: bool = False) -> Prepared:
     from botctl.adapters.file_data import available_symbols, load_bars
-    from botctl.config_files import read_config_file
-    from botctl.errors import ConfigError
+    from botctl.config_files import read_config_pair
     from botctl.spec.load import ACCOUNTS_FILE, STRATEGIES_FILE, load_config
     from botctl.spec.plan import compile_plan
     from botctl.spec.yamlsource import YamlSource
@@ -79,15 +78,7 @@ def prepare(config_dir: Path, data: Path | None, vary: list[str], file_axes: lis
         axes.append((path, values))
     grid = Grid(axes)
     check_size(grid, samples, yes=yes)  # before anything is read: a refusal costs nothing
-    contents, problems = [], []
-    for name in (STRATEGIES_FILE, ACCOUNTS_FILE):
-        try:
-            contents.append(read_config_file(config_dir / name))
-        except ConfigError as exc:
-            problems += exc.problems
-    if problems:
-        raise ConfigError(problems)
-    strategies_bytes, accounts_bytes = contents
+    strategies_bytes, accounts_bytes = read_config_pair(config_dir)
     known = available_symbols(data)
     baseline = load_config(strategies_bytes, accounts_bytes, known_symbols=known)  # the shipped files must be valid
     s_value = YamlSource(STRATEGIES_FILE, strategies_bytes).value or {}
