@@ -241,9 +241,6 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
     # cycle of n orders costs O(n), not O(n x holdings) as a re-sum for every buy would.
     running_gross = sum(abs(value_of(s)) for s in qty)
 
-    def gross() -> float:
-        return running_gross
-
     buying_power = book.buying_power  # spent by each accepted buy, refilled by each accepted sell
     data_age = (book.today - book.data_as_of).days if book.data_as_of else math.inf
     for order in sorted(orders, key=lambda o: o.side != "sell"):
@@ -275,7 +272,7 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
             reason = ("no_short", f"sell of {order.qty:g} {order.symbol} exceeds the {qty.get(order.symbol, 0.0):g} held",
                       qty.get(order.symbol, 0.0), order.qty)
         if reason is None and buy:
-            reason = _buy_limits(order, notional, risk, book, qty, value_of, gross)
+            reason = _buy_limits(order, notional, risk, book, value_of, running_gross)
             if reason is None and buying_power is not None and over(notional, buying_power):
                 reason = ("buying_power", f"order of ${notional:,.2f} exceeds the ${max(buying_power, 0):,.2f} of buying power left",
                           buying_power, notional)
@@ -296,8 +293,8 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
 _Refusal = tuple[str, str, float, float]
 
 
-def _buy_limits(order: SubmitOrder, notional: float, risk: RiskSpec, book: Portfolio, qty: dict[str, float],
-                value_of: Callable[[str], float], gross: Callable[[], float]) -> _Refusal | None:
+def _buy_limits(order: SubmitOrder, notional: float, risk: RiskSpec, book: Portfolio,
+                value_of: Callable[[str], float], gross: float) -> _Refusal | None:
     nav = book.nav
     if order.symbol not in book.universe:
         return ("universe", f"{order.symbol} is not in the plan's universes", 0, 1)
@@ -312,7 +309,7 @@ def _buy_limits(order: SubmitOrder, notional: float, risk: RiskSpec, book: Portf
     weight = (value_of(order.symbol) + notional) / nav
     if over(weight, risk.max_weight):
         return ("max_weight", f"{order.symbol} would be {weight:.1%} of NAV, over {risk.max_weight:.1%}", risk.max_weight, weight)
-    leverage = (gross() + notional) / nav
+    leverage = (gross + notional) / nav
     if over(leverage, risk.max_gross_leverage):
         return ("max_gross_leverage", f"gross leverage would be {leverage:.2f}x, over {risk.max_gross_leverage:.2f}x",
                 risk.max_gross_leverage, leverage)
