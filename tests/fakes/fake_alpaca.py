@@ -21,10 +21,14 @@ from a daemon thread, so it works for in-process clients and for subprocesses al
 Public API
 ----------
 FakeAlpaca(*, api_key="test-key", secret_key="test-secret", cash=100_000.0, multiplier=2,
-           bars=None, now=None)
+           bars=None, now=None, fill_model="last")
     bars: a long polars frame with columns symbol, date, open, high, low, close, adj_close
           (optional; defaults to close), volume - like botctl/data/etf_daily.parquet.
     now:  the fake's clock, a callable returning a datetime (naive = UTC). Default: real UTC now.
+    fill_model: "last" (below) or "open": the simulator's `fill: open`, for holding the paper
+          loop equal to a backtest. Until a session's close the fake knows only the previous
+          close (its latest trade, quote and marks), and market orders fill at the session's
+          adjusted open; after the close it knows that close.
 .url                      "http://127.0.0.1:PORT" (valid once started; no /v2, no trailing slash)
 .start() / .stop()        also `with FakeAlpaca(...) as fake:`; stop() closes the listening socket
                           and every open connection, and wakes up delayed ("timeout") answers.
@@ -250,7 +254,11 @@ class FakeAlpaca:
     """A loopback Alpaca REST server with in-memory state and fault injection (module docstring)."""
 
     def __init__(self, *, api_key: str = "test-key", secret_key: str = "test-secret", cash: float = 100_000.0,
-                 multiplier: int = 2, bars: Any = None, now: Callable[[], datetime] | None = None) -> None:
+                 multiplier: int = 2, bars: Any = None, now: Callable[[], datetime] | None = None,
+                 fill_model: str = "last") -> None:
+        if fill_model not in ("last", "open"):
+            raise ValueError(f"fill_model must be 'last' or 'open', not {fill_model!r}")
+        self.fill_model = fill_model
         self.api_key, self.secret_key = api_key, secret_key
         self.cash = float(cash)
         self.multiplier = multiplier
@@ -411,18 +419,32 @@ class FakeAlpaca:
     def _price(self, symbol: str, upto: date) -> float | None:
         if symbol in self._prices:
             return self._prices[symbol]
+        if self.fill_model == "open" and upto == self._today():
+            session = _session(upto)
+            if session is not None and self._utcnow() < session[1]:  # today's close is not known yet
+                upto -= timedelta(days=1)
         row = self._last_row(symbol, upto)
         return float(row[5]) if row else None
 
-    def _fill_price(self, symbol: str, today: date) -> float | None:
+    def _held_price(self, symbol: str, today: date) -> float | None:
         """The current price; for a held symbol without one, its average entry price."""
         price = self._price(symbol, today)
         if price is None and symbol in self._positions:
             return self._positions[symbol][1]
         return price
 
+    def _fill_price(self, symbol: str, today: date) -> float | None:
+        """What a market order fills at: the current price, or the session's adjusted open
+        under fill_model "open"."""
+        if self.fill_model == "open" and symbol not in self._prices:
+            row = self._last_row(symbol, today)
+            if row is not None and row[0] == today:
+                day, o, _, _, c, adj, _ = row
+                return float(o) * (adj / c if c else 1.0)
+        return self._held_price(symbol, today)
+
     def _mark(self, symbol: str, today: date) -> float:
-        return self._fill_price(symbol, today)  # type: ignore[return-value]  # held: never None
+        return self._held_price(symbol, today)  # type: ignore[return-value]  # held: never None
 
     # --- HTTP -----------------------------------------------------------------------------------
 

@@ -1,0 +1,177 @@
+"""Parity, leg (c): the paper loop (runtime.trading.Trader, the scheduler `botctl run` runs) on a
+simulated clock against the loopback fake Alpaca server, through the real alpaca-py clients,
+places the same orders at the same prices and marks the same NAV as `botctl backtest` of the
+same plan over the same bars, a day of suspect data included.
+
+The fake is told to fill like the simulator's `fill: open` (fill_model="open"): until a
+session's close it knows only the previous close, and market orders fill at the session's
+adjusted open. The backtest's account has the same fill model, without slippage or commission
+(a real broker charges neither here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+START, END = date(2020, 1, 2), date(2020, 5, 29)
+SUSPECT_DAY = date(2020, 3, 31)  # the bar before April's rebalance
+KEY, SECRET = "PKPARITYKEY0000000001", "parity-secret-value-000000000000000001"
+ACCOUNT = "parity"
+MODELS = "[SectorRotationModel_v1, SectorRotationBear_v1]"
+# Events only the scheduler of a paper run records around the cycle (the run, the market's
+# hours, a retried or owed cycle): the cycle's own events must agree.
+LOOP_ONLY = ("run.", "market.", "cycle.", "reconcile", "mark.", "live.", "clock.")
+
+
+def accounts_yaml(broker_block: str) -> str:
+    return f"""accounts:
+  {ACCOUNT}:
+{broker_block}
+    mode: paper
+    starting_cash: 100000
+    models: {MODELS}
+    sim: {{fill: open, commission_bps: 0, slippage_bps: 0, margin: 2.0, borrow_rate: 0.0}}
+health: {{host: 127.0.0.1, port: 0}}
+"""
+
+
+class JumpClock:
+    """A simulated clock that moves itself when the loop sleeps: `real_seconds` jumps to the
+    instant slept to and answers 0, so a trading day passes in milliseconds. Past `end` it
+    stops the trader."""
+
+    speed = 1.0
+
+    def __init__(self, start: datetime, end: datetime) -> None:
+        self.t, self.end = start, end
+        self.trader = None
+
+    def now(self) -> datetime:
+        return self.t
+
+    def real_seconds(self, market_seconds: float) -> float:
+        self.t += timedelta(seconds=market_seconds)
+        if self.t >= self.end and self.trader is not None:
+            self.trader.stop = True
+        return 0.0
+
+
+def query(db: Path, sql: str, *params) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def scheme(cid: str) -> str:
+    """A client id without its namespace: account, cycle date, symbol, side."""
+    match = re.fullmatch(rf"bc-.+?-({ACCOUNT})-(\d{{8}})T\d{{4}}-(.+)", cid)
+    assert match, cid
+    return "-".join(match.groups())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from fakes.fake_alpaca import FakeAlpaca
+
+    from botctl.adapters.file_data import load_bars
+    from botctl.cli.common import Globals, load_plan
+    from botctl.runtime.trading import run_trading
+    from botctl.store import Store
+
+    root = tmp_path_factory.mktemp("paper-parity")
+    frame = load_bars().filter((pl.col("date") >= date(2018, 1, 1)) & (pl.col("date") <= END))
+    bad = (pl.col("symbol") == "XLE") & (pl.col("date") == SUSPECT_DAY)
+    frame = frame.with_columns(*(pl.when(bad).then(pl.col(c) * 5).otherwise(pl.col(c)).alias(c)
+                                 for c in ("open", "high", "low", "close", "adj_close")))
+    data = root / "bars.parquet"
+    frame.write_parquet(data)
+
+    # (a) the backtest, a real subprocess on a simulated account with the same plan
+    bt_dir = root / "bt-config"
+    bt_dir.mkdir()
+    shutil.copy(ROOT / "strategies.yaml", bt_dir)
+    (bt_dir / "accounts.yaml").write_text(accounts_yaml("    broker: sim"))
+    done = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", str(bt_dir), "--db", str(root / "bt.db"),
+                           "--data", str(data), "backtest", "--start", str(START), "--end", str(END), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    bt_run = json.loads(done.stdout)["run_id"]
+
+    # (c) the paper loop, in this process, on a clock that jumps, against the fake
+    clock = JumpClock(datetime(2020, 1, 2, 13, 0, tzinfo=timezone.utc), datetime(2020, 5, 30, 1, 0, tzinfo=timezone.utc))
+    fake = FakeAlpaca(api_key=KEY, secret_key=SECRET, bars=frame, now=clock.now, fill_model="open").start()
+    paper_dir = root / "paper-config"
+    paper_dir.mkdir()
+    shutil.copy(ROOT / "strategies.yaml", paper_dir)
+    (paper_dir / "accounts.yaml").write_text(accounts_yaml(
+        f"    broker: alpaca\n    data: alpaca\n    base_url: {fake.url}\n    data_url: {fake.url}\n"
+        "    api_key_env: PARITY_KEY\n    secret_key_env: PARITY_SECRET"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PARITY_KEY", KEY)
+    mp.setenv("PARITY_SECRET", SECRET)
+    lines: list[str] = []
+    try:
+        plan = load_plan(Globals(paper_dir, root / "paper.db", None))
+        with Store.open(root / "paper.db") as store:
+            outcome = run_trading(plan, store, once=False, data_path=None, cache_dir=root / "cache",
+                                  confirm_first_cycle=True, echo=lines.append, clock=clock,
+                                  started=lambda trader: setattr(clock, "trader", trader))
+    finally:
+        mp.undo()
+        fake.stop()
+    assert outcome["status"] == "stopped", lines  # the clock stopped it past END
+    return {"bt": root / "bt-backtests.db", "bt_run": bt_run, "paper": root / "paper.db", "lines": lines,
+            "fake": fake}
+
+
+def orders(db: Path, run: str | None = None) -> list[tuple]:
+    rows = query(db, "SELECT client_order_id, symbol, side, qty, status FROM orders WHERE account = ?"
+                     + (" AND run_id = ?" if run else "") + " ORDER BY client_order_id", ACCOUNT, *([run] if run else []))
+    return [(scheme(c), s, side, q, st) for c, s, side, q, st in rows]
+
+
+def test_the_paper_loop_places_the_backtests_orders_at_its_prices(runs):
+    bt, paper = orders(runs["bt"], runs["bt_run"]), orders(runs["paper"])
+    assert len(bt) >= 10, bt
+    assert [o[:3] + (o[4],) for o in bt] == [o[:3] + (o[4],) for o in paper], runs["lines"][-20:]
+    for a, b in zip(bt, paper):
+        assert a[3] == pytest.approx(b[3], abs=1e-9), (a, b)
+    fills = "SELECT symbol, side, qty, price FROM fills WHERE account = ? {} ORDER BY ts_event, symbol, side"
+    bt_fills = query(runs["bt"], fills.format("AND run_id = ?"), ACCOUNT, runs["bt_run"])
+    paper_fills = query(runs["paper"], fills.format(""), ACCOUNT)
+    assert len(bt_fills) == len(paper_fills) > 0
+    for a, b in zip(bt_fills, paper_fills):
+        assert a[:2] == b[:2] and a[2] == pytest.approx(b[2], abs=1e-9) and a[3] == pytest.approx(b[3], rel=1e-9), (a, b)
+
+
+def test_the_paper_loop_records_the_backtests_events_and_nav(runs):
+    sql = "SELECT type, subsystem, details FROM events WHERE account = ? {} ORDER BY id"
+
+    def shape(rows):
+        return sorted({(t, s, tuple(sorted(json.loads(d or "{}")))) for t, s, d in rows if not t.startswith(LOOP_ONLY)})
+
+    bt = shape(query(runs["bt"], sql.format("AND run_id = ?"), ACCOUNT, runs["bt_run"]))
+    paper = shape(query(runs["paper"], sql.format(""), ACCOUNT))
+    assert bt == paper
+    assert ("data.rejected", "guard", ("due", "rule", "symbols")) in bt  # the suspect day was refused in both
+    # The backtest marks every session at its close; the paper loop after each close (its last
+    # mark of a New York day; it also marks right after a cycle, at the previous closes).
+    nav = "SELECT ts_event, nav FROM nav WHERE account = ? {} ORDER BY ts_event"
+    bt_nav = {ts[:10]: v for ts, v in query(runs["bt"], nav.format("AND run_id = ?"), ACCOUNT, runs["bt_run"])}
+    paper_nav: dict[str, float] = {}
+    for ts, value in query(runs["paper"], nav.format(""), ACCOUNT):
+        at = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        if at.astimezone(timezone(timedelta(hours=-4))).hour >= 16 or at.hour < 5:
+            paper_nav[(at - timedelta(hours=6)).date().isoformat()] = value
+    assert len(paper_nav) >= 95
+    for day, value in paper_nav.items():
+        assert bt_nav[day] == pytest.approx(value, rel=1e-9), day
