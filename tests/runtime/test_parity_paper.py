@@ -18,11 +18,13 @@ import subprocess
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+NEW_YORK = ZoneInfo("America/New_York")
 START, END = date(2020, 1, 2), date(2020, 5, 29)
 SUSPECT_DAY = date(2020, 3, 31)  # the bar before April's rebalance
 KEY, SECRET = "PKPARITYKEY0000000001", "parity-secret-value-000000000000000001"
@@ -33,13 +35,13 @@ MODELS = "[SectorRotationModel_v1, SectorRotationBear_v1]"
 LOOP_ONLY = ("run.", "market.", "cycle.", "reconcile", "mark.", "live.", "clock.")
 
 
-def accounts_yaml(broker_block: str) -> str:
+def accounts_yaml(broker_block: str, models: str) -> str:
     return f"""accounts:
   {ACCOUNT}:
 {broker_block}
     mode: paper
     starting_cash: 100000
-    models: {MODELS}
+    models: {models}
     sim: {{fill: open, commission_bps: 0, slippage_bps: 0, margin: 2.0, borrow_rate: 0.0}}
 health: {{host: 127.0.0.1, port: 0}}
 """
@@ -78,59 +80,78 @@ def scheme(cid: str) -> str:
     return "-".join(match.groups())
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    from fakes.fake_alpaca import FakeAlpaca
-
+def damaged_bars(root: Path, end: date) -> tuple[pl.DataFrame, Path]:
     from botctl.adapters.file_data import load_bars
-    from botctl.cli.common import Globals, load_plan
-    from botctl.runtime.trading import run_trading
-    from botctl.store import Store
 
-    root = tmp_path_factory.mktemp("paper-parity")
-    frame = load_bars().filter((pl.col("date") >= date(2018, 1, 1)) & (pl.col("date") <= END))
+    frame = load_bars().filter((pl.col("date") >= date(2018, 1, 1)) & (pl.col("date") <= end))
     bad = (pl.col("symbol") == "XLE") & (pl.col("date") == SUSPECT_DAY)
     frame = frame.with_columns(*(pl.when(bad).then(pl.col(c) * 5).otherwise(pl.col(c)).alias(c)
                                  for c in ("open", "high", "low", "close", "adj_close")))
     data = root / "bars.parquet"
     frame.write_parquet(data)
+    return frame, data
 
-    # (a) the backtest, a real subprocess on a simulated account with the same plan
-    bt_dir = root / "bt-config"
-    bt_dir.mkdir()
-    shutil.copy(ROOT / "strategies.yaml", bt_dir)
-    (bt_dir / "accounts.yaml").write_text(accounts_yaml("    broker: sim"))
-    done = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", str(bt_dir), "--db", str(root / "bt.db"),
-                           "--data", str(data), "backtest", "--start", str(START), "--end", str(END), "--json"],
+
+def backtest(root: Path, data: Path, models: str, start: date, end: date) -> str:
+    """`botctl backtest`, a real subprocess, on a simulated account with the plan; its run id."""
+    config = root / "bt-config"
+    config.mkdir()
+    shutil.copy(ROOT / "strategies.yaml", config)
+    (config / "accounts.yaml").write_text(accounts_yaml("    broker: sim", models))
+    done = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", str(config), "--db", str(root / "bt.db"),
+                           "--data", str(data), "backtest", "--start", str(start), "--end", str(end), "--json"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    bt_run = json.loads(done.stdout)["run_id"]
+    return json.loads(done.stdout)["run_id"]
 
-    # (c) the paper loop, in this process, on a clock that jumps, against the fake
-    clock = JumpClock(datetime(2020, 1, 2, 13, 0, tzinfo=timezone.utc), datetime(2020, 5, 30, 1, 0, tzinfo=timezone.utc))
-    fake = FakeAlpaca(api_key=KEY, secret_key=SECRET, bars=frame, now=clock.now, fill_model="open").start()
-    paper_dir = root / "paper-config"
-    paper_dir.mkdir()
-    shutil.copy(ROOT / "strategies.yaml", paper_dir)
-    (paper_dir / "accounts.yaml").write_text(accounts_yaml(
+
+def paper_loop(root: Path, frame: pl.DataFrame, models: str, start: date, end: date,
+               restarts: tuple[datetime, ...] = ()) -> list[str]:
+    """The paper loop in this process on jumping clocks against the fake, stopped and started
+    again on the same journal at each of `restarts`; what it printed."""
+    from fakes.fake_alpaca import FakeAlpaca
+
+    from botctl.cli.common import Globals, load_plan
+    from botctl.runtime.trading import run_trading
+    from botctl.store import Store
+
+    edges = [datetime.combine(start, datetime.min.time(), timezone.utc) + timedelta(hours=13), *restarts,
+             datetime.combine(end + timedelta(days=1), datetime.min.time(), timezone.utc) + timedelta(hours=1)]
+    clocks = [JumpClock(a, b) for a, b in zip(edges, edges[1:])]
+    current = [clocks[0]]
+    fake = FakeAlpaca(api_key=KEY, secret_key=SECRET, bars=frame, now=lambda: current[0].now(), fill_model="open").start()
+    config = root / "paper-config"
+    config.mkdir()
+    shutil.copy(ROOT / "strategies.yaml", config)
+    (config / "accounts.yaml").write_text(accounts_yaml(
         f"    broker: alpaca\n    data: alpaca\n    base_url: {fake.url}\n    data_url: {fake.url}\n"
-        "    api_key_env: PARITY_KEY\n    secret_key_env: PARITY_SECRET"))
+        "    api_key_env: PARITY_KEY\n    secret_key_env: PARITY_SECRET", models))
     mp = pytest.MonkeyPatch()
     mp.setenv("PARITY_KEY", KEY)
     mp.setenv("PARITY_SECRET", SECRET)
     lines: list[str] = []
     try:
-        plan = load_plan(Globals(paper_dir, root / "paper.db", None))
-        with Store.open(root / "paper.db") as store:
-            outcome = run_trading(plan, store, once=False, data_path=None, cache_dir=root / "cache",
-                                  confirm_first_cycle=True, echo=lines.append, clock=clock,
-                                  started=lambda trader: setattr(clock, "trader", trader))
+        plan = load_plan(Globals(config, root / "paper.db", None))
+        for clock in clocks:
+            current[0] = clock
+            with Store.open(root / "paper.db") as store:
+                outcome = run_trading(plan, store, once=False, data_path=None, cache_dir=root / "cache",
+                                      confirm_first_cycle=True, echo=lines.append, clock=clock,
+                                      started=lambda trader, clock=clock: setattr(clock, "trader", trader))
+            assert outcome["status"] == "stopped", lines  # its clock stopped it
     finally:
         mp.undo()
         fake.stop()
-    assert outcome["status"] == "stopped", lines  # the clock stopped it past END
-    return {"bt": root / "bt-backtests.db", "bt_run": bt_run, "paper": root / "paper.db", "lines": lines,
-            "fake": fake}
+    return lines
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paper-parity")
+    frame, data = damaged_bars(root, END)
+    bt_run = backtest(root, data, MODELS, START, END)
+    lines = paper_loop(root, frame, MODELS, START, END)
+    return {"bt": root / "bt-backtests.db", "bt_run": bt_run, "paper": root / "paper.db", "lines": lines}
 
 
 def orders(db: Path, run: str | None = None) -> list[tuple]:
@@ -139,7 +160,7 @@ def orders(db: Path, run: str | None = None) -> list[tuple]:
     return [(scheme(c), s, side, q, st) for c, s, side, q, st in rows]
 
 
-def test_the_paper_loop_places_the_backtests_orders_at_its_prices(runs):
+def assert_same_orders_and_fills(runs: dict) -> None:
     bt, paper = orders(runs["bt"], runs["bt_run"]), orders(runs["paper"])
     assert len(bt) >= 10, bt
     assert [o[:3] + (o[4],) for o in bt] == [o[:3] + (o[4],) for o in paper], runs["lines"][-20:]
@@ -153,25 +174,66 @@ def test_the_paper_loop_places_the_backtests_orders_at_its_prices(runs):
         assert a[:2] == b[:2] and a[2] == pytest.approx(b[2], abs=1e-9) and a[3] == pytest.approx(b[3], rel=1e-9), (a, b)
 
 
-def test_the_paper_loop_records_the_backtests_events_and_nav(runs):
+def event_shapes(runs: dict) -> tuple[list, list]:
     sql = "SELECT type, subsystem, details FROM events WHERE account = ? {} ORDER BY id"
 
     def shape(rows):
         return sorted({(t, s, tuple(sorted(json.loads(d or "{}")))) for t, s, d in rows if not t.startswith(LOOP_ONLY)})
 
-    bt = shape(query(runs["bt"], sql.format("AND run_id = ?"), ACCOUNT, runs["bt_run"]))
-    paper = shape(query(runs["paper"], sql.format(""), ACCOUNT))
-    assert bt == paper
-    assert ("data.rejected", "guard", ("due", "rule", "symbols")) in bt  # the suspect day was refused in both
-    # The backtest marks every session at its close; the paper loop after each close (its last
-    # mark of a New York day; it also marks right after a cycle, at the previous closes).
+    return (shape(query(runs["bt"], sql.format("AND run_id = ?"), ACCOUNT, runs["bt_run"])),
+            shape(query(runs["paper"], sql.format(""), ACCOUNT)))
+
+
+def assert_same_nav(runs: dict, sessions: int) -> None:
+    """The backtest marks every session at its close; the paper loop after each close (its
+    last mark of a New York day; it also marks right after a cycle, at the previous closes)."""
     nav = "SELECT ts_event, nav FROM nav WHERE account = ? {} ORDER BY ts_event"
     bt_nav = {ts[:10]: v for ts, v in query(runs["bt"], nav.format("AND run_id = ?"), ACCOUNT, runs["bt_run"])}
     paper_nav: dict[str, float] = {}
     for ts, value in query(runs["paper"], nav.format(""), ACCOUNT):
-        at = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-        if at.astimezone(timezone(timedelta(hours=-4))).hour >= 16 or at.hour < 5:
-            paper_nav[(at - timedelta(hours=6)).date().isoformat()] = value
-    assert len(paper_nav) >= 95
+        at = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(NEW_YORK)
+        if at.hour >= 16:
+            paper_nav[at.date().isoformat()] = value
+    assert len(paper_nav) >= sessions
     for day, value in paper_nav.items():
         assert bt_nav[day] == pytest.approx(value, rel=1e-9), day
+
+
+def test_the_paper_loop_places_the_backtests_orders_at_its_prices(runs):
+    assert_same_orders_and_fills(runs)
+
+
+def test_the_paper_loop_records_the_backtests_events_and_nav(runs):
+    bt, paper = event_shapes(runs)
+    assert bt == paper
+    assert ("data.rejected", "guard", ("due", "rule", "symbols")) in bt  # the suspect day was refused in both
+    assert_same_nav(runs, 95)
+
+
+# --- a signal book, restarted mid-position ------------------------------------------------------
+
+BOOK = "[SectorBreakoutBook_v1]"
+BOOK_START, BOOK_END = date(2020, 1, 2), date(2020, 3, 31)  # entries, then the February-March fall
+RESTART = datetime(2020, 2, 12, 22, 0, tzinfo=timezone.utc)  # after a close, positions open
+
+
+@pytest.fixture(scope="module")
+def book_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paper-parity-book")
+    frame, data = damaged_bars(root, BOOK_END)
+    bt_run = backtest(root, data, BOOK, BOOK_START, BOOK_END)
+    lines = paper_loop(root, frame, BOOK, BOOK_START, BOOK_END, restarts=(RESTART,))
+    return {"bt": root / "bt-backtests.db", "bt_run": bt_run, "paper": root / "paper.db", "lines": lines}
+
+
+def test_a_signal_book_restarted_mid_position_trades_as_its_backtest(book_runs):
+    held = query(book_runs["paper"], "SELECT count(*) FROM position_state WHERE account = ?", ACCOUNT)
+    assert held[0][0] >= 1  # the books' state was journaled (and read back by the restarted run)
+    bought_before = query(book_runs["paper"], "SELECT count(*) FROM fills WHERE account = ? AND side = 'buy' "
+                          "AND ts_event < ?", ACCOUNT, RESTART.isoformat())
+    assert bought_before[0][0] >= 1  # positions were open across the restart
+    assert_same_orders_and_fills(book_runs)
+    bt, paper = event_shapes(book_runs)
+    assert bt == paper
+    assert {t for t, s, _ in bt if s == "book"} >= {"book.entry", "book.exit"}
+    assert_same_nav(book_runs, 55)
