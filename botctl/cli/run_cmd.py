@@ -152,12 +152,15 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
     from botctl.feeds.runner import feeds_for_run  # external signal feeds (feeds.yaml), journaled beside trading
 
     with Store.open(g.db, trading=True) as store, server, for_run(g, plan, store, telemetry, cache_dir=cache_dir, every_account=not account), \
-            feeds_for_run(g.config_dir, store, plan.symbols, echo=log):
+            feeds_for_run(g.config_dir, store, plan.symbols, echo=log, clock=clock) as feeds:
         from botctl.feeds.plan_scores import LiveScores
 
+        scores = LiveScores(plan, g.config_dir, store, stale=feeds.stale_since if feeds is not None else None,
+                            now=clock.now)
         outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,
                               echo=log, clock=clock, telemetry=telemetry, health=server or None,
-                              external_scores=LiveScores(plan, g.config_dir, store))
+                              external_scores=scores,
+                              started=(lambda trader: feeds.attach_run(trader.run.run_id)) if feeds is not None else None)
     if as_json:
         typer.echo(json.dumps(outcome))
     else:

@@ -12,7 +12,7 @@ later, even though the cycle itself runs after the open.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,12 +98,21 @@ def scores_for_history(plan: Plan, bars: Bars, config_dir: Path, db_path: Path |
 
 class LiveScores:
     """Paper and live: the score matrices from the signals this journal holds (written there
-    by the run's feeds before anything reads them), on the recorded rule."""
+    by the run's feeds before anything reads them), on the recorded rule.
 
-    def __init__(self, plan: Plan, config_dir: Path, store: Store) -> None:
+    `stale(now)` answers the sources that are stale at the run's `now()` with when each went
+    stale (`FeedRunner.stale_since`): their scores count as missing from then on, and in the
+    decision being taken (the last row decided by `now`), so a quiet feed makes no new entry
+    and no score-based exit; a position is not sold because its feed stopped answering."""
+
+    def __init__(self, plan: Plan, config_dir: Path, store: Store, *,
+                 stale: Callable[[datetime], Mapping[str, datetime]] | None = None,
+                 now: Callable[[], datetime] | None = None) -> None:
         self.kinds = signal_kinds(plan.accounts)
         self.store = store
         self.config = _feeds(self.kinds, config_dir, plan.symbols) if self.kinds else None
+        self.stale = stale
+        self.now = now or (lambda: datetime.now(timezone.utc))
 
     def __call__(self, account: AccountPlan, bars: Bars) -> Scores | None:
         kinds = signal_kinds([account])
@@ -114,7 +123,19 @@ class LiveScores:
         since = datetime.combine(bars.dates[0], datetime.min.time(), timezone.utc) - timedelta(days=1)
         signals = self.store.signals(kind=sorted(kinds), symbol=list(account.symbols), since=since)
         times = decision_times_for([account], list(bars.dates), simulated=False)
-        return external_scores(signals, times, bars.symbols, self.config.kinds, mode="recorded")
+        return external_scores(signals, times, bars.symbols, self.config.kinds, mode="recorded",
+                               missing=self._missing(times))
+
+    def _missing(self, times: list[datetime]) -> dict[str, datetime] | None:
+        if self.stale is None:
+            return None
+        now = self.now()
+        stale = self.stale(now)
+        if not stale:
+            return None
+        # The decision being taken is the last one due by now (a retried cycle runs after it).
+        deciding = max((t for t in times if t <= now), default=now)
+        return {source: min(since, deciding) for source, since in stale.items()}
 
 
 def refused_lines(refused: list[tuple[str, Rejection]], *, most: int = 5) -> list[str]:

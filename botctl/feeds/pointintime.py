@@ -58,11 +58,16 @@ def external_scores(
     *,
     mode: Mode | Mapping[str, Mode] = "declared",
     latency: timedelta | None = None,
+    missing: Mapping[str, datetime] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per kind of `kinds`, a float64 matrix [decision, symbol] of the score usable at each
     decision time (NaN where none is). `mode` is one rule for all signals or one per source
     (a source missing from the mapping is "declared"); `latency` replaces every kind's
-    declared latency when given. Signals of other kinds or symbols are ignored."""
+    declared latency when given. Signals of other kinds or symbols are ignored.
+
+    `missing` maps a source to the decision time from which its scores count as missing (a
+    stale feed): at and after it, a cell whose latest usable signal is that source's is NaN
+    (no entry on it, and no exit on a score that merely went quiet), not an older one's."""
     column = {symbol: j for j, symbol in enumerate(symbols)}
     out = {kind: np.full((len(decision_times), len(symbols)), np.nan) for kind in kinds}
     # (kind, column) -> [(usable_at, ts_event, signal_id, signal)], sorted by the first three.
@@ -85,6 +90,9 @@ def external_scores(
             if latest < 0:
                 continue
             signal = items[latest][3]
+            gone = missing.get(signal.source) if missing else None
+            if gone is not None and at >= gone:
+                continue
             if signal.expires_at is None or signal.expires_at > at:
                 matrix[row, j] = signed_score(signal)
     return out

@@ -107,12 +107,41 @@ class Poller(_Watched):
         self.started = now()
         self.last_ok: datetime | None = None
         self.last_error = ""
-        self.stale = False
+        self.stale = False  # a feed.stale is the journal's last word on it (until its feed.fresh)
+        self.stale_since: datetime | None = None  # from when its scores count as missing
+        self._state = threading.Lock()  # the trading loop judges it too (FeedRunner.stale_since)
         self._sleep = sleep or (lambda seconds: self._stop.wait(seconds))
 
+    def restore_stale(self, since: datetime) -> None:
+        """The journal says this source went stale at `since` and never recovered (a restart):
+        it stays stale until its first good answer, which records the `feed.fresh`."""
+        with self._state:
+            self.stale, self.stale_since = True, since
+
     def is_stale(self, now: datetime) -> bool:
+        if self.stale:
+            return True
         since = self.last_ok or self.started
         return now - since > timedelta(minutes=self.spec.stale_after_minutes)
+
+    def judge(self, now: datetime, reason: str = "") -> datetime | None:
+        """When this source went stale if it is stale at `now` (the first time, a `feed.stale`
+        WARN is journaled), else None."""
+        with self._state:
+            if self.stale:
+                return self.stale_since
+            since = self.last_ok or self.started
+            limit = timedelta(minutes=self.spec.stale_after_minutes)
+            if now - since <= limit:
+                return None
+            self.stale, self.stale_since = True, since + limit
+        why = reason or self.last_error or "no poll has answered"
+        self.intake.event(Event(ts_event=now, subsystem="feeds", type="feed.stale", severity="WARN",
+                                run_id=self.intake.run_id,
+                                message=f"{self.name}: no good answer since {since.isoformat()} "
+                                        f"(over {self.spec.stale_after_minutes:g} min): no new entries from it",
+                                details={"source": self.name, "since": since.isoformat(), "reason": why}))
+        return self.stale_since
 
     def fetch(self) -> Any:
         """The decoded answer, or raises _PollFailed with a reason that holds no secret."""
@@ -161,10 +190,11 @@ class Poller(_Watched):
             mapped = map_item(item, self.spec.fields) if isinstance(item, dict) else item
             raw = json.dumps(item, sort_keys=True, default=str).encode()
             self.take(mapped, raw, f"item {i}", self.spec.kind)
-        self.last_ok = self.now()
-        self.last_error = ""
-        if self.stale:
-            self.stale = False
+        with self._state:
+            self.last_ok = self.now()
+            self.last_error = ""
+            recovered, self.stale, self.stale_since = self.stale, False, None
+        if recovered:
             self.intake.event(Event(ts_event=self.last_ok, subsystem="feeds", type="feed.fresh", severity="INFO",
                                     run_id=self.intake.run_id, message=f"{self.name}: answering again; entries from it resume",
                                     details={"source": self.name}))
@@ -177,14 +207,7 @@ class Poller(_Watched):
             self.intake.event(Event(ts_event=now, subsystem="feeds", type="feed.failed", severity="WARN",
                                     run_id=self.intake.run_id, message=f"{self.name}: poll failed: {reason}",
                                     details={"source": self.name, "reason": reason}))
-        if not self.stale and self.is_stale(now):
-            self.stale = True
-            since = self.last_ok or self.started
-            self.intake.event(Event(ts_event=now, subsystem="feeds", type="feed.stale", severity="WARN",
-                                    run_id=self.intake.run_id,
-                                    message=f"{self.name}: no good answer since {since.isoformat()} "
-                                            f"(over {self.spec.stale_after_minutes:g} min): no new entries from it",
-                                    details={"source": self.name, "since": since.isoformat(), "reason": reason}))
+        self.judge(now, reason)
 
 
 class _PollFailed(Exception):

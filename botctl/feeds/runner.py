@@ -86,6 +86,7 @@ class FeedRunner:
         self.run_id = run_id
         self.environ = environ
         self.intake: Intake | None = None
+        self.now: Callable[[], datetime] = utc_now  # the run's clock, once started
         self.webhooks: dict[str, Any] = {}
         self.watched: dict[str, Any] = {}
 
@@ -96,7 +97,9 @@ class FeedRunner:
         from botctl.feeds.webhook import WebhookReceiver
 
         now: Callable[[], datetime] = (clock.now if hasattr(clock, "now") else clock) if clock is not None else utc_now
+        self.now = now
         path = store.path if hasattr(store, "path") else os.fspath(store)
+        stale_before = _journal_stale(path)
         # One queue for every source; each webhook also has its own limit (its queue_size).
         queue_size = sum(s.queue_size for s in self.config.sources.values() if isinstance(s, WebhookSource)) + 1000
         self.intake = Intake(path, run_id=self.run_id, queue_size=queue_size, now=now).start()
@@ -109,7 +112,10 @@ class FeedRunner:
                     self.webhooks[name] = WebhookReceiver(name, spec, secret, self.intake, now=now, **rules).start()
                 elif isinstance(spec, HttpPollSource):
                     value = self.environ.get(spec.auth.env) if spec.auth is not None else None
-                    self.watched[name] = Poller(name, spec, value, self.intake, now, **rules).start()
+                    poller = Poller(name, spec, value, self.intake, now, **rules)
+                    if name in stale_before:  # stale when the last run ended: until it answers
+                        poller.restore_stale(stale_before[name])
+                    self.watched[name] = poller.start()
                 elif isinstance(spec, FileSource):
                     self.watched[name] = FileWatcher(name, resolve(self.config_dir, spec.path), spec.watch_seconds,
                                                      self.intake, now, default_kind=spec.kind, **rules).start()
@@ -133,6 +139,26 @@ class FeedRunner:
         entries from their signals."""
         return [s for s in self.states(now) if s.stale]
 
+    def stale_since(self, now: datetime | None = None) -> dict[str, datetime]:
+        """Each stale http_poll source at `now` (the run's clock by default) with the instant it
+        went stale: what `feeds.plan_scores.LiveScores` treats as missing. A source found stale
+        here for the first time journals its `feed.stale` now, not at its next failed poll."""
+        from botctl.feeds.poll import Poller
+
+        at = now if now is not None else self.now()
+        out = {}
+        for name, source in self.watched.items():
+            if isinstance(source, Poller) and (since := source.judge(at)) is not None:
+                out[name] = since
+        return out
+
+    def attach_run(self, run_id: str) -> None:
+        """Events the sources journal from now on belong to `run_id` (the trading run, which
+        starts after the feeds)."""
+        self.run_id = run_id
+        if self.intake is not None:
+            self.intake.run_id = run_id
+
     def states(self, now: datetime) -> list[SourceState]:
         out = []
         from botctl.feeds.poll import Poller
@@ -152,6 +178,18 @@ class FeedRunner:
         """(source, outcome, reason) -> count, for /metrics: outcome is received, recorded,
         duplicate or rejected (with the reason)."""
         return dict(self.intake.counts) if self.intake is not None else {}
+
+
+def _journal_stale(path: str) -> dict[str, datetime]:
+    """The sources the journal last said were stale (no feed.fresh since), with when it said so."""
+    from botctl.store.journal import Store
+    from botctl.store.overview import feed_views
+
+    if not os.path.exists(path):
+        return {}
+    with Store.open(path, readonly=True) as store:
+        return {view.source: view.stale_since for view in feed_views(store, utc_now())
+                if view.stale and view.stale_since is not None}
 
 
 def read_file_signals(path: Path, source: str, config: FeedsConfig, *, received: datetime | None = None,
@@ -215,16 +253,18 @@ def load_signals(config: FeedsConfig, config_dir: Path, db_path: Path | None, *,
 
 @contextmanager
 def feeds_for_run(config_dir: Path, store: Any, symbols: Collection[str], *, echo: Callable[[str], None] | None = None,
-                  ) -> Iterator[FeedRunner | None]:
+                  clock: Any = None) -> Iterator[FeedRunner | None]:
     """While inside, feeds.yaml's live sources run beside a paper or live bot, journaling into
-    `store`'s file (None, and nothing imported or started, without a feeds.yaml)."""
+    `store`'s file (None, and nothing imported or started, without a feeds.yaml). `clock` is
+    the run's (the Trader's, BOTCTL_CLOCK's rehearsal clock included): receipts are stamped and
+    staleness judged on it, so they agree with the run's decisions."""
     config = read_feeds(config_dir, known_symbols=None) if feeds_path(config_dir).exists() else None
     if config is None or not (config.of_type("webhook", "http_poll", "file")):
         yield None
         return
-    runner = FeedRunner(config, config_dir, known_symbols=symbols).start(store)
+    runner = FeedRunner(config, config_dir, known_symbols=symbols).start(store, clock)
     if echo is not None:
-        for state in runner.states(utc_now()):
+        for state in runner.states(runner.now()):
             echo(f"feeds: {state.name} ({state.type})" + (f" listening on {state.address}" if state.address else ""))
     try:
         yield runner
