@@ -155,6 +155,8 @@ def _run_trading(g, account, *, once: bool, live: bool, yes: bool, cache_dir: Pa
             feeds_for_run(g.config_dir, store, plan.symbols, echo=log, clock=clock) as feeds:
         from botctl.feeds.plan_scores import LiveScores
 
+        if feeds is not None:
+            telemetry.signals_from(feeds)  # /metrics counts what the sources received
         scores = LiveScores(plan, g.config_dir, store, stale=feeds.stale_since if feeds is not None else None,
                             now=clock.now)
         outcome = run_trading(plan, store, once=once, data_path=g.data, cache_dir=cache_dir, confirm_first_cycle=yes,

@@ -190,7 +190,8 @@ class Intake:
             # Not recorded, so never usable; the sender is told (a webhook answers 503) and
             # a poller or watcher reads it again on its next pass.
             self.failure = str(exc)
-            for _, reply in signals:
+            for signal, reply in signals:
+                self.count(signal.source, "rejected", "journal_unavailable")
                 reply.error = str(exc)
                 reply.done.set()
             return

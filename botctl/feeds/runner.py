@@ -174,6 +174,14 @@ class FeedRunner:
                 out.append(SourceState(name, "file", False, source.last_signal_at, None, source.last_error))
         return out
 
+    def live_sources(self) -> list[str]:
+        """The sources this process runs (webhook, http_poll, file), by name."""
+        return [*self.webhooks, *self.watched]
+
+    def stale_now(self) -> list[str]:
+        """The sources stale on the run's clock now (for /metrics: judges, journals nothing)."""
+        return [s.name for s in self.states(self.now()) if s.stale]
+
     def counts(self) -> dict[tuple[str, str, str], int]:
         """(source, outcome, reason) -> count, for /metrics: outcome is received, recorded,
         duplicate or rejected (with the reason)."""

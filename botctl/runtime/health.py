@@ -19,10 +19,11 @@ import time
 from collections import deque
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from botctl.errors import BotctlError, UsageError, failure_text
 from botctl.records import Event
@@ -65,6 +66,11 @@ class Telemetry:
         with self._lock:
             self._problems.append((time.monotonic(), severity))
 
+    def signals_from(self, feeds: SignalCounts) -> None:
+        """Count on /metrics what `feeds` (the run's `feeds.runner.FeedRunner`) received,
+        journaled and refused, by source and reason, read from it at each scrape."""
+        self.registry.register(_SignalCollector(feeds))
+
     def client_dropped(self) -> None:
         self.dropped.inc()
 
@@ -103,6 +109,51 @@ class Telemetry:
             "last_cycle_at": last.isoformat() if last else None,
             "errors_last_hour": errors, "warnings_last_hour": warnings, "accounts": accounts,
         }
+
+
+class SignalCounts(Protocol):
+    """What /metrics reads of the run's feeds (botctl.feeds.runner.FeedRunner)."""
+
+    def counts(self) -> dict[tuple[str, str, str], int]: ...
+
+    def live_sources(self) -> list[str]: ...
+
+    def stale_now(self) -> list[str]: ...
+
+
+class _SignalCollector(Collector):
+    """botctl_signals_{received,accepted,rejected}_total and botctl_signal_source_stale, from the
+    feeds' own counters at scrape time (the intake thread never touches prometheus_client).
+    Received counts every signal a source handed in, checked or not; accepted, those journaled;
+    rejected, the rest by reason (a check's reason, `duplicate`, `overloaded`, `journal_unavailable`)."""
+
+    def __init__(self, feeds: SignalCounts) -> None:
+        self.feeds = feeds
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        received = CounterMetricFamily("botctl_signals_received", "External signals received, by source", labels=["source"])
+        accepted = CounterMetricFamily("botctl_signals_accepted", "External signals journaled, by source", labels=["source"])
+        rejected = CounterMetricFamily("botctl_signals_rejected", "External signals refused or not journaled, by source "
+                                       "and reason", labels=["source", "reason"])
+        stale = GaugeMetricFamily("botctl_signal_source_stale", "1 while a polled source is stale (no new entries from "
+                                  "it)", labels=["source"])
+        counts = self.feeds.counts()
+        sources = sorted(set(self.feeds.live_sources()) | {s for s, _, _ in counts if s != "*"})
+        stale_now = set(self.feeds.stale_now())
+        for source in sources:
+            received.add_metric([source], counts.get((source, "received", ""), 0))
+            accepted.add_metric([source], counts.get((source, "recorded", ""), 0))
+            stale.add_metric([source], 1.0 if source in stale_now else 0.0)
+        for (source, outcome, reason), n in sorted(counts.items()):
+            if source == "*":
+                continue
+            if outcome == "rejected":
+                rejected.add_metric([source, reason], n)
+            elif outcome == "duplicate":
+                rejected.add_metric([source, "duplicate"], n)
+        return [received, accepted, rejected, stale]
 
 
 # Bounds of the server: at most WORKERS requests are served at once and the kernel queues up

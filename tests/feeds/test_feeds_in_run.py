@@ -67,6 +67,10 @@ def test_a_paper_run_journals_webhook_signals_beside_trading(tmp_path: Path):
             assert good.status_code == 200, good.text
             assert good.json()["received_at"].startswith("2024-03-01T15:3")
             assert (bad.status_code, bad.json()["error"]) == (400, "unknown_symbol")  # not one the plan trades
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            assert 'botctl_signals_received_total{source="hook"} 2.0' in metrics
+            assert 'botctl_signals_accepted_total{source="hook"} 1.0' in metrics
+            assert 'botctl_signals_rejected_total{reason="unknown_symbol",source="hook"} 1.0' in metrics
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=30)
         finally:
