@@ -76,6 +76,7 @@ class Dashboard(App[None]):
             yield w.TradesPanel(id="trades", classes="panel")
             yield w.ActivityPanel(id="activity", classes="panel")
             yield w.ErrorsPanel(id="errors", classes="panel")
+            yield w.SignalsPanel(id="signals", classes="panel")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -22,10 +22,11 @@ from botctl.tui.figures import Performance, TradeBook, TradeStats, performance
 from botctl.tui.market import Market, MarketClock, ModelState, Ranking, model_states, ny_date, rankings
 
 if TYPE_CHECKING:
-    from botctl.store.overview import AccountView
+    from botctl.store.overview import AccountView, FeedSourceView
 
 EVENTS_KEPT = 100
 ACTIVITY_ROWS = 12
+REJECTIONS_SHOWN = 5  # the signals panel's newest signal.rejected events
 # Fills a refresh feeds the trade statistics at most; the worker reads the rest of a long
 # history afterwards in chunks, so a refresh stays short however big the journal.
 FILLS_PER_REFRESH = 5_000
@@ -92,6 +93,11 @@ class Snapshot:
     market: MarketClock | None = None
     market_note: str | None = None
     bars_end: date | None = None  # the newest bar in the market data
+    # External signal feeds: None when the config folder has no feeds.yaml (no panel shown);
+    # otherwise every source the journal or feeds.yaml names, and the newest rejections.
+    feeds: list[FeedSourceView] | None = None
+    feeds_problem: str | None = None  # feeds.yaml could not be read (the journal's sources still show)
+    rejections: list[Event] = field(default_factory=list)
     query_seconds: float = 0.0
 
     @property
@@ -146,6 +152,8 @@ class Source:
         self._plan: tuple = (None, None)
         self._curves: dict[tuple, _Curve] = {}
         self._books: dict[tuple, TradeBook] = {}
+        self._feeds_key: object = None
+        self._feeds: tuple[list[str], str | None] = ([], None)
 
     # --- plan ----------------------------------------------------------------------------
 
@@ -159,6 +167,27 @@ class Source:
         if key != self._plan_key:
             self._plan_key, self._plan = key, load_plan(self.config_dir)
         return self._plan
+
+    def feed_sources(self) -> tuple[list[str], str | None] | None:
+        """(the live sources feeds.yaml declares, a one-line problem) or None without one."""
+        from botctl.spec.feeds import FEEDS_FILE
+
+        path = self.config_dir / FEEDS_FILE
+        try:
+            key: object = path.stat().st_mtime_ns
+        except OSError:
+            return None
+        if key != self._feeds_key:
+            from botctl.errors import BotctlError
+            from botctl.feeds.runner import read_feeds
+
+            try:
+                config = read_feeds(self.config_dir, environ=None)
+                names = [name for name, spec in config.sources.items() if spec.type != "journal"] if config else []
+                self._feeds_key, self._feeds = key, (names, None)
+            except BotctlError as exc:
+                self._feeds_key, self._feeds = key, ([], str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return self._feeds
 
     # --- one refresh ---------------------------------------------------------------------
 
@@ -206,6 +235,7 @@ class Source:
                 if rv.running:  # only a running bot is asked (and the lookup costs a query)
                     snap.recorded_health_url = recorded_health_url(store, rv.run)
                 controls = store.controls()
+                self._read_feeds(store, snap, now)
                 models = {m.name for a in plan.accounts for m in a.models} if plan else set()
                 snap.accounts += [a for a in journal_accounts(store) if a not in snap.accounts and a not in models]
                 if not snap.accounts:
@@ -224,6 +254,19 @@ class Source:
                 snap.events = _events(store, acc)
             except BotctlError as exc:
                 snap.problem = str(exc).splitlines()[0]
+
+    def _read_feeds(self, store, snap: Snapshot, now: datetime) -> None:
+        configured = self.feed_sources()
+        if configured is None:
+            return
+        from botctl.store.overview import FeedSourceView, feed_views
+
+        names, snap.feeds_problem = configured
+        views = {v.source: v for v in feed_views(store, now)}
+        for name in names:
+            views.setdefault(name, FeedSourceView(name, 0, 0, None, False, None))
+        snap.feeds = [views[name] for name in sorted(views)]
+        snap.rejections = [e for _, e in reversed(store.newest("events", REJECTIONS_SHOWN, type="signal.rejected"))]
 
     def _read_curve(self, store, account: str, scope: tuple[str, ...], snap: Snapshot) -> None:
         curve = _cached(self._curves, (str(self.db), account), scope, _Curve)

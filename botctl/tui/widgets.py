@@ -443,6 +443,45 @@ class ErrorsPanel(Panel):
         return table
 
 
+class SignalsPanel(Panel):
+    """External signal feeds (docs/feeds.md): per source the last receipt, today's count and
+    whether it is stale, then the newest rejections. Shown only when feeds.yaml exists, so a
+    dashboard without feeds looks as it always did."""
+
+    TITLE = "Signals"
+
+    def show(self, snap: Snapshot) -> None:
+        self.set_class(snap.feeds is not None, "-shown")
+        super().show(snap)
+
+    def render_snapshot(self, snap: Snapshot):
+        from rich.console import Group
+
+        if snap.feeds is None:
+            return _note("no feeds.yaml")
+        parts: list[RenderableType] = []
+        if snap.feeds_problem:
+            parts.append(_note(f"feeds.yaml: {snap.feeds_problem}"))
+        if not snap.feeds:
+            parts.append(_note("no signal sources yet"))
+        else:
+            table = _table("Source", "Last signal", "Today", "State", right=(2,), flex=3)
+            for f in snap.feeds:
+                state = (Text(f"STALE since {stamp(f.stale_since)}: no new entries", "bold red") if f.stale
+                         else Text("ok", "green"))
+                table.add_row(Text(f.source, "bold"), stamp(f.last_received_at), f"{f.today:,}", state)
+            parts.append(table)
+        if snap.rejections:
+            rejected = _table("UTC", "Rejected", flex=1)
+            for e in snap.rejections:
+                why = f"{e.details.get('source', '?')}: {e.details.get('reason', '?')}"
+                rejected.add_row(stamp(e.ts_event), Text.assemble((why, "yellow"), " ", e.message))
+            parts.append(rejected)
+        else:
+            parts.append(_note("no signal rejected"))
+        return Group(*parts)
+
+
 def _by_day(items, ts_of):
     """(date heading or None, item) pairs: each UTC day (with its year) is named once, above
     its first item, so the rows only need the time."""
