@@ -24,8 +24,11 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 class SimBroker:
-    def __init__(self, cash: float, settings: SimSpec) -> None:
+    def __init__(self, cash: float, settings: SimSpec, *, account: str = "", run_id: str = "") -> None:
         self.settings = settings
+        # Whose orders the broker places itself (close_all): a kill's closing orders carry
+        # the account and run from the moment they are placed, whenever they fill.
+        self.account_id, self.run_id = account, run_id
         self.fractional = settings.fractional
         self.cash = float(cash)
         self.qty: dict[str, float] = {}
@@ -95,7 +98,10 @@ class SimBroker:
         for symbol, qty in sorted(self.qty.items()):
             if not qty:
                 continue
-            order = Order(client_order_id=f"close-{now:%Y%m%dT%H%M%S%f}-{symbol}", run_id="", account="", symbol=symbol,
+            # The account in the id: several accounts halted at one instant close the same symbols.
+            order = Order(client_order_id=f"close-{self.account_id + '-' if self.account_id else ''}"
+                                          f"{now:%Y%m%dT%H%M%S%f}-{symbol}", run_id=self.run_id,
+                          account=self.account_id, symbol=symbol,
                           side="sell" if qty > 0 else "buy", qty=abs(qty), status="pending", ts_init=now, ts_event=now,
                           reason="flatten", ref_price=self.last_price.get(symbol) or self.avg_price.get(symbol))
             out.append(self.submit(order, now))

@@ -20,7 +20,6 @@ from botctl.adapters.sim_broker import SimBroker
 from botctl.engine import guard
 from botctl.engine.guard import Block
 from botctl.engine.engine import CycleResult, account_signals
-from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.engine.positions import BookState
 from botctl.runtime.cycle import AccountCycle, breaker_event, starting_guard
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
@@ -71,7 +70,7 @@ class Book:
         self.run_id = run_id
         self.namespace = namespace
         self.signals = signals or account_signals(account, bars)
-        self.broker = SimBroker(account.starting_cash, account.sim)
+        self.broker = SimBroker(account.starting_cash, account.sim, account=account.id, run_id=run_id)
         self.columns = [self.signals.columns[s] for s in account.symbols]
         self.rebalance_days = {m.name: set(rebalance_sessions(bars.dates, m.schedule)) for m in account.models}
         self.decisions: dict[str, Decision] = {}
@@ -264,30 +263,6 @@ class Book:
             out.append(Position(run_id=self.run_id, account=self.account.id, ts_event=now, symbol=symbol, qty=qty,
                                 avg_price=self.broker.avg_price.get(symbol, 0.0), price=price, value=qty * price))
         return out
-
-    def cancel_open_orders(self, now: datetime) -> int:
-        open_orders = self.broker.open_orders()
-        for order in open_orders:
-            canceled = self.broker.cancel(order.client_order_id, now)
-            if canceled is not None:
-                self._record(canceled, [])
-        return len(open_orders)
-
-    def flatten(self, now: datetime) -> int:
-        """Sell every position at market (journaled before the broker sees it)."""
-        prefix = cycle_prefix(self.namespace, self.account.id, now) + "-flat"
-        count = 0
-        for symbol, qty in sorted(self.broker.qty.items()):
-            if qty <= 0:
-                continue
-            order = Order(client_order_id=client_order_id(prefix, symbol, "sell"), run_id=self.run_id,
-                          account=self.account.id, symbol=symbol, side="sell", qty=qty, status="pending",
-                          ts_init=now, ts_event=now, reason="flatten", ref_price=self.broker.last_price.get(symbol))
-            if self.before_submit is not None:
-                self.before_submit(order)
-            self.cycle.send(order, now)
-            count += 1
-        return count
 
     def _check_marks(self, first: int, navs: list[float], stamp: Callable[[int], datetime] | None) -> None:
         """Feed closing marks of rows first.. to the breakers; trip on a breach."""

@@ -53,35 +53,58 @@ class ControlDesk:
                     self._act(book, control, now)
             elif book.halt:
                 book.halt = None
-                self.store.insert(Event(ts_event=now, subsystem="control", type="halt.cleared", run_id=book.run_id,
-                                        account=account, message="halt cleared; trading resumes at the next cycle"))
+                self.store.insert(halt_cleared_event(book.run_id, account, now))
 
     def _act(self, book: Book, control: Control, now: datetime) -> None:
+        # The journal first holds every order the book has sent: the halt cancels what is
+        # open there, on the book's broker, as a trading process does (carry_out_halt).
+        self.journal.flush(book)
         with self.store.transaction():
-            canceled = book.cancel_open_orders(now)
-            book.events.append(Event(ts_event=now, subsystem="control", type="kill.orders_canceled", severity="WARN",
-                                     run_id=book.run_id, account=book.account.id,
-                                     message=f"halt by {control.who}: {canceled} open order(s) canceled",
-                                     details={"reason": control.reason}))
-            if control.flatten:
-                sold = book.flatten(now)
-                book.events.append(Event(ts_event=now, subsystem="control", type="kill.flatten", severity="WARN",
-                                         run_id=book.run_id, account=book.account.id,
-                                         message=f"flatten: {sold} sell order(s) placed for every position"))
-            self.journal.flush(book)
+            carry_out_halt(self.store, book.broker, book.account.id, book.run_id, control, now,
+                           scope=[book.run_id])
             self.store.set_control(msgspec.structs.replace(control, acked_at=datetime.now(timezone.utc)))
 
 
-def halt_at_broker(store: Store, broker: Broker, account: str, run_id: str, *, flatten: bool, now: datetime) -> tuple[int, list[Order]]:
+def halt_cleared_event(run_id: str, account: str, now: datetime) -> Event:
+    """A running process saw a halt cleared (`botctl resume`, the dashboard)."""
+    return Event(ts_event=now, subsystem="control", type="halt.cleared", run_id=run_id, account=account,
+                 message="halt cleared; trading resumes at the next cycle")
+
+
+def carry_out_halt(store: Store, broker: Broker, account: str, run_id: str, control: Control, now: datetime, *,
+                   by: str | None = None, scope: list[str] | None = None) -> tuple[int, list[Order]]:
+    """The one halt path of every mode (a replay's books, a trading process, a kill with no
+    bot running): cancel, then flatten when the halt asks (`halt_at_broker`), and record
+    `kill.orders_canceled` and `kill.flatten` events of one shape. `by` says who acted (the
+    halt's author by default); `scope`: the runs whose open orders are the account's (a
+    paper/live account's own runs by default, a replay's run for a replay). Returns
+    (orders canceled, closing orders)."""
+    canceled, closing = halt_at_broker(store, broker, account, run_id, flatten=control.flatten, now=now, scope=scope)
+    by = by or f"halt by {control.who}"
+    events = [Event(ts_event=now, subsystem="control", type="kill.orders_canceled", severity="WARN", run_id=run_id,
+                    account=account, message=f"{by}: {canceled} open order(s) canceled",
+                    details={"reason": control.reason, "canceled": canceled})]
+    if control.flatten:
+        filled = sum(1 for o in closing if o.status == "filled")
+        events.append(Event(ts_event=now, subsystem="control", type="kill.flatten", severity="WARN", run_id=run_id,
+                            account=account, message=f"flatten: {len(closing)} closing order(s) placed at market, "
+                                                     f"{filled} filled at once",
+                            details={"orders": len(closing), "filled": filled}))
+    store.insert_many(events)
+    return canceled, closing
+
+
+def halt_at_broker(store: Store, broker: Broker, account: str, run_id: str, *, flatten: bool, now: datetime,
+                   scope: list[str] | None = None) -> tuple[int, list[Order]]:
     """Carry out a halt on a broker, journaled: cancel every open order at the broker, record
-    what became of the journal's open orders, then (flatten) close every position at market
-    and record the closing orders and their fills under `run_id`. The one cancel-then-flatten
-    of a trading process and of a kill with no bot running. Returns (orders canceled, closing
-    orders)."""
+    what became of the journal's open orders (of the runs in `scope`), then (flatten) close
+    every position at market and record the closing orders and their fills under `run_id`.
+    Returns (orders canceled, closing orders)."""
     from botctl.records import OPEN_ORDER_STATUSES
     from botctl.store.journal import ACCOUNT_STATE_KINDS
 
-    journal_open = store.orders(account, status=OPEN_ORDER_STATUSES, run_id=store.run_ids(ACCOUNT_STATE_KINDS))
+    runs = scope if scope is not None else store.run_ids(ACCOUNT_STATE_KINDS)
+    journal_open = store.orders(account, status=OPEN_ORDER_STATUSES, run_id=runs)
     broker.cancel_all(now)
     canceled = 0
     for order in journal_open:

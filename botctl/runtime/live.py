@@ -67,6 +67,7 @@ class LiveAccount:
         self.problem: str | None = None
         self.failed_at: datetime | None = None  # when reconciliation last failed
         self.blocked: list[guard.Block] = []  # the risk guard's refusals in the last cycle decided
+        self.marked_at: datetime | None = None  # this process's last mark of the account
 
     def event(self, type_: str, message: str, *, severity: Severity = "INFO", symbol: str | None = None,
               details: dict[str, object] | None = None, now: datetime | None = None) -> None:
@@ -225,6 +226,11 @@ class LiveAccount:
         """Record NAV and positions as the broker reports them, and check the breakers."""
         if closes:
             self.broker.mark(closes)
+        if self.marked_at is not None and now <= self.marked_at:
+            # A second mark at one instant (a halt acted on at the mark time, then the mark
+            # after the close) is the later state: a microsecond later, never a clash.
+            now = self.marked_at + timedelta(microseconds=1)
+        self.marked_at = now
         state = self.broker.account()
         positions = self.broker.positions()
         prices = {s: p.price if p.price else p.avg_price for s, p in positions.items()}

@@ -6,7 +6,7 @@ state lives in the journal, so the broker is rebuilt from the account's latest m
 positions); a flatten sells every position at its last marked price, with the usual slippage
 and commission, and the account is marked again. An account that has never traded has nothing
 to act on and gets no mark. Every step is journaled under a `manual` run, like any other
-trading; the cancel-then-flatten itself is control.halt_at_broker, as in a running bot.
+trading; the cancel-then-flatten itself is control.carry_out_halt, as in a running bot and a replay.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from botctl.records import Event, NavSnapshot, Order, Position, Run
-from botctl.runtime.control import halt_at_broker
+import msgspec
+
+from botctl.records import Control, NavSnapshot, Position, Run
+from botctl.runtime.control import carry_out_halt
 from botctl.runtime.wiring import keeps_state_in_journal, make_broker
 from botctl.spec.plan import AccountPlan
 
@@ -31,11 +33,14 @@ def kill_offline(store: Store, account: AccountPlan, plan_id: str, *, flatten: b
     run = Run(run_id=f"manual-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", kind="manual", plan_id=plan_id,
               started_at=now, status="finished", pid=os.getpid(), ended_at=now, note=f"kill: {reason}")
     broker = make_broker(account, store)
+    control = store.controls().get(account.id)  # the halt `kill` recorded, with who asked
+    if control is None or not control.halted:
+        control = Control(account=account.id, halted=True, reason=reason, since=now, who="botctl kill", flatten=flatten)
+    control = msgspec.structs.replace(control, flatten=flatten)
     if not keeps_state_in_journal(account):  # network calls: no journal transaction held open around them
         store.upsert_run(run)
-        canceled, closing = halt_at_broker(store, broker, account.id, run.run_id, flatten=flatten, now=now)
-        store.insert_many(_events(run, account, canceled, closing, flatten, reason, "at the broker",
-                                  "position(s) closed at the broker"))
+        canceled, closing = carry_out_halt(store, broker, account.id, run.run_id, control, now,
+                                           by="no bot running, at the broker")
         if closing:  # what the account holds now, so status shows the flattened book
             with store.transaction():
                 _mark(store, run.run_id, account.id, broker, now)
@@ -43,11 +48,10 @@ def kill_offline(store: Store, account: AccountPlan, plan_id: str, *, flatten: b
     latest, _ = store.account_state(account.id)
     with store.transaction():
         store.upsert_run(run)
-        canceled, closing = halt_at_broker(store, broker, account.id, run.run_id, flatten=flatten, now=now)
+        canceled, closing = carry_out_halt(store, broker, account.id, run.run_id, control, now,
+                                           by="no bot running, in the journal (sold at the last marked prices)")
         if latest is not None and closing:  # the account's own state moved: mark it
             _mark(store, run.run_id, account.id, broker, now)
-        store.insert_many(_events(run, account, canceled, closing, flatten, reason, "in the journal",
-                                  "position(s) sold at their last marked price"))
     sold = sum(1 for o in closing if o.status == "filled")
     result = {"account": account.id, "canceled": canceled, "sold": sold, "run_id": run.run_id}
     if latest is None:
@@ -55,17 +59,6 @@ def kill_offline(store: Store, account: AccountPlan, plan_id: str, *, flatten: b
         result["note"] = "no paper or live run of this account in the journal, so it holds nothing to sell; " \
                          "replay and backtest positions are simulations"
     return result
-
-
-def _events(run: Run, account: AccountPlan, canceled: int, closing: list[Order], flatten: bool, reason: str,
-            where: str, sold_text: str) -> list[Event]:
-    events = [Event(ts_event=run.started_at, subsystem="control", type="kill.orders_canceled", severity="WARN",
-                    run_id=run.run_id, account=account.id,
-                    message=f"no bot running: {canceled} open order(s) canceled {where}", details={"reason": reason})]
-    if flatten:
-        events.append(Event(ts_event=run.started_at, subsystem="control", type="kill.flatten", severity="WARN",
-                            run_id=run.run_id, account=account.id, message=f"flatten: {len(closing)} {sold_text}"))
-    return events
 
 
 def _mark(store: Store, run_id: str, account: str, broker: Broker, now: datetime) -> None:

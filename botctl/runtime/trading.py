@@ -109,6 +109,7 @@ class Trader:
         self.accounts: dict[str, LiveAccount] = {}
         self.cycled: set[str] = set()  # accounts that have had their first cycle in this run
         self.stop = False
+        self._seen_halted: set[str] = set()  # accounts this process has seen halted
         # account -> models whose rebalance failed all of its session: kept in the journal's
         # guard_state table (scope "owed"), so a restart between sessions still owes them
         self.owed: dict[str, list[str]] = {}
@@ -143,7 +144,15 @@ class Trader:
 
     def halted(self, account_id: str) -> Control | None:
         control = self.store.controls().get(account_id)
-        return control if control is not None and control.halted else None
+        if control is not None and control.halted:
+            self._seen_halted.add(account_id)
+            return control
+        if account_id in self._seen_halted:  # resumed while this process ran: say so, as a replay does
+            from botctl.runtime.control import halt_cleared_event
+
+            self._seen_halted.discard(account_id)
+            self.store.insert(halt_cleared_event(self.run.run_id, account_id, self.clock.now()))
+        return None
 
     def trade(self, account_id: str, *, due: list[str] | None = None, check_open: bool = True) -> str:
         """One cycle for one account; returns what happened, in a few words."""
@@ -236,14 +245,11 @@ class Trader:
     def _act_on_halt(self, live: LiveAccount, control: Control) -> None:
         if control.acked_at is not None:
             return
-        from botctl.runtime.control import halt_at_broker
+        from botctl.runtime.control import carry_out_halt
 
         now = self.clock.now()
-        canceled, closing = halt_at_broker(self.store, live.broker, live.account.id, self.run.run_id,
-                                           flatten=control.flatten, now=now)
-        live.event("kill.orders_canceled", f"halt by {control.who}: {canceled} open order(s) canceled", severity="WARN", now=now)
+        carry_out_halt(self.store, live.broker, live.account.id, self.run.run_id, control, now)
         if control.flatten:
-            live.event("kill.flatten", f"flatten: {len(closing)} position(s) closed at market", severity="WARN", now=now)
             try:
                 live.mark(now)  # the book as it is now (the simulator's sells fill at once)
             except BrokerError as exc:

@@ -64,7 +64,8 @@ def journal_sim_broker(account: AccountPlan, store: Store) -> SimBroker:
     from botctl.adapters.sim_broker import SimBroker
 
     latest, positions = store.account_state(account.id)
-    broker = SimBroker(latest.cash if latest else account.starting_cash, msgspec.structs.replace(account.sim, fill="close"))
+    broker = SimBroker(latest.cash if latest else account.starting_cash, msgspec.structs.replace(account.sim, fill="close"),
+                       account=account.id)
     for position in positions:
         broker.qty[position.symbol] = position.qty
         broker.avg_price[position.symbol] = position.avg_price

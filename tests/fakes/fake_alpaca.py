@@ -28,7 +28,9 @@ FakeAlpaca(*, api_key="test-key", secret_key="test-secret", cash=100_000.0, mult
     fill_model: "last" (below) or "open": the simulator's `fill: open`, for holding the paper
           loop equal to a backtest. Until a session's close the fake knows only the previous
           close (its latest trade, quote and marks), and market orders fill at the session's
-          adjusted open; after the close it knows that close.
+          adjusted open; after the close it knows that close. An order placed while the
+          market is closed fills at the next session's open, answered as filled at the first
+          request after that open (asked or not during the session).
 .url                      "http://127.0.0.1:PORT" (valid once started; no /v2, no trailing slash)
 .start() / .stop()        also `with FakeAlpaca(...) as fake:`; stop() closes the listening socket
                           and every open connection, and wakes up delayed ("timeout") answers.
@@ -550,6 +552,8 @@ class FakeAlpaca:
             now = self._utcnow()
             if self._is_open(now):
                 self._fill_open_orders(now)
+            elif self.fill_model == "open" and self.market_open is None:
+                self._fill_queued_orders(now)
             today = self._today(now)
             asof = today - timedelta(days=int(params.get("days", 10))) if kind == "stale_data" else today
             parts = path.rstrip("/").split("/")[1:]  # ["v2", ...]
@@ -768,6 +772,26 @@ class FakeAlpaca:
         filled = 0
         for order in list(self._orders.values()):
             if order["status"] in _FILLABLE and self._try_fill(order, now):
+                filled += 1
+        return filled
+
+    def _fill_queued_orders(self, now: datetime) -> int:
+        """Market closed, fill_model "open": orders placed before the last session's open
+        filled at that open, as a day order queued overnight does at the real broker (whether
+        or not anyone asked meanwhile)."""
+        day = self._today(now)
+        for back in range(10):
+            session = _session(day - timedelta(days=back))
+            if session is not None and session[0] <= now:
+                last_open = session[0]
+                break
+        else:
+            return 0
+        filled = 0
+        for order in list(self._orders.values()):
+            placed = _parse_time(order["submitted_at"])
+            if order["status"] in _FILLABLE and placed is not None and placed < last_open \
+                    and self._try_fill(order, last_open):
                 filled += 1
         return filled
 

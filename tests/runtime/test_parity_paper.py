@@ -54,15 +54,27 @@ class JumpClock:
 
     speed = 1.0
 
-    def __init__(self, start: datetime, end: datetime) -> None:
+    def __init__(self, start: datetime, end: datetime, actions: tuple = (), db: Path | None = None) -> None:
         self.t, self.end = start, end
         self.trader = None
+        # (instant, what): the operator's commands, given to the journal once the clock passes them
+        self.actions, self.db = [a for a in actions if start <= a[0] < end], db
 
     def now(self) -> datetime:
         return self.t
 
     def real_seconds(self, market_seconds: float) -> float:
-        self.t += timedelta(seconds=market_seconds)
+        target = self.t + timedelta(seconds=market_seconds)
+        if self.actions and self.actions[0][0] <= target:
+            # wake at the operator's command, as a bot sleeping in short slices would
+            from botctl.store import Store
+
+            when, what = self.actions.pop(0)
+            self.t = max(self.t, when)
+            with Store.open(self.db) as store:
+                operator(store, what)
+            return 0.0
+        self.t = target
         if self.t >= self.end and self.trader is not None:
             self.trader.stop = True
         return 0.0
@@ -106,9 +118,10 @@ def backtest(root: Path, data: Path, models: str, start: date, end: date) -> str
 
 
 def paper_loop(root: Path, frame: pl.DataFrame, models: str, start: date, end: date,
-               restarts: tuple[datetime, ...] = ()) -> list[str]:
+               restarts: tuple[datetime, ...] = (), actions: tuple = ()) -> list[str]:
     """The paper loop in this process on jumping clocks against the fake, stopped and started
-    again on the same journal at each of `restarts`; what it printed."""
+    again on the same journal at each of `restarts`, the operator's `actions` (instant, what)
+    given as the clock passes them; what it printed."""
     from fakes.fake_alpaca import FakeAlpaca
 
     from botctl.cli.common import Globals, load_plan
@@ -117,7 +130,7 @@ def paper_loop(root: Path, frame: pl.DataFrame, models: str, start: date, end: d
 
     edges = [datetime.combine(start, datetime.min.time(), timezone.utc) + timedelta(hours=13), *restarts,
              datetime.combine(end + timedelta(days=1), datetime.min.time(), timezone.utc) + timedelta(hours=1)]
-    clocks = [JumpClock(a, b) for a, b in zip(edges, edges[1:])]
+    clocks = [JumpClock(a, b, actions, root / "paper.db") for a, b in zip(edges, edges[1:])]
     current = [clocks[0]]
     fake = FakeAlpaca(api_key=KEY, secret_key=SECRET, bars=frame, now=lambda: current[0].now(), fill_model="open").start()
     config = root / "paper-config"
@@ -180,7 +193,8 @@ def event_shapes(runs: dict) -> tuple[list, list]:
     def shape(rows):
         return sorted({(t, s, tuple(sorted(json.loads(d or "{}")))) for t, s, d in rows if not t.startswith(LOOP_ONLY)})
 
-    return (shape(query(runs["bt"], sql.format("AND run_id = ?"), ACCOUNT, runs["bt_run"])),
+    run = () if runs["bt_run"] is None else (runs["bt_run"],)
+    return (shape(query(runs["bt"], sql.format("AND run_id = ?" if run else ""), ACCOUNT, *run)),
             shape(query(runs["paper"], sql.format(""), ACCOUNT)))
 
 
@@ -237,3 +251,94 @@ def test_a_signal_book_restarted_mid_position_trades_as_its_backtest(book_runs):
     assert bt == paper
     assert {t for t, s, _ in bt if s == "book"} >= {"book.entry", "book.exit"}
     assert_same_nav(book_runs, 55)
+
+
+# --- a kill, a resume and a kill --flatten: the replay and the paper loop act alike -----------
+
+HALT_START, HALT_END = date(2020, 1, 2), date(2020, 4, 30)
+# After a close, before the next session, as an operator would: a kill that keeps the positions,
+# a resume before March's rebalance, then a kill --flatten in April.
+HALTS = ((date(2020, 2, 10), "kill"), (date(2020, 2, 20), "resume"), (date(2020, 4, 14), "flatten"))
+
+
+def operator(store, action: str) -> None:
+    from botctl.runtime.control import clear_halt, request_halt
+
+    if action == "resume":
+        clear_halt(store, [ACCOUNT], who="parity operator")
+    else:
+        request_halt(store, [ACCOUNT], flatten=action == "flatten", reason=f"parity {action}", who="parity operator")
+
+
+def replay(root: Path, data: Path, models: str, start: date, end: date, halts=HALTS) -> None:
+    """`run --replay --speed max` in this process, the operator acting after the closes of `halts`."""
+    from botctl.adapters.file_data import load_bars
+    from botctl.cli.common import Globals, load_plan
+    from botctl.runtime.replay import run_replay
+    from botctl.store import Store
+    from botctl.strategy.bars import bars_from_frame
+
+    config = root / "replay-config"
+    config.mkdir()
+    shutil.copy(ROOT / "strategies.yaml", config)
+    (config / "accounts.yaml").write_text(accounts_yaml("    broker: sim", models))
+    plan = load_plan(Globals(config, root / "replay.db", data))
+    bars = bars_from_frame(load_bars(data), plan.symbols)
+    due = dict(halts)
+    with Store.open(root / "replay.db", trading=True) as store:
+        def progress(done, total, day, navs):
+            if day in due:
+                operator(store, due[day])
+
+        summary = run_replay(plan, bars, store, start, end, speed=None, progress=progress)
+    assert summary.status == "finished"
+
+
+@pytest.fixture(scope="module")
+def halt_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paper-parity-halts")
+    frame, data = damaged_bars(root, HALT_END)
+    replay(root, data, MODELS, HALT_START, HALT_END)
+    actions = tuple((datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(hours=22), what)
+                    for day, what in HALTS)
+    lines = paper_loop(root, frame, MODELS, HALT_START, HALT_END, actions=actions)
+    return {"replay": root / "replay.db", "paper": root / "paper.db", "lines": lines}
+
+
+def all_orders(db: Path) -> list[tuple]:
+    """Every order of the account: cycle orders by their id scheme, a flatten's by what they are
+    (the simulator and Alpaca name closing orders their own way)."""
+    rows = query(db, "SELECT client_order_id, symbol, side, qty, status, reason FROM orders WHERE account = ? "
+                     "ORDER BY ts_init, symbol", ACCOUNT)
+    return [(scheme(c) if c.startswith("bc-") else "flatten", s, side, round(q, 6), st, r)
+            for c, s, side, q, st, r in rows]
+
+
+def test_kills_a_resume_and_a_flatten_act_alike_in_the_replay_and_the_paper_loop(halt_runs):
+    replayed, paper = all_orders(halt_runs["replay"]), all_orders(halt_runs["paper"])
+    assert replayed == paper, halt_runs["lines"][-20:]
+    closing = [o for o in paper if o[0] == "flatten"]
+    assert closing and all(o[2] == "sell" and o[4] == "filled" for o in closing)
+    # nothing was bought while the first kill held, nor after the flatten
+    assert not [o for o in paper if o[0] != "flatten" and "20200211" <= o[0].split("-")[1] <= "20200220"]
+    assert not [o for o in paper if o[0] != "flatten" and o[0].split("-")[1] > "20200414"]
+    fills = "SELECT symbol, side, qty, price FROM fills WHERE account = ? ORDER BY ts_event, symbol, side"
+    replay_fills, paper_fills = query(halt_runs["replay"], fills, ACCOUNT), query(halt_runs["paper"], fills, ACCOUNT)
+    assert len(replay_fills) == len(paper_fills) > 0
+    for a, b in zip(replay_fills, paper_fills):
+        assert a[:2] == b[:2] and a[2] == pytest.approx(b[2], abs=1e-9) and a[3] == pytest.approx(b[3], rel=1e-9), (a, b)
+    shapes = event_shapes({"bt": halt_runs["replay"], "bt_run": None, "paper": halt_runs["paper"]})
+    assert shapes[0] == shapes[1]
+    assert {"kill.requested", "kill.orders_canceled", "kill.flatten", "resume"} <= {t for t, _, _ in shapes[1]}
+    for db in (halt_runs["replay"], halt_runs["paper"]):  # nothing held at the end, all in cash
+        (ts, value, cash, gross), = query(db, "SELECT ts_event, nav, cash, gross_exposure FROM nav WHERE account = ? "
+                                              "ORDER BY ts_event DESC, id DESC LIMIT 1", ACCOUNT)
+        assert query(db, "SELECT count(*) FROM positions WHERE account = ? AND ts_event = ? AND qty != 0",
+                     ACCOUNT, ts) == [(0,)]
+        assert cash == pytest.approx(value) and gross == 0
+    nav = "SELECT substr(ts_event, 1, 10), nav FROM nav WHERE account = ? ORDER BY ts_event"
+    replay_nav = dict(query(halt_runs["replay"], nav, ACCOUNT))
+    paper_nav = dict(query(halt_runs["paper"], nav, ACCOUNT))  # its last mark of each day
+    assert len(paper_nav) >= 80
+    for day, value in paper_nav.items():
+        assert replay_nav[day] == pytest.approx(value, rel=1e-9), day
