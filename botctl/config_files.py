@@ -77,3 +77,20 @@ def read_config_pair(config_dir: Path) -> tuple[bytes, bytes]:
         raise ConfigError(problems)
     strategies, accounts = contents
     return strategies, accounts
+
+
+def feed_source_names(config_dir: Path) -> tuple[list[str], str | None] | None:
+    """The live sources (webhook, http_poll, file) feeds.yaml declares, by name, and a one-line
+    problem when it cannot be read; None without a feeds.yaml. What `status` and the dashboard
+    list beside the journal's sources; secrets are not checked (nothing here uses them)."""
+    from botctl.errors import BotctlError
+    from botctl.spec.feeds import FEEDS_FILE, load_feeds
+
+    path = config_dir / FEEDS_FILE
+    if not os.path.lexists(path):
+        return None
+    try:
+        config = load_feeds(read_config_file(path), environ=None)
+    except BotctlError as exc:
+        return [], (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return [name for name, spec in config.sources.items() if spec.type != "journal"], None

@@ -87,9 +87,11 @@ def register(app: typer.Typer) -> None:
                 ids = [a for a in ids if a in account]
             views = {a: account_view(store, a, controls) for a in ids}
             replay_now = simulated_now(store, rv.run)  # a replay's next rebalance is on its own clock
+            from botctl.config_files import feed_source_names
             from botctl.store.overview import feed_views
 
-            feeds = feed_views(store, datetime.now(timezone.utc))
+            declared = feed_source_names(g.config_dir)  # feeds.yaml's live sources, listed before they send
+            feeds = feed_views(store, datetime.now(timezone.utc), also=declared[0] if declared else ())
         today = (replay_now or datetime.now(timezone.utc)).date()
         body = {
             "running": rv.running,

@@ -3,6 +3,7 @@ assembled from the journal alone, so they work whether or not the bot runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 import msgspec
@@ -165,8 +166,9 @@ class FeedSourceView(msgspec.Struct):
     stale_since: datetime | None
 
 
-def feed_views(store: Store, now: datetime) -> list[FeedSourceView]:
-    """Every source that journaled a signal or went stale, by name."""
+def feed_views(store: Store, now: datetime, also: Iterable[str] = ()) -> list[FeedSourceView]:
+    """Every source that journaled a signal or went stale, and those of `also` (the ones
+    feeds.yaml declares: listed with zeros until they send), by name."""
     midnight = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = store.signal_sources(midnight)
     stale: dict[str, datetime | None] = {}
@@ -178,7 +180,7 @@ def feed_views(store: Store, now: datetime) -> list[FeedSourceView]:
     for type_, ts, source in rows:
         if source is not None and source not in stale:
             stale[source] = datetime.fromisoformat(ts) if type_ == "feed.stale" else None
-    names = sorted(set(counts) | set(stale))
+    names = sorted(set(counts) | set(stale) | set(also))
     return [FeedSourceView(name, counts.get(name, (0, None, 0))[2], counts.get(name, (0, None, 0))[0],
                            counts.get(name, (0, None, 0))[1], stale.get(name) is not None, stale.get(name))
             for name in names]

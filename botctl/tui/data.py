@@ -169,24 +169,18 @@ class Source:
         return self._plan
 
     def feed_sources(self) -> tuple[list[str], str | None] | None:
-        """(the live sources feeds.yaml declares, a one-line problem) or None without one."""
+        """(the live sources feeds.yaml declares, a one-line problem) or None without one;
+        read again only when the file changes."""
         from botctl.spec.feeds import FEEDS_FILE
 
-        path = self.config_dir / FEEDS_FILE
         try:
-            key: object = path.stat().st_mtime_ns
+            key: object = (self.config_dir / FEEDS_FILE).stat().st_mtime_ns
         except OSError:
             return None
         if key != self._feeds_key:
-            from botctl.errors import BotctlError
-            from botctl.feeds.runner import read_feeds
+            from botctl.config_files import feed_source_names
 
-            try:
-                config = read_feeds(self.config_dir, environ=None)
-                names = [name for name, spec in config.sources.items() if spec.type != "journal"] if config else []
-                self._feeds_key, self._feeds = key, (names, None)
-            except BotctlError as exc:
-                self._feeds_key, self._feeds = key, ([], str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self._feeds_key, self._feeds = key, feed_source_names(self.config_dir) or ([], None)
         return self._feeds
 
     # --- one refresh ---------------------------------------------------------------------
@@ -259,13 +253,10 @@ class Source:
         configured = self.feed_sources()
         if configured is None:
             return
-        from botctl.store.overview import FeedSourceView, feed_views
+        from botctl.store.overview import feed_views
 
         names, snap.feeds_problem = configured
-        views = {v.source: v for v in feed_views(store, now)}
-        for name in names:
-            views.setdefault(name, FeedSourceView(name, 0, 0, None, False, None))
-        snap.feeds = [views[name] for name in sorted(views)]
+        snap.feeds = feed_views(store, now, also=names)
         snap.rejections = [e for _, e in reversed(store.newest("events", REJECTIONS_SHOWN, type="signal.rejected"))]
 
     def _read_curve(self, store, account: str, scope: tuple[str, ...], snap: Snapshot) -> None:

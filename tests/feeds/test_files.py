@@ -85,7 +85,8 @@ def test_status_shows_each_source_with_its_counts_and_staleness(config_dir: Path
     from botctl.records import Event
     from botctl.store import Store
 
-    (config_dir / "feeds.yaml").write_text("kinds: {flow: {}}\n")
+    (config_dir / "feeds.yaml").write_text("kinds: {flow: {}}\nsources:\n"
+                                           "  hook: {type: webhook, port: 0, secret_env: UNSET_HOOK_SECRET}\n")
     file = tmp_path / "s.csv"
     file.write_text(HEADER + "1,2024-03-01T15:00:00Z,SPY,flow,1.5,long\n")
     db = tmp_path / "j.db"
@@ -98,9 +99,12 @@ def test_status_shows_each_source_with_its_counts_and_staleness(config_dir: Path
     feeds = {f["source"]: f for f in json.loads(done.stdout)["feeds"]}
     assert feeds["rec"]["signals"] == 1 and feeds["rec"]["today"] == 1 and not feeds["rec"]["stale"]
     assert feeds["vendor"]["stale"] and feeds["vendor"]["signals"] == 0
+    # declared in feeds.yaml and silent so far: listed with zeros (its secret is not status's business)
+    assert (feeds["hook"]["signals"], feeds["hook"]["stale"], feeds["hook"]["last_received_at"]) == (0, False, None)
     text = botctl(config_dir, db, "status").stdout
     assert "feed rec: 1 signal(s) received today (UTC), 1 in all, last received 20" in text
     assert "feed vendor: 0 signal(s) received today (UTC), 0 in all, last received never, STALE since" in text
+    assert "feed hook: 0 signal(s) received today (UTC), 0 in all, last received never\n" in text
     with Store.open(db) as store:
         store.insert(Event(ts_event=now, subsystem="feeds", type="feed.fresh", message="x", details={"source": "vendor"}))
     assert "STALE" not in botctl(config_dir, db, "status").stdout
