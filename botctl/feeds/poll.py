@@ -3,9 +3,10 @@
 A poll is one GET with the auth header (its value from the environment, never logged), retried
 with doubling backoff on 429, 5xx and no answer (a Retry-After header wins, capped). Each
 item of the answer is mapped to the signal fields, checked and journaled. A source with no
-good answer for `stale_after_minutes` is stale: a `feed.stale` WARN event, `stale_sources`
-lists it (status shows it, and the trading loop takes no new entries from it) until an answer
-comes again (`feed.fresh`).
+good answer for `stale_after_minutes` is stale (`Poller.judge`, asked by the poller after a
+failed poll and by the trading loop through `FeedRunner.stale_since`): a `feed.stale` WARN
+event, status shows it, and its scores count as missing (feeds.plan_scores.LiveScores: no new
+entries, no score-based exits) until an answer comes again (`feed.fresh`).
 """
 
 from __future__ import annotations

@@ -99,10 +99,10 @@ class FeedRunner:
         now: Callable[[], datetime] = (clock.now if hasattr(clock, "now") else clock) if clock is not None else utc_now
         self.now = now
         path = store.path if hasattr(store, "path") else os.fspath(store)
-        stale_before = _journal_stale(path)
         # One queue for every source; each webhook also has its own limit (its queue_size).
         queue_size = sum(s.queue_size for s in self.config.sources.values() if isinstance(s, WebhookSource)) + 1000
-        self.intake = Intake(path, run_id=self.run_id, queue_size=queue_size, now=now).start()
+        self.intake = Intake(path, run_id=self.run_id, queue_size=queue_size, now=now).start()  # opens (migrates) it
+        stale_before = _journal_stale(path)
         rules: dict[str, Any] = {"kinds": kind_ttls(self.config), "known_symbols": self.known_symbols,
                                  "max_future": timedelta(seconds=self.config.max_future_seconds)}
         try:
