@@ -97,6 +97,18 @@ def test_fills_before_any_mark_count_from_the_starting_cash_and_other_runs_never
         assert holding(journal_sim_broker(account, store)) == holding(traded)
 
 
+def test_kill_flatten_with_no_bot_sells_what_a_bot_killed_before_its_first_mark_bought(tmp_path, account):
+    from botctl.runtime.offline_kill import kill_offline
+
+    with Store.open(tmp_path / "j.db") as store:
+        run = paper_run(store)
+        trade(store, run, simulator(account), "buy", "XLK", 100.0, 95.0, T0)  # no mark yet
+        done = kill_offline(store, account, "plan", flatten=True, reason="test")
+        assert done["sold"] == 1 and "note" not in done, done
+        assert store.account_state(ACCOUNT)[1] == []  # marked afterwards: flat
+        assert holding(journal_sim_broker(account, store))[1] == {}
+
+
 def test_reconciling_after_fills_without_their_mark_finds_no_mismatch(tmp_path, account):
     with Store.open(tmp_path / "j.db") as store:
         run = paper_run(store)
