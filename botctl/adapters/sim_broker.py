@@ -230,28 +230,40 @@ class SimBroker:
                     f"over {self.settings.margin:g}x equity ${equity:,.2f} = ${allowed:,.2f}")
         return None
 
+    def restore_fill(self, fill: Fill) -> None:
+        """Book a fill made earlier (a journaled one) into cash and holdings, exactly as it
+        was booked when it happened: what rebuilding the broker from the journal needs for
+        the fills its last mark does not hold yet."""
+        self._exposure = None
+        self._book(fill.symbol, fill.side, fill.qty, fill.price, fill.commission)
+        self.last_price.setdefault(fill.symbol, fill.price)
+
+    def _book(self, symbol: str, side: str, qty: float, fill_price: float, commission: float) -> None:
+        """Cash and holdings after one fill (the one place their arithmetic is written)."""
+        notional = qty * fill_price
+        held = self.qty.get(symbol, 0.0)
+        if side == "buy":
+            self.cash -= notional + commission
+            total = held + qty
+            self.avg_price[symbol] = (held * self.avg_price.get(symbol, 0.0) + notional) / total if total else 0.0
+            self.qty[symbol] = total
+        else:
+            self.cash += notional - commission
+            remaining = held - qty
+            if abs(remaining) < 1e-9:
+                self.qty.pop(symbol, None)
+                self.avg_price.pop(symbol, None)
+            else:
+                self.qty[symbol] = remaining
+
     def _fill(self, order: Order, price: float, now: datetime) -> tuple[Order, list[Fill]]:
         known_price = order.symbol in self.last_price
         self._unpend(order)
         cash_before, held_before = self.cash, self.qty.get(order.symbol, 0.0)
         slip = self.settings.slippage_bps / 1e4
         fill_price = price * (1 + slip) if order.side == "buy" else price * (1 - slip)
-        notional = order.qty * fill_price
-        commission = notional * self.settings.commission_bps / 1e4
-        held = self.qty.get(order.symbol, 0.0)
-        if order.side == "buy":
-            self.cash -= notional + commission
-            total = held + order.qty
-            self.avg_price[order.symbol] = (held * self.avg_price.get(order.symbol, 0.0) + notional) / total if total else 0.0
-            self.qty[order.symbol] = total
-        else:
-            self.cash += notional - commission
-            remaining = held - order.qty
-            if abs(remaining) < 1e-9:
-                self.qty.pop(order.symbol, None)
-                self.avg_price.pop(order.symbol, None)
-            else:
-                self.qty[order.symbol] = remaining
+        commission = order.qty * fill_price * self.settings.commission_bps / 1e4
+        self._book(order.symbol, order.side, order.qty, fill_price, commission)
         self.last_price.setdefault(order.symbol, price)
         if self._exposure is not None:
             if known_price:  # pending became held: gross is unchanged, equity moves by the costs

@@ -281,9 +281,19 @@ def _print_status(body: dict) -> None:
         for b in a.get("book_positions", []):
             def num(x: float | None, spec: str = ".2f") -> str:
                 return "-" if x is None else format(x, spec)
-            out(f"  book {b['model']}: {b['symbol']} entered {b['entered_on']} ({b['age_days']} days before {b['as_of']}) "
-                f"@ {num(b['entry_price'])}, stop {num(b['stop_level'])}, ladder stage {b['ladder_stage']}, "
-                f"score {num(b['score'], '.4g')}")
+            waiting = b.get("exit_waiting")
+            if b["entered_on"] is None:
+                line = f"  book {b['model']}: {b['symbol']} {b['qty']:g} shares to sell"
+            else:
+                line = (f"  book {b['model']}: {b['symbol']} entered {b['entered_on']} ({b['age_days']} days before "
+                        f"{b['as_of']}) @ {num(b['entry_price'])}, stop {num(b['stop_level'])}, ladder stage "
+                        f"{b['ladder_stage']}, score {num(b['score'], '.4g')}")
+            if waiting:
+                line += (f"; EXIT WAITING since {waiting['since']}: no price for {b['symbol']}, "
+                         + ("its exits are not checked" if waiting["decided_on"] is None
+                            else f"the {waiting['rule']} sale decided on {waiting['decided_on']} is not sent")
+                         + " (nothing is sold blind)")
+            out(line)
         if a["open_orders"]:
             out(f"  open orders: {len(a['open_orders'])}")
             for o in a["open_orders"][:10]:

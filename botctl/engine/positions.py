@@ -44,6 +44,7 @@ class OpenPosition(msgspec.Struct, frozen=True, kw_only=True):
     entry_score: float
     score: float | None = None  # the score at the last decision
     stop_level: float | None = None  # the higher of the stop loss and the trailing stop at the last decision
+    waiting_since: date | None = None  # its exits wait for a price: the first session without a close
 
 
 class ExitMark(msgspec.Struct, frozen=True):
@@ -62,6 +63,7 @@ class PendingSale(msgspec.Struct, frozen=True, kw_only=True):
     rule: str
     held_before: float  # the account's shares of the symbol when the sale was decided
     decided_on: date
+    waiting_since: date | None = None  # it waits for a price to be sent again: the first session without a close
 
 
 class ModelBook(msgspec.Struct, frozen=True, kw_only=True):
@@ -220,6 +222,13 @@ def _full_exits(rules: _Rules, p: OpenPosition, close: float, score: float, held
     return fired
 
 
+def _no_close_since(signals: Signals, symbol: str, row: int) -> date:
+    """The first session of the run of missing closes of `symbol` that ends at `row`."""
+    closes = signals.bars.close[: row + 1, signals.columns[symbol]]
+    seen = np.flatnonzero(~np.isnan(closes))
+    return signals.bars.dates[int(seen[-1]) + 1 if seen.size else 0]
+
+
 def _stop_level(rules: _Rules, entry: float | None, high: float) -> float | None:
     """The close at or below which a stop fires next (what status shows)."""
     levels = []
@@ -279,10 +288,11 @@ def decide_book(
             continue  # sold
         price = float(close_row[signals.columns[symbol]])
         if math.isnan(price):
-            selling[symbol] = pending
+            since = pending.waiting_since or _no_close_since(signals, symbol, row)
+            selling[symbol] = msgspec.structs.replace(pending, waiting_since=since)
             note(symbol, "book.exit_waiting", pending.rule, f"{symbol}: the {pending.rule} sale decided on "
-                 f"{pending.decided_on} is not done and {symbol} has no close on {today}: it waits for a price",
-                 {"qty": left}, severity="WARN")
+                 f"{pending.decided_on} is not done and {symbol} has no close on {today}: it waits for a price "
+                 f"(since {since})", {"qty": left}, severity="WARN")
             continue
         note(symbol, "book.exit_retried", pending.rule, f"{symbol}: the {pending.rule} sale decided on {pending.decided_on} "
              f"did not happen ({left:g} shares still held): sent again", {"qty": left}, severity="WARN")
@@ -304,13 +314,14 @@ def decide_book(
         close = float(close_row[col])
         score = float(score_row[col])
         if math.isnan(close):
+            since = p.waiting_since or _no_close_since(signals, symbol, row)
             note(symbol, "book.exit_waiting", "no_price", f"{symbol} has no close on {today}: its exits are not checked "
-                 "and nothing is sold blind; they wait for a price", severity="WARN")
-            positions[symbol] = p
+                 f"and nothing is sold blind; they wait for a price (since {since})", {"qty": p.qty}, severity="WARN")
+            positions[symbol] = msgspec.structs.replace(p, waiting_since=since)
             continue
         high = close if p.high_close is None else max(p.high_close, close)
         p = msgspec.structs.replace(p, high_close=high, score=None if math.isnan(score) else score,
-                                    stop_level=_stop_level(rules, p.entry_price, high))
+                                    stop_level=_stop_level(rules, p.entry_price, high), waiting_since=None)
         held = row - bars.index_of(p.decided_on)  # closes seen since the entry's open
         fired = _full_exits(rules, p, close, score, held, regime_closed)
         if fired:

@@ -10,7 +10,7 @@ then mark at this bar's close.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 
 import msgspec
@@ -331,12 +331,15 @@ class _BookLedger:
         self.book = book
 
     def commit(self, orders: list[Order], state: guard.GuardState, now: datetime,
-               books: BookState | None = None) -> None:
+               books: BookState | None = None, notes: Sequence[Event] = ()) -> None:
+        """The replay calls this inside the transaction of its whole cycle (the orders, the
+        books' state here, the notes when the book's lists are flushed)."""
         if self.book.before_submit is not None:
             for order in orders:
                 self.book.before_submit(order)
         if books is not None and self.book.on_book_state is not None:
             self.book.on_book_state(books)
+        self.book.events.extend(notes)
 
     def record(self, order: Order, fills: list[Fill]) -> None:
         book = self.book

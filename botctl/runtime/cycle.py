@@ -22,7 +22,7 @@ every mode.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Protocol
 
@@ -57,9 +57,11 @@ class Ledger(Protocol):
     """Where one account's cycle records go."""
 
     def commit(self, orders: list[Order], state: guard.GuardState, now: datetime,
-               books: BookState | None = None) -> None:
+               books: BookState | None = None, notes: Sequence[Event] = ()) -> None:
         """Keep the cycle's orders (status pending) before the broker hears of any of them,
-        with the signal books' state they were decided with (None: no signal book)."""
+        with the signal books' state they were decided with (None: no signal book) and
+        `notes`, the events of that decision (the guard's blocks, the books' entries and
+        exits), all together or none: a crash can neither lose nor repeat one of them."""
         ...
 
     def record(self, order: Order, fills: list[Fill]) -> None:
@@ -152,6 +154,23 @@ class AccountCycle:
     def prefix(self, when: datetime) -> str:
         return cycle_prefix(self.namespace, self.account.id, when)
 
+    def price(self, bars: Bars, signals: Signals, row: int, today: date,
+              prices: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+        """Mark the broker at the prices the cycle of session `today` trades at (`prices`, the
+        current ones, a symbol without one at its close of bar `row`) with the factors to
+        as-traded prices of the session they are from. Returns (closes, those prices)."""
+        account = self.account
+        columns = [signals.columns[s] for s in account.symbols]
+        closes = row_values(bars.close[row], account.symbols, columns)
+        factors = None
+        if bars.as_traded is not None:  # a simulator fills as traded, at the session its prices are from
+            priced = row + 1 if prices is not None and row + 1 < len(bars.dates) and bars.dates[row + 1] == today else row
+            factors = row_values(bars.as_traded[priced], account.symbols, columns)
+        # Sized at the current prices given, a symbol without one at its last close.
+        at = closes if prices is None else {**closes, **{s: p for s, p in prices.items() if s in closes}}
+        self.broker.mark(at, factors)
+        return closes, at
+
     def run(self, bars: Bars, signals: Signals, row: int, due: list[str], previous: dict[str, Decision], *,
             today: date, when: datetime, now: datetime, prices: dict[str, float] | None = None,
             reason: str | None = None,
@@ -173,14 +192,7 @@ class AccountCycle:
                 symbol=suspect[0][0],
                 details={"rule": "suspect_data", "symbols": [s for s, _ in suspect], "due": sorted(due)}))
             return CycleOutcome(result=None, suspect=suspect)
-        closes = row_values(bars.close[row], account.symbols, columns)
-        factors = None
-        if bars.as_traded is not None:  # a simulator fills as traded, at the session its prices are from
-            priced = row + 1 if prices is not None and row + 1 < len(bars.dates) and bars.dates[row + 1] == today else row
-            factors = row_values(bars.as_traded[priced], account.symbols, columns)
-        # Sized at the current prices given, a symbol without one at its last close.
-        at = closes if prices is None else {**closes, **{s: p for s, p in prices.items() if s in closes}}
-        self.broker.mark(at, factors)
+        closes, at = self.price(bars, signals, row, today, prices)
         state = self.broker.account()
         qty = {s: p.qty for s, p in self.broker.positions().items()}
         result = decide_cycle(account, signals, row, due, previous, qty, state.cash, at,
@@ -205,20 +217,25 @@ class AccountCycle:
             accepted_moves=frozenset(s for s, _ in verdict.accepted))
         before = self.guard
         accepted, blocked = guard.check_orders(result.orders, account.risk, portfolio, before, now)
-        for block in blocked:
-            self.ledger.event(blocked_event(self.run_id, account.id, block, now))
+        notes = [blocked_event(self.run_id, account.id, block, now) for block in blocked]
         if before_commit is not None:
-            before_commit(accepted, state.equity)
+            try:
+                before_commit(accepted, state.equity)
+            except BaseException:  # refused: nothing is kept but what the guard refused
+                for note in notes:
+                    self.ledger.event(note)
+                raise
         self.guard = guard.after_orders(self.guard, today, len(accepted))
         prefix = self.prefix(when)
         orders = [Order(client_order_id=client_order_id(prefix, c.symbol, c.side), run_id=self.run_id,
                         account=account.id, symbol=c.symbol, side=c.side, qty=c.qty, status="pending",
                         ts_init=now, ts_event=now, reason=c.reason, ref_price=c.ref_price) for c in accepted]
-        self.ledger.commit(orders, self.guard, now, result.book_state)
+        if result.book_state is not None:
+            notes += [book_note_event(self.run_id, account.id, note, now) for note in result.book_notes]
+        # One commit for the decision: its orders, the guard, the books' state and its events.
+        self.ledger.commit(orders, self.guard, now, result.book_state, notes)
         if result.book_state is not None:
             self.books = result.book_state
-            for note in result.book_notes:
-                self.ledger.event(book_note_event(self.run_id, account.id, note, now))
         outcome = CycleOutcome(result=result, blocked=list(blocked), widened=bool(verdict.accepted))
         self._send_all(orders, accepted, portfolio, before, now, outcome)
         self.ledger.save_guard(self.guard, now)

@@ -11,7 +11,7 @@ placing them again.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -144,7 +144,12 @@ class LiveAccount:
 
     def _sync_positions(self, now: datetime) -> None:
         broker_positions = {s: p.qty for s, p in self.broker.positions().items() if p.qty}
-        journal = {p.symbol: p.qty for p in self.store.account_state(self.account.id)[1]}
+        # What the journal holds: the latest mark's positions and the fills made since it
+        # (a process killed after a fill and before its mark is no mismatch).
+        mark, positions = self.store.account_state(self.account.id)
+        journal = {p.symbol: p.qty for p in positions}
+        for fill in self.store.fills_after_mark(self.account.id, mark):
+            journal[fill.symbol] = journal.get(fill.symbol, 0.0) + (fill.qty if fill.side == "buy" else -fill.qty)
         mismatched = {s for s in set(broker_positions) | set(journal)
                       if abs(broker_positions.get(s, 0.0) - journal.get(s, 0.0)) > 1e-6}
         if mismatched:
@@ -167,11 +172,13 @@ class LiveAccount:
         deciding again on positions the first run already moved would trade the difference."""
         prefix = self.kernel.prefix(when)
         self.blocked = []
-        journaled = self.store.orders_with_prefix(prefix + "-")
-        if journaled:
-            return self._finish(journaled, now)
         today = when.astimezone(NEW_YORK).date()
         row = bars.index_of(today - timedelta(days=1))
+        journaled = self.store.orders_with_prefix(prefix + "-")
+        if journaled:
+            if row >= 0:  # the orders still to send go at the prices the cycle was decided at
+                self.kernel.price(bars, signals, row, today, prices)
+            return self._finish(journaled, now)
         if row < 0:
             raise DataError(f"account {self.account.id}: no bar before {today}")
 
@@ -263,13 +270,14 @@ class JournalLedger:
         self.run_id = run_id
 
     def commit(self, orders: list[Order], state: guard.GuardState, now: datetime,
-               books: BookState | None = None) -> None:
-        with self.store.transaction():  # the orders, the guard and the books' state, or none of them
+               books: BookState | None = None, notes: Sequence[Event] = ()) -> None:
+        with self.store.transaction():  # the orders, the guard, the books' state and the notes, or none of them
             for order in orders:
                 self.store.upsert_order(order)
             self.save_guard(state, now)
             if books is not None:
                 self.store.put_position_states(GUARD_SCOPE, self.account, encode_books(books), now)
+            self.store.insert_many(notes)
 
     def record(self, order: Order, fills: list[Fill]) -> None:
         with self.store.transaction():

@@ -2,8 +2,8 @@
 
 Only a paper or live account's own state is acted on: the marks and orders of its paper/live
 runs (and of earlier kills), never a backtest's or a replay's. For the simulated broker that
-state lives in the journal, so the broker is rebuilt from the account's latest marks (cash and
-positions); a flatten sells every position at its last marked price, with the usual slippage
+state lives in the journal, so the broker is rebuilt from the account's latest mark (cash and
+positions) and the fills made since it; a flatten sells every position at its last marked price, with the usual slippage
 and commission, and the account is marked again. An account that has never traded has nothing
 to act on and gets no mark. Every step is journaled under a `manual` run, like any other
 trading; the cancel-then-flatten itself is control.carry_out_halt, as in a running bot and a replay.
@@ -46,15 +46,17 @@ def kill_offline(store: Store, account: AccountPlan, plan_id: str, *, flatten: b
                 _mark(store, run.run_id, account.id, broker, now)
         return {"account": account.id, "canceled": canceled, "sold": len(closing), "run_id": run.run_id}
     latest, _ = store.account_state(account.id)
+    # Its own state: a mark, or fills before any (a bot killed in its first cycle, before marking).
+    traded = latest is not None or bool(store.fills_after_mark(account.id, None))
     with store.transaction():
         store.upsert_run(run)
         canceled, closing = carry_out_halt(store, broker, account.id, run.run_id, control, now,
                                            by="no bot running, in the journal (sold at the last marked prices)")
-        if latest is not None and closing:  # the account's own state moved: mark it
+        if traded and closing:  # the account's own state moved: mark it
             _mark(store, run.run_id, account.id, broker, now)
     sold = sum(1 for o in closing if o.status == "filled")
     result = {"account": account.id, "canceled": canceled, "sold": sold, "run_id": run.run_id}
-    if latest is None:
+    if not traded:
         # Replays and backtests are simulations: their holdings are nobody's to sell.
         result["note"] = "no paper or live run of this account in the journal, so it holds nothing to sell; " \
                          "replay and backtest positions are simulations"

@@ -60,7 +60,8 @@ def make_broker(account: AccountPlan, store: Store, environ: Mapping[str, str] =
 
 def journal_sim_broker(account: AccountPlan, store: Store) -> SimBroker:
     """A SimBroker holding what the journal says the account holds (from its own paper runs
-    only, never a backtest's or replay's); it fills at the last close."""
+    only, never a backtest's or replay's): its latest mark, then the fills made since (a
+    process killed between its fills and its next mark); it fills at the last close."""
     from botctl.adapters.sim_broker import SimBroker
 
     latest, positions = store.account_state(account.id)
@@ -70,6 +71,8 @@ def journal_sim_broker(account: AccountPlan, store: Store) -> SimBroker:
         broker.qty[position.symbol] = position.qty
         broker.avg_price[position.symbol] = position.avg_price
         broker.last_price[position.symbol] = position.price
+    for fill in store.fills_after_mark(account.id, latest):
+        broker.restore_fill(fill)
     return broker
 
 

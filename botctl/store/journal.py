@@ -630,6 +630,18 @@ class Store:
             return None, []
         return latest[0], self.positions_at_latest(account, latest[0].run_id)
 
+    def fills_after_mark(self, account: str, mark: NavSnapshot | None) -> list[Fill]:
+        """The fills of a paper or live account (its own runs only, as account_state) that its
+        mark `mark` does not hold: stamped after it (a mark at t holds every fill up to t), or
+        all of them when there is no mark yet. Oldest first. A process killed between a fill
+        and its next mark leaves these behind."""
+        codec = self._codec("fills")
+        clauses, params = self._where(codec, {"account": account, "run_id": self.run_ids(ACCOUNT_STATE_KINDS)})
+        if mark is not None:
+            clauses.append("ts_event > ?")
+            params.append(format_ts(mark.ts_event, "ts_event"))
+        return [rec for _, rec in self._query(codec, clauses, params, "ORDER BY ts_event, id")]
+
     def nav_series(self, account: str, run_id: str) -> list[NavSnapshot]:
         return self._records("nav", None, account=account, run_id=run_id)
 

@@ -25,20 +25,32 @@ class PositionView(msgspec.Struct):
     unrealized_pnl: float
 
 
+class ExitWaitingView(msgspec.Struct):
+    """A book position whose symbol had no price when its exits were due: nothing is sold
+    blind, the exit waits (a `book.exit_waiting` WARN each session) until a price comes back."""
+
+    rule: str  # the exit decided and not done yet, or "no_price": its exits could not be checked
+    since: str  # the first session without a close
+    decided_on: str | None  # when that exit was decided (None with "no_price")
+
+
 class BookPositionView(msgspec.Struct):
-    """A signal book's open position as its journaled state says (engine.positions)."""
+    """A signal book's open position as its journaled state says (engine.positions). A sale
+    decided and waiting for a price is listed too, under the exit's rule; once its position
+    has left the book only its quantity is known (entered_on and the figures are None)."""
 
     model: str
     symbol: str
     qty: float
-    entered_on: str  # the bar the entry was decided on; it filled at the next session's open
+    entered_on: str | None  # the bar the entry was decided on; it filled at the next session's open
     entry_price: float | None
     high_close: float | None
     stop_level: float | None  # the close at or below which a stop fires
-    ladder_stage: int  # take-profit rungs sold
+    ladder_stage: int | None  # take-profit rungs sold
     score: float | None
     as_of: str | None  # the bar of the book's last decision
     age_days: int | None  # calendar days from entered_on to as_of
+    exit_waiting: ExitWaitingView | None = None  # its exit waits for a price
 
 
 class AccountView(msgspec.Struct):
@@ -146,12 +158,22 @@ def book_positions(store: Store, account: str, run_id: str | None) -> list[BookP
         return []
     out = []
     for model, book in sorted(state.models.items()):
+        as_of = book.as_of.isoformat() if book.as_of else None
+        waiting = {symbol: ExitWaitingView(sale.rule, sale.waiting_since.isoformat(), sale.decided_on.isoformat())
+                   for symbol, sale in book.selling.items() if sale.waiting_since is not None}
         for symbol, p in sorted(book.positions.items()):
             age = (book.as_of - p.decided_on).days if book.as_of else None
+            exit_waiting = waiting.pop(symbol, None) or (
+                ExitWaitingView("no_price", p.waiting_since.isoformat(), None) if p.waiting_since else None)
             out.append(BookPositionView(
                 model=model, symbol=symbol, qty=p.qty, entered_on=p.decided_on.isoformat(), entry_price=p.entry_price,
                 high_close=p.high_close, stop_level=p.stop_level, ladder_stage=p.stage, score=p.score,
-                as_of=book.as_of.isoformat() if book.as_of else None, age_days=age))
+                as_of=as_of, age_days=age, exit_waiting=exit_waiting))
+        for symbol, exit_waiting in sorted(waiting.items()):  # sold in full, the sale not done yet
+            out.append(BookPositionView(
+                model=model, symbol=symbol, qty=book.selling[symbol].qty, entered_on=None, entry_price=None,
+                high_close=None, stop_level=None, ladder_stage=None, score=None, as_of=as_of, age_days=None,
+                exit_waiting=exit_waiting))
     return out
 
 

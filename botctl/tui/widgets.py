@@ -275,7 +275,38 @@ class PositionsPanel(Panel):
         unreal = sum(p.unrealized_pnl for p in view.positions)
         table.add_row(Text("Total", "bold"), "", "", money(gross), Text(pct(lev, signed=False, digits=1), leverage_style(lev)),
                       Text(money(unreal, signed=True), tone(unreal)))
-        return table
+        if not view.book_positions:
+            return table
+        from rich.console import Group
+
+        return Group(table, *_book_positions(view.book_positions))
+
+
+def _book_positions(books) -> list[RenderableType]:
+    """Each signal book's open positions as its journaled state says (the same as `botctl
+    status`): age, entry price, the stop level in force, ladder stage and score; a waiting
+    exit in yellow, with the session since which it waits."""
+    out: list[RenderableType] = []
+    for model in sorted({b.model for b in books}):
+        rows = [b for b in books if b.model == model]
+        as_of = next((b.as_of for b in rows if b.as_of), None)
+        out.append(Text.assemble(("\nbook ", "dim"), (model, "bold"), (f"  as of {as_of}" if as_of else "", "dim")))
+        table = _table("Symbol", "Age", "Entry", "Stop", "Stage", "Score", right=(1, 2, 3, 4, 5))
+        for b in rows:
+            def num(x: float | None, spec: str = ",.2f") -> str:
+                return "-" if x is None else format(x, spec)
+
+            table.add_row(Text(b.symbol, "yellow" if b.exit_waiting else ""), f"{b.age_days}d" if b.age_days is not None else "-",
+                          num(b.entry_price), num(b.stop_level), "-" if b.ladder_stage is None else str(b.ladder_stage),
+                          num(b.score, ".3f"))
+        out.append(table)
+        for b in rows:
+            if b.exit_waiting is not None:
+                waiting = b.exit_waiting
+                why = ("its exits are not checked" if waiting.decided_on is None
+                       else f"the {waiting.rule} sale decided on {waiting.decided_on} is not sent")
+                out.append(Text(f"{b.symbol}: exit waiting since {waiting.since}, no price ({why})", "yellow"))
+    return out
 
 
 class PerformancePanel(Panel):

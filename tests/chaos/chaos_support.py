@@ -19,9 +19,11 @@ Two ways of driving the bot:
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -594,6 +596,124 @@ def crash_workspace(root: Path, fake_url: str, account: str = "alp") -> Workspac
     daily_strategies(ws.config)
     ws.write_accounts(alpaca_account(account, fake_url))
     return ws
+
+
+# --- crash rounds for a signal book on the simulated broker ---------------------------------------
+
+BOOK_ACCOUNT = "signals-sim"  # the shipped account of the shipped signal book, SectorBreakoutBook_v1
+
+
+def book_workspace(root: Path) -> Workspace:
+    """The shipped strategies.yaml and accounts.yaml; runs trade only BOOK_ACCOUNT, whose
+    simulated broker keeps its cash and positions in the journal (wiring.journal_sim_broker)."""
+    ws = make_workspace(root)
+    shutil.copy(REPO / "accounts.yaml", ws.config / "accounts.yaml")
+    return ws
+
+
+def book_run_here(ws: Workspace, at: datetime) -> str:
+    """`botctl run --once --account signals-sim` at `at`, in this process (the CLI itself,
+    through typer's runner: a second faster than a subprocess); what it printed."""
+    from typer.testing import CliRunner
+
+    from botctl.cli.app import app
+
+    done = CliRunner().invoke(app, ws.argv("run", "--once", "--account", BOOK_ACCOUNT, "--cache-dir", str(ws.cache))[3:],
+                              env={"BOTCTL_CLOCK": clock_spec(at)})
+    assert done.exit_code == 0, done.output
+    return done.output
+
+
+def _cycle_rows(conn: sqlite3.Connection, day: date) -> tuple[int, int]:
+    """(orders, fills) journaled so far for the signal book's cycle of `day`."""
+    like = f"%-{BOOK_ACCOUNT}-{day:%Y%m%d}T%"
+    orders = conn.execute("SELECT COUNT(*) FROM orders WHERE client_order_id LIKE ?", (like,)).fetchone()[0]
+    fills = conn.execute("SELECT COUNT(*) FROM fills WHERE client_order_id LIKE ?", (like,)).fetchone()[0]
+    return orders, fills
+
+
+def book_kill_mid_cycle(ws: Workspace, at: datetime, fills_first: int, pause: float, limit: float = 60) -> str:
+    """`botctl run --once` as a subprocess at `at`, SIGKILLed inside its cycle: once the
+    cycle's orders are committed and `fills_first` of them filled, the test takes the
+    journal's priority turnstile (what `botctl kill` takes), so the bot stops before its next
+    write transaction, and kills it there after `pause` seconds. What was committed by then."""
+    from botctl.store.writer_lock import Turnstile
+
+    day = at.astimezone(NY).date()
+    ws.env["BOTCTL_CLOCK"] = clock_spec(at)
+    proc = ws.spawn(ws.run_argv("--account", BOOK_ACCOUNT))
+    seen = (0, 0)
+    try:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ws.db.exists():
+                try:
+                    with contextlib.closing(sqlite3.connect(f"file:{ws.db}?mode=ro", uri=True, timeout=5)) as conn:
+                        seen = _cycle_rows(conn, day)
+                except sqlite3.OperationalError:
+                    seen = (0, 0)  # the journal is being created
+                if seen[0] and seen[1] >= fills_first:
+                    break
+            time.sleep(0.001)
+        else:
+            proc.communicate(timeout=30)
+            return f"exited {proc.returncode} before the trigger (orders, fills {seen})"
+        with Turnstile(ws.db):
+            time.sleep(pause)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    with contextlib.closing(sqlite3.connect(f"file:{ws.db}?mode=ro", uri=True, timeout=5)) as conn:
+        orders, fills = _cycle_rows(conn, day)
+        marks = conn.execute("SELECT COUNT(*) FROM nav WHERE account = ? AND ts_event >= ?",
+                             (BOOK_ACCOUNT, f"{at:%Y-%m-%dT%H:%M}")).fetchone()[0]
+    return f"killed after {orders} order(s), {fills} fill(s), {marks} mark(s) of the cycle were committed"
+
+
+def book_journal(db: Path) -> dict:
+    """What a signal book's paper journal holds that must not depend on crashes: its orders,
+    fills, per-position state, book events and each session's last NAV mark (ids, times and
+    fill ids aside: those are a run's own). Rows in journal order."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        def rows(sql: str) -> list[tuple]:
+            return conn.execute(sql, (BOOK_ACCOUNT,)).fetchall()
+
+        marks: dict[str, tuple] = {}
+        for ts, nav, cash, gross in rows("SELECT ts_event, nav, cash, gross_exposure FROM nav WHERE account = ? ORDER BY id"):
+            at = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(NY)
+            marks[at.date().isoformat()] = (nav, cash, gross)
+        return {
+            "orders": rows("SELECT client_order_id, symbol, side, qty, status, filled_qty, reason, ref_price FROM orders "
+                           "WHERE account = ? ORDER BY client_order_id"),
+            "fills": rows("SELECT client_order_id, symbol, side, qty, price, commission, as_traded_price FROM fills "
+                          "WHERE account = ? ORDER BY client_order_id, id"),
+            "position_state": {model: json.loads(state) for model, state in
+                               rows("SELECT model, state FROM position_state WHERE account = ? AND scope = 'live'")},
+            "book_events": [(t, sym, msg, json.loads(d)) for t, sym, msg, d in
+                            rows("SELECT type, symbol, message, details FROM events WHERE account = ? "
+                                 "AND subsystem = 'book' ORDER BY id")],
+            "nav": marks,
+            "warnings": rows("SELECT type, message FROM events WHERE account = ? AND severity != 'INFO' ORDER BY id"),
+        }
+
+
+def differences(a: object, b: object, where: str = "", rel: float = 1e-9) -> list[str]:
+    """Where two journal extracts differ (floats within `rel`: a restart sums a NAV's holdings
+    in another order)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return [] if math.isclose(a, b, rel_tol=rel, abs_tol=1e-9) else [f"{where}: {a!r} != {b!r}"]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{where}: keys {sorted(set(a) ^ set(b))} in one only"]
+        return [d for k in a for d in differences(a[k], b[k], f"{where}.{k}", rel)]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return [f"{where}: {len(a)} != {len(b)} items"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{where}[{i}]", rel)]
+    return [] if a == b else [f"{where}: {a!r} != {b!r}"]
 
 
 # --- the scheduled loop under broker faults at a rate ---------------------------------------------

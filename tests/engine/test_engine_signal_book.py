@@ -262,6 +262,34 @@ def test_a_symbol_without_a_price_is_not_sold_blind_the_exit_waits():
     assert exits(d) == [(3, "stop_loss")]
 
 
+def test_an_exit_waiting_for_a_price_remembers_since_when_until_a_price_comes_back():
+    closes = [100, 100, NAN, NAN, 90, 90]
+    bars = make_bars({"AAA": closes}, {"AAA": closes})
+    d = Driver(model(SIGNAL, ONE_SLOT, st.ExitStopLoss(pct=0.05)), bars, external=scores([1.0] * 6))
+    since = []
+    for row in range(5):
+        d.step(row)
+        held = d.book.positions.get("AAA") if d.book else None
+        since.append(held.waiting_since if held else "sold")
+    assert since == [None, None, bars.dates[2], bars.dates[2], "sold"]  # the first session without a close
+    assert all(f"(since {bars.dates[2]})" in n.message for n in d.notes[3] if n.type == "book.exit_waiting")
+
+
+def test_a_sale_waiting_for_a_price_remembers_since_when_and_is_sent_once_there_is_one():
+    closes = [100, 100, 90, NAN, NAN, 90, 90]
+    bars = make_bars({"AAA": closes}, {"AAA": closes})
+    d = Driver(model(SIGNAL, ONE_SLOT, st.ExitStopLoss(pct=0.05)), bars, external=scores([1.0] * 7))
+    waiting = []
+    for row in range(6):
+        d.step(row)
+        sale = d.book.selling.get("AAA") if d.book else None
+        waiting.append(sale.waiting_since if sale else None)
+    # decided on row 2, its open (row 3) has no bar: it waits from row 3, and is sent again on row 5
+    assert waiting == [None, None, None, bars.dates[3], bars.dates[3], None]
+    assert exits(d) == [(2, "stop_loss"), (5, "stop_loss")]
+    assert [n.type for n in d.notes[5] if n.symbol == "AAA"] == ["book.exit_retried"]
+
+
 def test_an_entry_that_did_not_fill_frees_its_slot():
     d = drive([100, 100, 100, 100], opens=[100, NAN, 100, 100])
     assert any(n.type == "book.entry_unfilled" and n.severity == "WARN" for n in d.notes[1])

@@ -545,3 +545,32 @@ def test_the_errors_dialog_says_when_it_shows_only_the_newest(db, make_app):
         assert "the newest 100 (older ones: botctl tail --kind events)" in title and "(100" not in title
 
     drive(app, steps)
+
+
+def test_a_signal_books_positions_show_age_entry_stop_stage_and_score(db, make_app):
+    (run_id, state), = query(db, "SELECT scope, state FROM position_state WHERE account = 'signals-sim' "
+                                 "AND model = 'SectorBreakoutBook_v1'")
+    held = json.loads(state)["positions"]
+    assert len(held) >= 2
+    waiting = sorted(held)[0]
+    # that symbol's exits wait for a price (what engine.positions keeps when a bar is missing)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE position_state SET state = json_set(state, ?, '2021-03-29') WHERE scope = ? "
+                     "AND account = 'signals-sim'", (f"$.positions.{waiting}.waiting_since", run_id))
+    app = make_app(db, account="signals-sim")
+
+    async def steps(pilot):
+        assert app.account == "signals-sim"
+        panel = text_of(app.query_one(w.PositionsPanel))
+        assert "book SectorBreakoutBook_v1  as of 2021-03-30" in panel, panel
+        for symbol, p in held.items():
+            row = next(line.split() for line in panel.splitlines()
+                       if line.split()[:1] == [symbol] and line.split()[1].endswith("d"))
+            age = (datetime.fromisoformat("2021-03-30") - datetime.fromisoformat(p["decided_on"])).days
+            stop = max(p["entry_price"] * 0.95, p["high_close"] * 0.96)  # the shipped stop and trailing stop
+            assert row == [symbol, f"{age}d", f"{p['entry_price']:,.2f}", f"{stop:,.2f}", str(p["stage"]),
+                           f"{p['score']:.3f}"], row
+        assert f"{waiting}: exit waiting since 2021-03-29, no price (its exits are not checked)" in panel, panel
+        assert sum("exit waiting" in line for line in panel.splitlines()) == 1
+
+    drive(app, steps)
