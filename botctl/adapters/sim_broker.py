@@ -190,7 +190,11 @@ class SimBroker:
         symbol = order.symbol
         before = self.qty.get(symbol, 0.0) + self._pending_delta(symbol)
         self._pending.remove(order.client_order_id)
-        self._pending_qty[symbol] = self._pending_delta(symbol) - self._signed(order)
+        left = self._pending_delta(symbol) - self._signed(order)
+        if left == 0.0:  # nothing pending in it: kept, every later re-sum of exposure would walk it
+            self._pending_qty.pop(symbol, None)
+        else:
+            self._pending_qty[symbol] = left
         if self._exposure is not None:
             equity, gross = self._exposure
             self._exposure = (equity, gross + (abs(before - self._signed(order)) - abs(before)) * self._price(symbol))
@@ -248,10 +252,12 @@ class SimBroker:
                 self.qty[order.symbol] = remaining
         self.last_price.setdefault(order.symbol, price)
         if self._exposure is not None:
-            if known_price:  # pending became held: gross is unchanged, equity moves by the costs
+            if known_price:  # pending became held: _unpend took it off gross, the holding puts it back
                 equity, gross = self._exposure
-                delta_qty = self.qty.get(order.symbol, 0.0) - held_before
-                self._exposure = (equity + (self.cash - cash_before) + delta_qty * self._price(order.symbol), gross)
+                held_after, pending = self.qty.get(order.symbol, 0.0), self._pending_delta(order.symbol)
+                mark = self._price(order.symbol)
+                self._exposure = (equity + (self.cash - cash_before) + (held_after - held_before) * mark,
+                                  gross + (abs(held_after + pending) - abs(held_before + pending)) * mark)
             else:
                 self._exposure = None
         self._fill_seq += 1
