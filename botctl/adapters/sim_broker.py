@@ -14,6 +14,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import msgspec
+import numpy as np
 
 from botctl.ports import AccountState, BrokerPosition
 from botctl.records import OPEN_ORDER_STATUSES, Fill, Order
@@ -145,7 +146,12 @@ class SimBroker:
         if as_traded is not None:
             self.as_traded = as_traded
         # NaN, infinite and non-positive prices are no marks: `0 < p < inf` is False for each.
-        self.last_price.update({s: p for s, p in prices.items() if p is not None and 0 < p < math.inf})
+        # Checked in numpy first (a cycle marks every symbol of its universe): usually all are good.
+        values = np.array(list(prices.values()), dtype=float)  # None -> NaN
+        if ((values > 0) & (values < math.inf)).all():
+            self.last_price.update(prices)
+        else:
+            self.last_price.update({s: p for s, p in prices.items() if p is not None and 0 < p < math.inf})
 
     def accrue_borrow(self, days: float) -> float:
         """Charge interest on borrowed cash for `days` calendar days; returns the charge."""

@@ -177,7 +177,8 @@ def suspect_closes(bars: Bars, first: int, last: int, columns: Sequence[int], co
     return mask if mask.any() else None
 
 
-def judge_bars(bars: Bars, row: int, symbols: Sequence[str], collar_pct: float, columns: Sequence[int] | None = None,
+def judge_bars(bars: Bars, row: int, symbols: Sequence[str], collar_pct: float,
+               columns: Sequence[int] | np.ndarray | None = None,
                *, field: str = "close") -> MoveVerdict:
     columns = columns if columns is not None else [bars.symbols.index(s) for s in symbols]
     prices = getattr(bars, field)

@@ -120,8 +120,11 @@ class Book:
     def guard(self, state: guard.GuardState) -> None:
         self.cycle.guard = state
 
-    def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
-        return row_values(matrix[row], self.account.symbols, self.columns)
+    def prices(self, matrix: np.ndarray, row: int, symbols: list[str] | None = None) -> dict[str, float]:
+        """{symbol: value} at `row` of the account's symbols (or of `symbols`, a few of them)."""
+        if symbols is None:
+            return row_values(matrix[row], self.account.symbols, self.columns)
+        return row_values(matrix[row], symbols, [self.signals.columns[s] for s in symbols])
 
     def due(self, day: date, *, force: bool = False) -> list[str]:
         """Models to rebalance on `day`: the scheduled ones, and any whose rebalance was
@@ -167,17 +170,16 @@ class Book:
         self.decisions = outcome.result.decisions
         return outcome.result
 
-    def _price_session(self, row: int) -> None:
-        """Tell the broker which session's prices it fills at, so fills carry as-traded prices."""
-        if self.bars.as_traded is not None:
-            self.broker.as_traded = self.prices(self.bars.as_traded, row)
-
     def open(self, row: int, now: datetime) -> None:
-        self._price_session(row)
+        """Fill the pending orders at session `row`'s open. Prices are looked up only for the
+        symbols with an order (and, as traded, those held, which a flatten may sell): a fill
+        reads no other."""
         pending = self.broker.open_orders()
+        symbols = sorted({o.symbol for o in pending})
+        if self.bars.as_traded is not None:  # fills carry the as-traded prices of the session they fill at
+            self.broker.as_traded = self.prices(self.bars.as_traded, row, sorted({*symbols, *self.broker.qty}))
         if not pending:
             return
-        symbols = sorted({o.symbol for o in pending})
         suspect = guard.suspect_fill_prices(self.bars, row, symbols, self.account.risk.price_collar_pct,
                                             [self.signals.columns[s] for s in symbols])
         if suspect:  # never fill at a bad price: the cycle's orders wait for a clean decision
@@ -195,7 +197,7 @@ class Book:
             ))
             self.blocks["suspect_data"] = self.blocks.get("suspect_data", 0) + 1
             return
-        for order, fills in self.broker.on_open(self.prices(self.bars.open, row), now):
+        for order, fills in self.broker.on_open(self.prices(self.bars.open, row, symbols), now):
             self._record(order, fills)
             if order.status == "canceled":  # no bar to fill at: say so, it changes what is held
                 self.events.append(Event(

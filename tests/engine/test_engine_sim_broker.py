@@ -126,6 +126,15 @@ def test_fills_at_the_close_count_toward_the_next_buys_buying_power():
     assert b.qty == {"XLF": 100} and b.cash == pytest.approx(0.0)
 
 
+def test_a_mark_keeps_the_last_good_price_of_a_symbol_marked_without_one():
+    b = broker(cash=0.0)
+    b.mark({"A": 10.0, "B": 20.0, "C": 30.0, "D": 40.0, "E": 50.0})
+    b.mark({"A": 11.0, "B": float("nan"), "C": None, "D": 0.0, "E": float("inf"), "F": 60.0})
+    assert b.last_price == {"A": 11.0, "B": 20.0, "C": 30.0, "D": 40.0, "E": 50.0, "F": 60.0}
+    b.mark({"A": 12.0, "F": 61.0})
+    assert b.last_price["A"] == 12.0 and b.last_price["F"] == 61.0
+
+
 def test_no_short_selling():
     b = broker(fill="close")
     rejected, fills = b.submit(order("XLK", "sell", 1, ref_price=100.0), T0)
