@@ -326,6 +326,14 @@ def after_fill(state: GuardState, symbol: str, at: datetime) -> GuardState:
     return msgspec.structs.replace(state, last_fill_at={**state.last_fill_at, symbol: at})
 
 
+def after_fills(state: GuardState, fills: Sequence[tuple[str, datetime]]) -> GuardState:
+    """`after_fill` for each (symbol, time) in order, in one copy of the state: a session's
+    open fills a whole rebalance at once."""
+    if not fills:
+        return state
+    return msgspec.structs.replace(state, last_fill_at={**state.last_fill_at, **dict(fills)})
+
+
 class Breach(msgspec.Struct, frozen=True):
     """A tripped breaker: its rule, a sentence for people, and the numbers compared."""
 

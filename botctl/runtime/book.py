@@ -197,8 +197,10 @@ class Book:
             ))
             self.blocks["suspect_data"] = self.blocks.get("suspect_data", 0) + 1
             return
-        for order, fills in self.broker.on_open(self.prices(self.bars.open, row, symbols), now):
-            self._record(order, fills)
+        answers = self.broker.on_open(self.prices(self.bars.open, row, symbols), now)
+        self.guard = guard.after_fills(self.guard, [(f.symbol, f.ts_event) for _, fills in answers for f in fills])
+        for order, fills in answers:
+            self._keep(order, fills)
             if order.status == "canceled":  # no bar to fill at: say so, it changes what is held
                 self.events.append(Event(
                     ts_event=now, subsystem="broker", type="order.canceled", severity="WARN", run_id=self.run_id,
@@ -343,11 +345,15 @@ class Book:
             self.blocks[block.rule] = self.blocks.get(block.rule, 0) + 1
 
     def _record(self, order: Order, fills: list[Fill]) -> None:
+        self._keep(order, fills)
+        self.guard = guard.after_fills(self.guard, [(f.symbol, f.ts_event) for f in fills])
+
+    def _keep(self, order: Order, fills: list[Fill]) -> None:
+        """The broker's answer to an order, kept in the book's lists (the guard is told apart)."""
         self.orders.append(order)
         for fill in fills:
             self.fills.append(fill)
             self.traded_notional += fill.qty * fill.price
-            self.guard = guard.after_fill(self.guard, fill.symbol, fill.ts_event)
 
 
 class _BookLedger:
