@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -128,16 +127,17 @@ def run_case(symbols: int, years: int, with_command: bool) -> dict:
             sys.exit(f"case {symbols}x{years} failed: {out.stderr.strip().splitlines()[-1]}")
         figures = json.loads(out.stdout.strip().splitlines()[-1])
         if with_command:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             clock = time.perf_counter()
-            command = subprocess.run([sys.executable, "-m", "botctl", "--config-dir", tmp, "--db", f"{tmp}/j.db",
-                                      "--data", parquet, "backtest", "--json", "--start", figures["start"]], capture_output=True, text=True)
-            if command.returncode:
-                sys.exit(f"backtest of {symbols}x{years} failed: {command.stderr.strip()}")
+            with open(f"{tmp}/out.txt", "w") as out_file, open(f"{tmp}/err.txt", "w") as err_file:
+                command = subprocess.Popen([sys.executable, "-m", "botctl", "--config-dir", tmp, "--db", f"{tmp}/j.db",
+                                            "--data", parquet, "backtest", "--json", "--start", figures["start"]],
+                                           stdout=out_file, stderr=err_file)
+                # wait4: this child's own peak RSS (RUSAGE_CHILDREN is the largest child so far).
+                _, status, usage = os.wait4(command.pid, 0)
             figures["command_s"] = time.perf_counter() - clock
-            after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            # ru_maxrss of children is the largest child so far: only a new maximum is this child's.
-            figures["command_rss_mb"] = after / 1024 if after > before else None
+            if os.waitstatus_to_exitcode(status):
+                sys.exit(f"backtest of {symbols}x{years} failed: {Path(tmp, 'err.txt').read_text().strip()}")
+            figures["command_rss_mb"] = usage.ru_maxrss / 1024
     return figures
 
 

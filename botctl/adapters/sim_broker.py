@@ -14,6 +14,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import msgspec
+import numpy as np
 
 from botctl.ports import AccountState, BrokerPosition
 from botctl.records import OPEN_ORDER_STATUSES, Fill, Order
@@ -151,7 +152,12 @@ class SimBroker:
         if as_traded is not None:
             self.as_traded = as_traded
         # NaN, infinite and non-positive prices are no marks: `0 < p < inf` is False for each.
-        self.last_price.update({s: p for s, p in prices.items() if p is not None and 0 < p < math.inf})
+        # Checked in numpy first (a cycle marks every symbol of its universe): usually all are good.
+        values = np.array(list(prices.values()), dtype=float)  # None -> NaN
+        if ((values > 0) & (values < math.inf)).all():
+            self.last_price.update(prices)
+        else:
+            self.last_price.update({s: p for s, p in prices.items() if p is not None and 0 < p < math.inf})
 
     def accrue_borrow(self, days: float) -> float:
         """Charge interest on borrowed cash for `days` calendar days; returns the charge."""
@@ -196,7 +202,11 @@ class SimBroker:
         symbol = order.symbol
         before = self.qty.get(symbol, 0.0) + self._pending_delta(symbol)
         self._pending.remove(order.client_order_id)
-        self._pending_qty[symbol] = self._pending_delta(symbol) - self._signed(order)
+        left = self._pending_delta(symbol) - self._signed(order)
+        if left == 0.0:  # nothing pending in it: kept, every later re-sum of exposure would walk it
+            self._pending_qty.pop(symbol, None)
+        else:
+            self._pending_qty[symbol] = left
         if self._exposure is not None:
             equity, gross = self._exposure
             self._exposure = (equity, gross + (abs(before - self._signed(order)) - abs(before)) * self._price(symbol))
@@ -266,10 +276,12 @@ class SimBroker:
         self._book(order.symbol, order.side, order.qty, fill_price, commission)
         self.last_price.setdefault(order.symbol, price)
         if self._exposure is not None:
-            if known_price:  # pending became held: gross is unchanged, equity moves by the costs
+            if known_price:  # pending became held: _unpend took it off gross, the holding puts it back
                 equity, gross = self._exposure
-                delta_qty = self.qty.get(order.symbol, 0.0) - held_before
-                self._exposure = (equity + (self.cash - cash_before) + delta_qty * self._price(order.symbol), gross)
+                held_after, pending = self.qty.get(order.symbol, 0.0), self._pending_delta(order.symbol)
+                mark = self._price(order.symbol)
+                self._exposure = (equity + (self.cash - cash_before) + (held_after - held_before) * mark,
+                                  gross + (abs(held_after + pending) - abs(held_before + pending)) * mark)
             else:
                 self._exposure = None
         self._fill_seq += 1

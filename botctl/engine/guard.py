@@ -177,7 +177,8 @@ def suspect_closes(bars: Bars, first: int, last: int, columns: Sequence[int], co
     return mask if mask.any() else None
 
 
-def judge_bars(bars: Bars, row: int, symbols: Sequence[str], collar_pct: float, columns: Sequence[int] | None = None,
+def judge_bars(bars: Bars, row: int, symbols: Sequence[str], collar_pct: float,
+               columns: Sequence[int] | np.ndarray | None = None,
                *, field: str = "close") -> MoveVerdict:
     columns = columns if columns is not None else [bars.symbols.index(s) for s in symbols]
     prices = getattr(bars, field)
@@ -323,6 +324,14 @@ def after_orders(state: GuardState, today: date, count: int) -> GuardState:
 
 def after_fill(state: GuardState, symbol: str, at: datetime) -> GuardState:
     return msgspec.structs.replace(state, last_fill_at={**state.last_fill_at, symbol: at})
+
+
+def after_fills(state: GuardState, fills: Sequence[tuple[str, datetime]]) -> GuardState:
+    """`after_fill` for each (symbol, time) in order, in one copy of the state: a session's
+    open fills a whole rebalance at once."""
+    if not fills:
+        return state
+    return msgspec.structs.replace(state, last_fill_at={**state.last_fill_at, **dict(fills)})
 
 
 class Breach(msgspec.Struct, frozen=True):

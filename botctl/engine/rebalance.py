@@ -15,6 +15,11 @@ def nav_of(cash: float, qty: dict[str, float], prices: dict[str, float]) -> floa
     return cash + sum(q * prices[s] for s, q in qty.items() if q)
 
 
+def _usable(price: float | None) -> float | None:
+    """A price orders can be sized at: a number above zero (None and NaN are not)."""
+    return price if price is not None and not math.isnan(price) and price > 0 else None
+
+
 def diff_orders(
     account: str,
     targets: dict[str, float],
@@ -29,15 +34,15 @@ def diff_orders(
     """Orders that bring holdings `qty` to `targets` (weights of NAV) at `prices`.
     A symbol without a usable price is not traded (the caller records why). `nav` overrides
     the NAV the weights apply to (when `qty` is only part of the account's holdings)."""
-    usable = {s: p for s, p in prices.items() if p is not None and not math.isnan(p) and p > 0}
     if nav is None:
-        nav = cash + sum(q * usable.get(s, 0.0) for s, q in qty.items())
+        nav = cash + sum(q * (_usable(prices.get(s)) or 0.0) for s, q in qty.items())
     sells: list[SubmitOrder] = []
     buys: list[SubmitOrder] = []
     if nav <= 0:
         return []
+    # Only the symbols wanted or held are looked up: `prices` may cover a universe of thousands.
     for symbol in sorted(set(targets) | {s for s, q in qty.items() if q}):
-        price = usable.get(symbol)
+        price = _usable(prices.get(symbol))
         if price is None:
             continue
         held = qty.get(symbol, 0.0)

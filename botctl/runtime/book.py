@@ -119,8 +119,11 @@ class Book:
     def guard(self, state: guard.GuardState) -> None:
         self.cycle.guard = state
 
-    def prices(self, matrix: np.ndarray, row: int) -> dict[str, float]:
-        return row_values(matrix[row], self.account.symbols, self.columns)
+    def prices(self, matrix: np.ndarray, row: int, symbols: list[str] | None = None) -> dict[str, float]:
+        """{symbol: value} at `row` of the account's symbols (or of `symbols`, a few of them)."""
+        if symbols is None:
+            return row_values(matrix[row], self.account.symbols, self.columns)
+        return row_values(matrix[row], symbols, [self.signals.columns[s] for s in symbols])
 
     def due(self, day: date, *, force: bool = False) -> list[str]:
         """Models to rebalance on `day`: the scheduled ones, and any whose rebalance was
@@ -166,17 +169,16 @@ class Book:
         self.decisions = outcome.result.decisions
         return outcome.result
 
-    def _price_session(self, row: int) -> None:
-        """Tell the broker which session's prices it fills at, so fills carry as-traded prices."""
-        if self.bars.as_traded is not None:
-            self.broker.as_traded = self.prices(self.bars.as_traded, row)
-
     def open(self, row: int, now: datetime) -> None:
-        self._price_session(row)
+        """Fill the pending orders at session `row`'s open. Prices are looked up only for the
+        symbols with an order (and, as traded, those held, which a flatten may sell): a fill
+        reads no other."""
         pending = self.broker.open_orders()
+        symbols = sorted({o.symbol for o in pending})
+        if self.bars.as_traded is not None:  # fills carry the as-traded prices of the session they fill at
+            self.broker.as_traded = self.prices(self.bars.as_traded, row, sorted({*symbols, *self.broker.qty}))
         if not pending:
             return
-        symbols = sorted({o.symbol for o in pending})
         suspect = guard.suspect_fill_prices(self.bars, row, symbols, self.account.risk.price_collar_pct,
                                             [self.signals.columns[s] for s in symbols])
         if suspect:  # never fill at a bad price: the cycle's orders wait for a clean decision
@@ -194,8 +196,10 @@ class Book:
             ))
             self.blocks["suspect_data"] = self.blocks.get("suspect_data", 0) + 1
             return
-        for order, fills in self.broker.on_open(self.prices(self.bars.open, row), now):
-            self._record(order, fills)
+        answers = self.broker.on_open(self.prices(self.bars.open, row, symbols), now)
+        self.guard = guard.after_fills(self.guard, [(f.symbol, f.ts_event) for _, fills in answers for f in fills])
+        for order, fills in answers:
+            self._keep(order, fills)
             if order.status == "canceled":  # no bar to fill at: say so, it changes what is held
                 self.events.append(Event(
                     ts_event=now, subsystem="broker", type="order.canceled", severity="WARN", run_id=self.run_id,
@@ -316,11 +320,15 @@ class Book:
             self.blocks[block.rule] = self.blocks.get(block.rule, 0) + 1
 
     def _record(self, order: Order, fills: list[Fill]) -> None:
+        self._keep(order, fills)
+        self.guard = guard.after_fills(self.guard, [(f.symbol, f.ts_event) for f in fills])
+
+    def _keep(self, order: Order, fills: list[Fill]) -> None:
+        """The broker's answer to an order, kept in the book's lists (the guard is told apart)."""
         self.orders.append(order)
         for fill in fills:
             self.fills.append(fill)
             self.traded_notional += fill.qty * fill.price
-            self.guard = guard.after_fill(self.guard, fill.symbol, fill.ts_event)
 
 
 class _BookLedger:

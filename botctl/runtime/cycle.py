@@ -182,7 +182,7 @@ class AccountCycle:
         `reason` relabels every order (a reweight). `before_commit(orders, nav)` may refuse
         the accepted orders by raising, before anything is kept or sent."""
         account = self.account
-        columns = [signals.columns[s] for s in account.symbols]
+        columns = signals.column_array(account.symbols)
         verdict = guard.judge_bars(bars, row, account.symbols, account.risk.price_collar_pct, columns)
         if verdict.suspect:
             suspect = verdict.suspect

@@ -7,6 +7,7 @@ cheapest shape sqlite3 accepts.
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -35,6 +36,14 @@ def format_ts(value: datetime, where: str = "timestamp") -> str:
     """Fixed-width ISO-8601 UTC ('2024-01-02T15:30:00.000000Z'), so TEXT order is time order."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise StoreError(f"{where} is a naive datetime; botctl timestamps must be timezone-aware")
+    return _utc_text(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _utc_text(value: datetime) -> str:
+    """The text of an aware datetime, formatted once: a cycle's orders, fills and events share
+    their timestamps, and a backtest journals tens of thousands of them at once. (Aware
+    datetimes that are equal are the same instant, so they share one text.)"""
     return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat("T", "microseconds") + "Z"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import msgspec
+import numpy as np
 
 from botctl.spec import steps as st
 from botctl.strategy.signals import Signals
@@ -35,11 +36,24 @@ def _fallback(steps: tuple[st.Step, ...], signals: Signals, row: int, state: str
     return Decision({}, state, reason)
 
 
+def _passing(candidates: list[int], values: np.ndarray, minimum: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate columns (in their order) whose value is known and above `minimum`
+    (None: any known value), and those values."""
+    cols = np.asarray(candidates, dtype=np.intp)
+    picked = values[cols]
+    keep = ~np.isnan(picked)
+    if minimum is not None:
+        keep &= picked > minimum
+    return cols[keep], picked[keep]
+
+
 def decide(steps: tuple[st.Step, ...], universe: tuple[str, ...], signals: Signals, row: int) -> Decision:
     symbols = signals.bars.symbols
     columns = signals.columns
     close = signals.bars.close[row]
-    candidates = [columns[s] for s in universe if not math.isnan(close[columns[s]])]
+    universe_columns = signals.column_array(universe)
+    # The selection is done in numpy: a universe may hold thousands of symbols.
+    candidates: list[int] = universe_columns[~np.isnan(close[universe_columns])].tolist()
     weights: dict[int, float] | None = None
     selected = False
 
@@ -55,15 +69,12 @@ def decide(steps: tuple[st.Step, ...], universe: tuple[str, ...], signals: Signa
                 return _fallback(steps, signals, row, "gated",
                                  f"{step.benchmark} is {'above' if above else 'below'} its {step.sma_days}-day average")
         elif isinstance(step, st.SelectMomentum):
-            momentum = signals.momentum[step.lookback_days][row]
-            ranked = [c for c in candidates if not math.isnan(momentum[c])
-                      and (step.min_return is None or momentum[c] > step.min_return)]
-            ranked.sort(key=lambda c: (-momentum[c], c))  # ties broken by universe column, deterministically
-            candidates, selected = ranked[: step.top], True
+            cols, values = _passing(candidates, signals.momentum[step.lookback_days][row], step.min_return)
+            ranked = cols[np.lexsort((cols, -values))]  # by momentum, ties by universe column, deterministically
+            candidates, selected = ranked[: step.top].tolist(), True
         elif isinstance(step, st.SelectThreshold):
-            momentum = signals.momentum[step.lookback_days][row]
-            candidates = [c for c in candidates if not math.isnan(momentum[c]) and momentum[c] > step.min_return]
-            selected = True
+            cols, _ = _passing(candidates, signals.momentum[step.lookback_days][row], step.min_return)
+            candidates, selected = cols.tolist(), True
         elif isinstance(step, st.SelectAll):
             selected = True
         elif isinstance(step, st.WeighEqually):

@@ -28,6 +28,7 @@ class Signals:
         self.external_scores = external_scores
         self._scores: dict[tuple[st.Step, ...], np.ndarray] = {}
         self.columns = {symbol: i for i, symbol in enumerate(bars.symbols)}
+        self._column_arrays: dict[tuple[str, ...], np.ndarray] = {}
         closes = pl.DataFrame({s: bars.close[:, i] for i, s in enumerate(bars.symbols)}, schema={s: pl.Float64 for s in bars.symbols})
         self.momentum: dict[int, np.ndarray] = {}
         self.volatility: dict[int, np.ndarray] = {}
@@ -43,6 +44,14 @@ class Signals:
                 if key not in self.regime_above:
                     self.regime_above[key] = _above_sma(closes[step.benchmark], step.sma_days)
 
+
+    def column_array(self, symbols: tuple[str, ...]) -> np.ndarray:
+        """The matrix columns of `symbols`, in their order, as an index array (kept per tuple:
+        a cycle reads the same universe's columns every session)."""
+        cached = self._column_arrays.get(symbols)
+        if cached is None:
+            cached = self._column_arrays[symbols] = np.array([self.columns[s] for s in symbols], dtype=np.intp)
+        return cached
 
     def score(self, steps: tuple[st.Step, ...]) -> np.ndarray:
         """A signal book's combined score (sessions x symbols): the weighted sum of its score_*

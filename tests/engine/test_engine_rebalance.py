@@ -70,6 +70,14 @@ def test_a_symbol_without_a_price_is_not_traded():
     assert as_tuples(orders) == [("A", "buy", 500.0)]
 
 
+def test_only_wanted_or_held_symbols_need_a_price_and_a_held_one_without_counts_nothing():
+    prices = {"A": 10.0, "B": 0.0, "C": None, "D": float("nan"), "E": -1.0, "F": 20.0}
+    # B is held without a usable price: worth nothing to the NAV, not traded; C..E are neither.
+    orders = diff({"A": 0.5, "F": 0.5}, {"B": 7.0, "F": 100.0}, 8_000.0, prices)
+    # NAV = 8,000 + 100 x 20 = 10,000 -> A 500 shares, F 250 (150 more).
+    assert as_tuples(orders) == [("A", "buy", 500.0), ("F", "buy", 150.0)]
+
+
 def test_no_orders_when_nothing_changes_or_nav_is_not_positive():
     assert diff({"A": 0.5}, {"A": 50.0}, 5000.0, {"A": 100.0}) == []
     assert diff({"A": 1.0}, {}, 0.0, {"A": 100.0}) == []

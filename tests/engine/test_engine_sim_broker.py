@@ -98,6 +98,43 @@ def test_pending_buys_in_unmarked_symbols_count_toward_buying_power():
     assert third.status == "rejected"
 
 
+def test_orders_no_longer_pending_stop_counting_toward_buying_power():
+    b = broker(cash=10_000.0, margin=1.0)
+    b.mark({"XLK": 100.0, "XLF": 100.0, "XLE": 100.0})
+    assert b.submit(order("XLK", "buy", 100, ref_price=100.0), T0)[0].status == "accepted"
+    assert b.submit(order("XLF", "buy", 1, ref_price=100.0, n=1), T0)[0].status == "rejected"
+    b.cancel("t-XLK-buy-0", T0)  # canceled: its $10,000 is free again
+    assert b.submit(order("XLF", "buy", 60, ref_price=100.0, n=2), T0)[0].status == "accepted"
+    b.on_open({"XLF": 100.0}, T1)  # filled: held now, counted once
+    assert b.submit(order("XLE", "buy", 40, ref_price=100.0, n=3), T1)[0].status == "accepted"
+    assert b.submit(order("XLK", "buy", 1, ref_price=100.0, n=4), T1)[0].status == "rejected"
+    b.submit(order("XLF", "sell", 60, ref_price=100.0, n=5), T1)
+    b.on_open({"XLF": 100.0, "XLE": 100.0}, T1 + timedelta(days=1))  # XLF sold, XLE bought
+    assert b.qty == {"XLE": 40} and b.open_orders() == []
+    assert b.submit(order("XLK", "buy", 60, ref_price=100.0, n=6), T1)[0].status == "accepted"
+    assert b.submit(order("XLK", "buy", 1, ref_price=100.0, n=7), T1)[0].status == "rejected"
+
+
+def test_fills_at_the_close_count_toward_the_next_buys_buying_power():
+    b = broker(cash=10_000.0, margin=1.0, fill="close")
+    b.mark({"XLK": 100.0, "XLF": 100.0, "XLE": 100.0})
+    assert b.submit(order("XLK", "buy", 100, ref_price=100.0), T0)[0].status == "filled"
+    assert b.submit(order("XLF", "buy", 1, ref_price=100.0, n=1), T0)[0].status == "rejected"
+    assert b.submit(order("XLK", "sell", 100, ref_price=100.0, n=2), T0)[0].status == "filled"
+    assert b.submit(order("XLF", "buy", 100, ref_price=100.0, n=3), T0)[0].status == "filled"  # the sale's cash
+    assert b.submit(order("XLE", "buy", 1, ref_price=100.0, n=4), T0)[0].status == "rejected"
+    assert b.qty == {"XLF": 100} and b.cash == pytest.approx(0.0)
+
+
+def test_a_mark_keeps_the_last_good_price_of_a_symbol_marked_without_one():
+    b = broker(cash=0.0)
+    b.mark({"A": 10.0, "B": 20.0, "C": 30.0, "D": 40.0, "E": 50.0})
+    b.mark({"A": 11.0, "B": float("nan"), "C": None, "D": 0.0, "E": float("inf"), "F": 60.0})
+    assert b.last_price == {"A": 11.0, "B": 20.0, "C": 30.0, "D": 40.0, "E": 50.0, "F": 60.0}
+    b.mark({"A": 12.0, "F": 61.0})
+    assert b.last_price["A"] == 12.0 and b.last_price["F"] == 61.0
+
+
 def test_no_short_selling():
     b = broker(fill="close")
     rejected, fills = b.submit(order("XLK", "sell", 1, ref_price=100.0), T0)

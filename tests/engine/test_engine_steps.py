@@ -70,6 +70,16 @@ def test_momentum_ranking_order_decides_who_fills_the_slots(bars):
     assert_weights(d, {s: 0.25 for s in "ABCD"})
 
 
+def test_momentum_ties_go_to_the_earlier_column_whatever_the_universe_order():
+    tied = make_bars({"Q": growth(0.01, N), "P": growth(0.01, N), "R": growth(0.0, N), "S": growth(0.02, N)})
+    steps = [st.SelectMomentum(lookback_days=10, top=3, min_return=0.0)]
+    # S leads; Q and P tie, Q's column comes first; R's 0% is not above the floor.
+    assert_weights(run_steps(tied, (*steps, st.WeighEqually(slots=2)), LAST, ("R", "P", "Q", "S")),
+                   {"S": 0.5, "Q": 0.5})
+    assert_weights(run_steps(tied, (*steps, st.WeighEqually(slots=3)), LAST, ("P", "R", "S", "Q")),
+                   {"S": 1 / 3, "Q": 1 / 3, "P": 1 / 3})
+
+
 def test_momentum_is_total_return_over_the_lookback(bars):
     from botctl.strategy.signals import Signals
 

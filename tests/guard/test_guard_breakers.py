@@ -221,6 +221,18 @@ def test_after_fill_remembers_the_last_fill_per_symbol():
     assert guard.GuardState(account="x").last_fill_at == {}  # defaults are not shared
 
 
+def test_after_fills_is_after_fill_for_each_in_turn():
+    later = NOW + timedelta(hours=1)
+    fills = [("A", NOW), ("B", NOW), ("A", later), ("C", later)]
+    one_by_one = state()
+    for symbol, at in fills:
+        one_by_one = guard.after_fill(one_by_one, symbol, at)
+    together = guard.after_fills(guard.after_fill(state(), "D", NOW), fills)
+    assert together.last_fill_at == {"D": NOW, **one_by_one.last_fill_at}
+    assert together.last_fill_at["A"] == later  # the last fill of a symbol counts
+    assert guard.after_fills(one_by_one, []) == one_by_one
+
+
 def test_guard_state_defaults():
     s = guard.GuardState(account="x")
     assert (s.high_water_mark, s.last_close_nav, s.day, s.orders_today, s.reject_times) == (0.0, 0.0, None, 0, [])

@@ -93,6 +93,17 @@ def test_naive_datetime_is_refused(store):
         store.insert(Event(ts_event=datetime(2024, 1, 1), subsystem="x", type="y"))
 
 
+def test_one_instant_is_stored_as_one_text_and_a_naive_one_is_still_refused(store):
+    utc = datetime(2024, 3, 1, 14, 30, 0, 250, tzinfo=timezone.utc)
+    new_york = utc.astimezone(timezone(timedelta(hours=-5)))
+    for when in (utc, new_york, utc):  # the second and third are formatted from what the first gave
+        store.insert(Event(ts_event=when, subsystem="x", type="y"))
+    rows = store.db.execute("SELECT ts_event FROM events").fetchall()
+    assert [r[0] for r in rows] == ["2024-03-01T14:30:00.000250Z"] * 3
+    with pytest.raises(StoreError, match="naive"):  # the same wall time without a zone
+        store.insert(Event(ts_event=utc.replace(tzinfo=None), subsystem="x", type="y"))
+
+
 def test_run_upsert_and_heartbeat(store):
     store.upsert_run(make_run("r1", status="finished", ended_at=at(5)))
     store.heartbeat("r1", at(6))
