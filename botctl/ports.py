@@ -4,7 +4,7 @@ production code (SimBroker, SimClock, file data), used by backtests, replays and
 from __future__ import annotations
 
 from datetime import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import msgspec
@@ -51,7 +51,7 @@ class Broker(Protocol):
         """What the journal already holds for an order, so a restart reports no fill twice."""
         ...
 
-    def mark(self, prices: dict[str, float], as_traded: dict[str, float] | None = None) -> None:
+    def mark(self, prices: dict[str, float], as_traded: Mapping[str, float] | None = None) -> None:
         """Latest closes, for a broker that values positions with them (the simulator), and
         each symbol's factor from those (adjusted) prices to as-traded ones, for a broker that
         fills at them. A broker that values and fills by itself ignores both."""

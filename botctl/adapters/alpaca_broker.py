@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -158,7 +158,7 @@ class AlpacaBroker:
             out[p.symbol] = BrokerPosition(p.symbol, qty, float(p.avg_entry_price or 0), price)
         return out
 
-    def mark(self, prices: dict[str, float], as_traded: dict[str, float] | None = None) -> None:
+    def mark(self, prices: dict[str, float], as_traded: Mapping[str, float] | None = None) -> None:
         return None  # the broker values positions itself
 
     def is_open(self, now: datetime) -> bool:

@@ -10,6 +10,7 @@ the numbers. Cash earns nothing; borrowed cash (negative cash) accrues `borrow_r
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -42,7 +43,7 @@ class SimBroker:
         # Per symbol, what turns this broker's prices into the prices that traded (close /
         # adj_close of the bar being filled, set by the caller with the prices): each fill
         # records its as-traded price for people; returns keep using `price`.
-        self.as_traded: dict[str, float] = {}
+        self.as_traded: Mapping[str, float] = {}
         # (equity, gross exposure once every pending order fills) at the marked prices, kept
         # up to date order by order: recomputing it per order is quadratic in a big book.
         self._exposure: tuple[float, float] | None = None
@@ -147,13 +148,16 @@ class SimBroker:
             out.append(self._fill(order, price, now))
         return out
 
-    def mark(self, prices: dict[str, float], as_traded: dict[str, float] | None = None) -> None:
+    def mark(self, prices: dict[str, float], as_traded: Mapping[str, float] | None = None) -> None:
         self._exposure = None
         if as_traded is not None:
             self.as_traded = as_traded
         # NaN, infinite and non-positive prices are no marks: `0 < p < inf` is False for each.
         # Checked in numpy first (a cycle marks every symbol of its universe): usually all are good.
-        values = np.array(list(prices.values()), dtype=float)  # None -> NaN
+        try:
+            values = np.fromiter(prices.values(), dtype=float, count=len(prices))
+        except TypeError:  # a None among them
+            values = np.array(list(prices.values()), dtype=float)  # None -> NaN
         if ((values > 0) & (values < math.inf)).all():
             self.last_price.update(prices)
         else:

@@ -17,7 +17,7 @@ import msgspec
 import numpy as np
 
 from botctl.engine.positions import BookNote, BookState, decide_book
-from botctl.engine.rebalance import diff_orders, nav_of
+from botctl.engine.rebalance import diff_orders
 from botctl.records import SubmitOrder
 from botctl.spec.plan import AccountPlan
 from botctl.spec.steps import is_signal_book
@@ -97,7 +97,7 @@ def decide_cycle(
 
 def nav_of_usable(cash: float, qty: Mapping[str, float], prices: Mapping[str, float]) -> float:
     """NAV at `prices`, a holding without a price counting as nothing (what diff_orders does)."""
-    return nav_of(cash, {s: q for s, q in qty.items() if q and s in prices}, dict(prices))
+    return cash + sum(q * prices[s] for s, q in qty.items() if q and s in prices)
 
 
 def net_orders(orders: list[SubmitOrder]) -> list[SubmitOrder]:

@@ -171,7 +171,7 @@ def _rules(steps: tuple[st.Step, ...]) -> _Rules:
 
 
 def _sessions_since(signals: Signals, day: date, row: int) -> int:
-    return row - signals.bars.index_of(day)
+    return row - signals.row_of(day)
 
 
 def _regime_open(rules: _Rules, signals: Signals, row: int) -> tuple[bool, str]:
@@ -322,7 +322,7 @@ def decide_book(
         high = close if p.high_close is None else max(p.high_close, close)
         p = msgspec.structs.replace(p, high_close=high, score=None if math.isnan(score) else score,
                                     stop_level=_stop_level(rules, p.entry_price, high), waiting_since=None)
-        held = row - bars.index_of(p.decided_on)  # closes seen since the entry's open
+        held = row - signals.row_of(p.decided_on)  # closes seen since the entry's open
         fired = _full_exits(rules, p, close, score, held, regime_closed)
         if fired:
             rule, message, numbers = fired[0]
@@ -387,7 +387,7 @@ def _settle_entry(p: OpenPosition, signals: Signals, row: int, held: float) -> O
     the account holds (an entry that did not fill, or filled in part). None: not held at all."""
     bars = signals.bars
     if p.entry_price is None:
-        fill_row = bars.index_of(p.decided_on) + 1
+        fill_row = signals.row_of(p.decided_on) + 1
         if fill_row > row:
             return p
         price = float(bars.open[fill_row, signals.columns[p.symbol]])
@@ -492,7 +492,7 @@ def _displace(rule: st.DisplaceWeakest, signals: Signals, row: int, positions: M
         if p.entry_price is None or p.score is None or math.isnan(close):
             continue
         gain = close / p.entry_price - 1
-        if row - signals.bars.index_of(p.decided_on) >= rule.min_sessions and abs(gain) <= rule.pnl_band:
+        if row - signals.row_of(p.decided_on) >= rule.min_sessions and abs(gain) <= rule.pnl_band:
             eligible.append((p.score, symbol, gain))
     if not eligible:
         return None

@@ -37,7 +37,7 @@ from botctl.ports import Broker
 from botctl.records import Event, Fill, Order, Severity, SubmitOrder
 from botctl.spec.plan import AccountPlan
 from botctl.spec.validate import step_symbols
-from botctl.strategy.bars import Bars, row_values
+from botctl.strategy.bars import Bars, RowValues, row_values
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
 
@@ -160,12 +160,12 @@ class AccountCycle:
         current ones, a symbol without one at its close of bar `row`) with the factors to
         as-traded prices of the session they are from. Returns (closes, those prices)."""
         account = self.account
-        columns = [signals.columns[s] for s in account.symbols]
-        closes = row_values(bars.close[row], account.symbols, columns)
+        closes = row_values(bars.close[row], account.symbols, signals.column_array(account.symbols))
         factors = None
         if bars.as_traded is not None:  # a simulator fills as traded, at the session its prices are from
             priced = row + 1 if prices is not None and row + 1 < len(bars.dates) and bars.dates[row + 1] == today else row
-            factors = row_values(bars.as_traded[priced], account.symbols, columns)
+            # read on demand: only the symbols that fill are looked up
+            factors = RowValues(bars.as_traded[priced], signals.account_columns(account.symbols))
         # Sized at the current prices given, a symbol without one at its last close.
         at = closes if prices is None else {**closes, **{s: p for s, p in prices.items() if s in closes}}
         self.broker.mark(at, factors)

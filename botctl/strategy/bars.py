@@ -7,7 +7,8 @@ like price moves (a 2:1 split is not a 50% loss) and returns include distributio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from itertools import compress
 
@@ -70,7 +71,32 @@ def row_values(row: np.ndarray, symbols: Sequence[str], columns: Sequence[int] |
     Done in numpy: a cycle builds such dicts over every symbol of the account each session."""
     values = row[np.asarray(columns, dtype=np.intp)]
     keep = ~np.isnan(values)
+    if keep.all():  # the common case: every symbol has a bar
+        return dict(zip(symbols, values.tolist()))
     return dict(zip(compress(symbols, keep.tolist()), values[keep].tolist()))
+
+
+class RowValues(Mapping[str, float]):
+    """{symbol: value} of one matrix row, read on demand (NaN cells are absent): for a
+    mapping a cycle builds every session and reads a few symbols of, like the as-traded
+    factors of the orders that fill."""
+
+    __slots__ = ("_row", "_columns")
+
+    def __init__(self, row: np.ndarray, columns: Mapping[str, int]) -> None:
+        self._row, self._columns = row, columns
+
+    def __getitem__(self, symbol: str) -> float:
+        value = float(self._row[self._columns[symbol]])
+        if math.isnan(value):
+            raise KeyError(symbol)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (s for s, c in self._columns.items() if not math.isnan(self._row[c]))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def forward_fill(values: np.ndarray, seed: np.ndarray) -> np.ndarray:

@@ -45,8 +45,10 @@ def rsi(closes: pl.DataFrame, days: int) -> np.ndarray:
 
 
 def _nan(frame: pl.DataFrame) -> np.ndarray:
-    """Nulls (too little history, missing bars) become NaN: no usable signal."""
-    return frame.fill_null(float("nan")).to_numpy().astype(np.float64)
+    """Nulls (too little history, missing bars) become NaN: no usable signal. (polars gives a
+    float column's nulls as NaN already; filling them first would copy the frame again.)"""
+    out = frame.to_numpy()
+    return out if out.dtype == np.float64 else frame.fill_null(float("nan")).to_numpy().astype(np.float64)
 
 
 def component(closes: pl.DataFrame, step: st.Step) -> np.ndarray | None:
@@ -65,10 +67,18 @@ def component(closes: pl.DataFrame, step: st.Step) -> np.ndarray | None:
 def combine(shape: tuple[int, int], parts: list[tuple[float, np.ndarray, bool]]) -> np.ndarray:
     """Weighted sum of (weight, matrix, optional) parts. A NaN in a required part leaves the
     cell without a score (NaN); an optional part's NaN counts as 0."""
-    total = np.zeros(shape)
+    # Summed in the parts' own memory order (polars gives column-major matrices), then made
+    # row-major once: a decision reads one row per session.
+    total = None
     for weight, matrix, optional in parts:
-        total += weight * (np.nan_to_num(matrix, nan=0.0) if optional else matrix)
-    return total
+        part = np.nan_to_num(matrix, nan=0.0) if optional else matrix
+        if total is None:
+            total = np.multiply(part, weight)
+        elif weight == 1.0:
+            total += part
+        else:
+            total += weight * part
+    return np.zeros(shape) if total is None else np.ascontiguousarray(total)
 
 
 def external_part(external: Mapping[str, np.ndarray] | None, step: st.ScoreSignal,

@@ -8,6 +8,7 @@ the same decision, and no future bar can leak into a past one (tests/unit/test_l
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -29,6 +30,8 @@ class Signals:
         self._scores: dict[tuple[st.Step, ...], np.ndarray] = {}
         self.columns = {symbol: i for i, symbol in enumerate(bars.symbols)}
         self._column_arrays: dict[tuple[str, ...], np.ndarray] = {}
+        self._column_maps: dict[tuple[str, ...], dict[str, int]] = {}
+        self._rows = {day: i for i, day in enumerate(bars.dates)}
         closes = pl.DataFrame({s: bars.close[:, i] for i, s in enumerate(bars.symbols)}, schema={s: pl.Float64 for s in bars.symbols})
         self.momentum: dict[int, np.ndarray] = {}
         self.volatility: dict[int, np.ndarray] = {}
@@ -52,6 +55,19 @@ class Signals:
         if cached is None:
             cached = self._column_arrays[symbols] = np.array([self.columns[s] for s in symbols], dtype=np.intp)
         return cached
+
+    def account_columns(self, symbols: tuple[str, ...]) -> dict[str, int]:
+        """{symbol: matrix column} of `symbols` only (kept per tuple, like column_array)."""
+        cached = self._column_maps.get(symbols)
+        if cached is None:
+            cached = self._column_maps[symbols] = {s: self.columns[s] for s in symbols}
+        return cached
+
+    def row_of(self, day: date) -> int:
+        """Row of session `day`, or of the last session before it (bars.index_of), by a lookup:
+        a signal book asks it for every open position every session."""
+        found = self._rows.get(day)
+        return found if found is not None else self.bars.index_of(day)
 
     def score(self, steps: tuple[st.Step, ...]) -> np.ndarray:
         """A signal book's combined score (sessions x symbols): the weighted sum of its score_*
