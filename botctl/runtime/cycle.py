@@ -198,11 +198,10 @@ class AccountCycle:
         result = decide_cycle(account, signals, row, due, previous, qty, state.cash, at,
                               fractional=self.broker.fractional, book_state=self.books)
         if reason is not None:
-            result = msgspec.structs.replace(
-                result, orders=[msgspec.structs.replace(o, reason=reason) for o in result.orders])
+            result = msgspec.structs.replace(result, orders=result.orders.relabeled(reason))
         # The collar compares each order's price with the close before it: the last close
         # when the order is priced now, the close before that when it is priced at the close.
-        symbols = {o.symbol for o in result.orders}
+        symbols = set(result.orders.symbols)
         if prices is not None:
             last_close = {s: v for s, v in closes.items() if s in symbols}
         elif row >= 1:
@@ -216,7 +215,8 @@ class AccountCycle:
             data_as_of=bars.dates[row], today=today, buying_power=state.buying_power,
             accepted_moves=frozenset(s for s, _ in verdict.accepted))
         before = self.guard
-        accepted, blocked = guard.check_orders(result.orders, account.risk, portfolio, before, now)
+        rows, blocked = guard.check_batch(result.orders, account.risk, portfolio, before, now)
+        accepted = result.orders.take(rows).commands()
         notes = [blocked_event(self.run_id, account.id, block, now) for block in blocked]
         if before_commit is not None:
             try:
