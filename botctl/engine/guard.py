@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 import msgspec
 import numpy as np
 
-from botctl.engine.orders import OrderBatch
+from botctl.engine.orders import OrderBatch, running_before
 from botctl.records import SubmitOrder
 from botctl.spec.model import RiskSpec
 from botctl.strategy.bars import Bars
@@ -273,7 +273,6 @@ class _Checks:
         self.data_age = (book.today - book.data_as_of).days if book.data_as_of else math.inf
         self.held = np.array([book.qty.get(s, 0.0) for s in symbols], dtype=float)
         self.price = np.array([book.prices.get(s, 0.0) for s in symbols], dtype=float)
-        self.unique = len(set(symbols)) == len(symbols)
         # Gross exposure and buying power run through the accepted orders, each moving them by
         # its own change: a cycle of n orders costs O(n), not O(n x holdings).
         self.gross0 = sum(abs(q * book.prices.get(s, 0.0)) for s, q in book.qty.items())
@@ -307,23 +306,12 @@ class _Checks:
             "max_order_pct_nav": (buy & _over(pct, risk.max_order_pct_nav), risk.max_order_pct_nav, pct),
         }
 
-    def held_before(self, accepted: np.ndarray) -> np.ndarray:
-        """Each order's symbol's shares once the accepted orders before it are done."""
-        if self.unique:
-            return self.held
-        out, running = self.held.copy(), dict[str, float]()
-        for i, symbol in enumerate(self.symbols):
-            out[i] = running.get(symbol, out[i])
-            if accepted[i]:
-                running[symbol] = out[i] + self.signed[i]
-        return out
-
     def verdicts(self, accepted: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray | float, np.ndarray | float]]:
         """(fails, limit, value) of every rule, each order judged as if the orders before it
         that `accepted` marks were accepted and the others blocked."""
         risk, nav, buy = self.risk, self.book.nav, self.buy
         counted = np.concatenate([[0], np.cumsum(accepted)[:-1]])
-        held = self.held_before(accepted)
+        held = running_before(self.symbols, self.held, self.signed, accepted)
         value = held * self.price
         change = np.abs((held + self.signed) * self.price) - np.abs(value)
         # A running sum started from the first value, as adding order by order would give.

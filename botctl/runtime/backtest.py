@@ -103,7 +103,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
     return BookCurve(
         name=book.account.id, dates=[bars.dates[r] for r in book.mark_rows],
         nav=np.array(book.mark_nav), gross=np.array(book.mark_gross),
-        traded_notional=book.traded_notional, trades=len(book.fills),
+        traded_notional=book.traded_notional, trades=book.fill_count,
         blocked=dict(book.blocks), halted=book.halted_at(last), trips=list(book.trips),
         collar_widened=book.collar_widened, invested=book.account.starting_cash,
     )
