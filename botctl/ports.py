@@ -27,6 +27,9 @@ class BrokerPosition(msgspec.Struct, frozen=True):
     price: float | None = None  # the broker's current mark, when it gives one
 
 
+FillRow = tuple[str, str, float, float, datetime, str, float]
+
+
 class Answers:
     """A broker's answers to orders sent in one go (`Broker.submit_batch`), in sending order.
     The first `len(self)` orders were answered; a batch stops after the first order the broker
@@ -54,6 +57,14 @@ class Answers:
     def fill_times(self) -> list[tuple[str, datetime]]:
         """(symbol, time) of every fill, in order."""
         return [(f.symbol, f.ts_event) for i in range(len(self)) for f in self.fills(i)]
+
+    def client_ids(self) -> list[str]:
+        return [self.order(i).client_order_id for i in range(len(self))]
+
+    def fill_rows(self) -> list[FillRow]:
+        """(symbol, side, qty, price, time, its order's reason, commission) of every fill."""
+        return [(f.symbol, f.side, f.qty, f.price, f.ts_event, order.reason, f.commission)
+                for order, fills in self.records() for f in fills]
 
 
 class RecordAnswers(Answers):

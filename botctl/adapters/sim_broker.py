@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from botctl.engine.orders import PlacedOrders, running_before
-from botctl.ports import AccountState, Answers, BrokerPosition, RecordAnswers
+from botctl.ports import AccountState, Answers, BrokerPosition, FillRow, RecordAnswers
 from botctl.records import OPEN_ORDER_STATUSES, Fill, Order, OrderStatus
 from botctl.spec.model import SimSpec
 
@@ -92,6 +92,15 @@ class SheetAnswers(Answers):
     def fill_times(self) -> list[tuple[str, datetime]]:
         symbols = self.placed.batch.symbols
         return [(symbols[i], self.at) for i, status in enumerate(self.statuses) if status == "filled"]
+
+    def client_ids(self) -> list[str]:
+        return self.placed.ids[: len(self.statuses)]
+
+    def fill_rows(self) -> list[FillRow]:
+        batch, fills, at = self.placed.batch, self._fills, self.at
+        rows = [i for i, status in enumerate(self.statuses) if status == "filled"]
+        return [(batch.symbols[i], batch.side(i), q, p, at, batch.reasons[i], c) for i, q, p, c in
+                zip(rows, batch.qty[rows].tolist(), fills.price[rows].tolist(), fills.commission[rows].tolist())]
 
     def filled_notional(self) -> np.ndarray:
         """qty x price of each fill, in order."""
@@ -230,7 +239,7 @@ class SimBroker:
         projected = running_before(symbols, held0 + np.array([self._pending_qty.get(s, 0.0) for s in symbols]),
                                    signed, everything)
         held = running_before(symbols, held0, signed, everything) if closes_now else held0
-        equity0, gross0 = self._exposure()
+        equity0, gross0 = self._exposure() if buy.any() else (math.nan, math.nan)  # sells need no buying power
         fill_price = self._fill_prices(buy, ref)
         commission = qty * fill_price * self.settings.commission_bps / 1e4
         with np.errstate(invalid="ignore"):
@@ -257,8 +266,8 @@ class SimBroker:
                 self.last_price.setdefault(symbol, price)
         self._orders.update(zip(placed.ids, ((sheet, i) for i in range(count))))
         taken = count - 1 if len(refused) else count
-        for i in range(taken):
-            self._pend(sheet, i)
+        self._pending.update(zip(placed.ids[:taken], ((sheet, i) for i in range(taken))))
+        self._add_pending(symbols[:taken], signed[:taken])
         sheet.status[:taken] = ["accepted"] * taken
         if len(refused):
             f = count - 1
@@ -351,57 +360,87 @@ class SimBroker:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _price(self, symbol: str) -> float:
-        return self.last_price.get(symbol, self.avg_price.get(symbol, 0.0))
-
     def _exposure(self) -> tuple[float, float]:
         """(equity, gross exposure once every pending order fills) at the marked prices."""
-        equity = self.cash + sum(q * self._price(s) for s, q in self.qty.items())
-        gross = sum(abs(self.qty.get(s, 0.0) + self._pending_qty.get(s, 0.0)) * self._price(s)
-                    for s in set(self.qty) | set(self._pending_qty))
-        return equity, gross
+        held, pending = self.qty, self._pending_qty
+        symbols = list(held) + [s for s in pending if s not in held]
+        last, avg = self.last_price, self.avg_price
+        price = np.array([last[s] if s in last else avg.get(s, 0.0) for s in symbols])
+        qty = np.array([held.get(s, 0.0) for s in symbols])
+        projected = qty + np.array([pending.get(s, 0.0) for s in symbols])
+        return self.cash + float(qty @ price), float(np.abs(projected) @ price)
 
     def _fill_prices(self, buy: np.ndarray, price: np.ndarray) -> np.ndarray:
         slip = self.settings.slippage_bps / 1e4
         out: np.ndarray = np.where(buy, price * (1 + slip), price * (1 - slip))
         return out
 
-    def _pend(self, sheet: _Sheet, i: int) -> None:
-        batch = sheet.placed.batch
-        symbol = batch.symbols[i]
-        self._pending[sheet.placed.ids[i]] = (sheet, i)
-        self._pending_qty[symbol] = self._pending_qty.get(symbol, 0.0) + (batch.qty[i] if batch.buy[i] else -batch.qty[i])
-
     def _unpend(self, sheet: _Sheet, i: int) -> None:
-        """Take an order off the pending list (filled or canceled)."""
+        """Take an order off the pending list (canceled)."""
         batch = sheet.placed.batch
-        symbol = batch.symbols[i]
         del self._pending[sheet.placed.ids[i]]
-        left = self._pending_qty.get(symbol, 0.0) - (batch.qty[i] if batch.buy[i] else -batch.qty[i])
-        if left == 0.0:  # nothing pending in it: kept, every later sum of exposure would walk it
-            self._pending_qty.pop(symbol, None)
-        else:
-            self._pending_qty[symbol] = left
+        qty = float(batch.qty[i])
+        self._add_pending([batch.symbols[i]], np.array([-qty if batch.buy[i] else qty]))
 
     def _fill_rows(self, sheet: _Sheet, rows: np.ndarray, price: np.ndarray, now: datetime) -> None:
         """Fill `rows` of `sheet` in full at `price` (before slippage), in order."""
         batch, fills = sheet.placed.batch, sheet.fills
-        buy = batch.buy[rows]
+        buy, qty = batch.buy[rows], batch.qty[rows]
+        symbols = [batch.symbols[i] for i in rows.tolist()]
         fill_price = self._fill_prices(buy, price)
-        commission = batch.qty[rows] * fill_price * self.settings.commission_bps / 1e4
+        commission = qty * fill_price * self.settings.commission_bps / 1e4
         fills.price[rows], fills.commission[rows] = fill_price, commission
         fills.seq[rows] = np.arange(self._fill_seq + 1, self._fill_seq + 1 + len(rows))
         self._fill_seq += len(rows)
-        factors = self.as_traded
-        for k, i in enumerate(rows.tolist()):
-            symbol = batch.symbols[i]
-            self._unpend(sheet, i)
-            self._book(symbol, bool(buy[k]), float(batch.qty[i]), float(fill_price[k]), float(commission[k]))
-            self.last_price.setdefault(symbol, float(price[k]))
-            factor = factors.get(symbol)
-            if factor:
-                fills.as_traded[i] = fill_price[k] * factor
+        factors = [self.as_traded.get(s) for s in symbols]
+        fills.as_traded[rows] = [f * p if factor else math.nan
+                                 for f, p, factor in zip(fill_price.tolist(), factors, factors)] if factors else []
+        for i in rows.tolist():
+            del self._pending[sheet.placed.ids[i]]
             sheet.status[i], sheet.ts_event[i] = "filled", now
+        signed = np.where(buy, qty, -qty)
+        self._add_pending(symbols, -signed)
+        if len(set(symbols)) < len(symbols):  # a symbol twice: booked one after the other
+            for k, symbol in enumerate(symbols):
+                self._book(symbol, bool(buy[k]), float(qty[k]), float(fill_price[k]), float(commission[k]))
+        else:
+            self._book_all(symbols, buy, qty, fill_price, commission)
+        for symbol, p in zip(symbols, price.tolist()):
+            if symbol not in self.last_price:
+                self.last_price[symbol] = p
+
+    def _add_pending(self, symbols: list[str], signed: np.ndarray) -> None:
+        """Move the pending shares of `symbols` by `signed` (a symbol with none left is dropped:
+        every later sum of exposure would walk it)."""
+        pending = self._pending_qty
+        for symbol, change in zip(symbols, signed.tolist()):
+            left = pending.get(symbol, 0.0) + change
+            if left == 0.0:
+                pending.pop(symbol, None)
+            else:
+                pending[symbol] = left
+
+    def _book_all(self, symbols: list[str], buy: np.ndarray, qty: np.ndarray, fill_price: np.ndarray,
+                  commission: np.ndarray) -> None:
+        """`_book` of fills in distinct symbols, in array arithmetic: cash adds up in order, as
+        booking them one by one would."""
+        notional = qty * fill_price
+        cash = np.where(buy, -(notional + commission), notional - commission)
+        self.cash = float(np.cumsum(np.concatenate([[self.cash], cash]))[-1])
+        held = np.array([self.qty.get(s, 0.0) for s in symbols])
+        avg = np.array([self.avg_price.get(s, 0.0) for s in symbols])
+        total = np.where(buy, held + qty, held - qty)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bought = np.where(total != 0, (held * avg + notional) / total, 0.0)
+        closed = ~buy & (np.abs(total) < 1e-9)
+        for symbol, b, t, a, c in zip(symbols, buy.tolist(), total.tolist(), bought.tolist(), closed.tolist()):
+            if c:
+                self.qty.pop(symbol, None)
+                self.avg_price.pop(symbol, None)
+                continue
+            self.qty[symbol] = t
+            if b:
+                self.avg_price[symbol] = a
 
     def _book(self, symbol: str, buy: bool, qty: float, fill_price: float, commission: float) -> None:
         """Cash and holdings after one fill (the one place their arithmetic is written)."""

@@ -111,9 +111,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
 
 def book_round_trips(book: Book, last: int) -> list[RoundTrip]:
     """The book's fills as round trips, marked at the session `last` for those still open."""
-    reasons = {o.client_order_id: o.reason for o in book.orders}
-    fills = [TradeFill(f.symbol, f.side, f.qty, f.price, f.ts_event, reasons.get(f.client_order_id, "rebalance"),
-                       f.commission) for f in book.fills]
+    fills = [TradeFill(*row) for answers in book.answers for row in answers.fill_rows()]
     close, column = book.bars.close, book.signals.columns
     return round_trips(fills, sessions=book.bars.dates[: last + 1],
                        closes=lambda symbol, a, b: close[a: b + 1, column[symbol]],
@@ -218,8 +216,7 @@ def journal_backtest(store: Store, plan: Plan, result: BacktestResult) -> None:
     with store.transaction():
         store.upsert_run(run)
         for book in result.books:
-            final = {o.client_order_id: o for o in book.orders}  # each order's last state
-            store.insert_many(final.values())
+            store.insert_many(book.final_orders())  # each order's last state
             store.insert_many(book.fills)
             closes = [close_at(book.bars.dates[r]) for r in book.mark_rows]
             store.insert_many(book.snapshot(i, ts) for i, ts in enumerate(closes))

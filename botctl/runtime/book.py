@@ -129,6 +129,13 @@ class Book:
                 self._fills.extend(fills)
         self._read = len(self.answers)
 
+    def final_orders(self) -> list[Order]:
+        """Each order once, in its last state, in the order first answered."""
+        last: dict[str, tuple[Answers, int]] = {}
+        for answers in self.answers:
+            last.update(zip(answers.client_ids(), ((answers, i) for i in range(len(answers)))))
+        return [answers.order(i) for answers, i in last.values()]
+
     @property
     def traded_notional(self) -> float:
         """qty x price of every fill, added up in order."""
