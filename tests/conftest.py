@@ -36,28 +36,3 @@ def _no_default_health_port():
         os.environ.pop("BOTCTL_HEALTH_PORT", None)
     else:
         os.environ["BOTCTL_HEALTH_PORT"] = previous
-
-
-@pytest.fixture
-def refusing():
-    """`refusing(broker, refuse)` makes a SimBroker refuse each order `refuse(order)` gives a
-    reason for (None: the simulator takes it): its batches then go one order at a time, as to
-    a broker over the network, and stop at the first refusal like any broker's."""
-    import msgspec
-
-    from botctl.engine.orders import PlacedOrders
-    from botctl.ports import submit_each
-
-    def install(broker, refuse):
-        take = broker.submit_batch
-
-        def submit(order, now):
-            reason = refuse(order)
-            if reason is None:
-                answers = take(PlacedOrders.of(order), now)
-                return answers.order(0), answers.fills(0)
-            return msgspec.structs.replace(order, status="rejected", ts_event=now, reject_reason=reason), []
-
-        broker.submit_batch = lambda placed, now: submit_each(submit, placed, now)
-
-    return install

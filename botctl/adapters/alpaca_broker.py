@@ -22,8 +22,7 @@ import msgspec
 import requests
 
 from botctl.errors import BrokerAuth, BrokerError, BrokerRejected, BrokerTransient
-from botctl.engine.orders import PlacedOrders
-from botctl.ports import AccountState, Answers, BrokerPosition, submit_each
+from botctl.ports import AccountState, BrokerPosition
 from botctl.records import Fill, Order, OrderStatus
 
 if TYPE_CHECKING:
@@ -217,10 +216,6 @@ class AlpacaBroker:
                 out.append(self._with_fills(msgspec.structs.replace(self._to_order(response.body, None),
                                                                     reason="flatten")))
         return out
-
-    def submit_batch(self, placed: PlacedOrders, now: datetime) -> Answers:
-        """One order at a time, as Alpaca takes them."""
-        return submit_each(self.submit, placed, now)
 
     def submit(self, order: Order, now: datetime) -> tuple[Order, list[Fill]]:
         """Send a journaled order exactly once. A duplicate client id means it is already at the

@@ -16,9 +16,8 @@ from collections.abc import Mapping
 import msgspec
 import numpy as np
 
-from botctl.engine.orders import OrderBatch
 from botctl.engine.positions import BookNote, BookState, decide_book
-from botctl.engine.rebalance import diff_batch
+from botctl.engine.rebalance import diff_orders
 from botctl.records import SubmitOrder
 from botctl.spec.plan import AccountPlan
 from botctl.spec.steps import is_signal_book
@@ -30,7 +29,7 @@ from botctl.strategy.signals import Signals
 class CycleResult(msgspec.Struct, frozen=True):
     decisions: dict[str, Decision]
     targets: dict[str, float]
-    orders: OrderBatch  # sells first, then buys; one order per symbol
+    orders: list[SubmitOrder]
     # The signal books' state after this cycle (None when the account has none) and what they
     # did or could not do, for the runtime to journal as events.
     book_state: BookState | None = None
@@ -67,16 +66,16 @@ def decide_cycle(
     state = book_state or BookState()
     # Shares the signal books hold are theirs: rebalancers trade only the rest of each symbol.
     book_held = state.held()
-    if not books:
-        batch = diff_batch(account.id, targets, qty, cash, prices,
-                           min_trade_value=account.min_trade_value, fractional=fractional)
-        return CycleResult(decisions, targets, batch)
     orders: list[SubmitOrder] = []
+    if not books:
+        orders = diff_orders(account.id, targets, qty, cash, prices,
+                             min_trade_value=account.min_trade_value, fractional=fractional)
+        return CycleResult(decisions, targets, orders)
     if rotation and (not due or any(m.name in due for m in rotation)):
         # never below zero: a book counting shares the account does not hold must not make a buy
         rest = {s: max(0.0, q - book_held.get(s, 0.0)) for s, q in qty.items()}
-        orders = diff_batch(account.id, targets, rest, cash, prices, min_trade_value=account.min_trade_value,
-                            fractional=fractional, nav=nav_of_usable(cash, qty, prices)).commands()
+        orders = diff_orders(account.id, targets, rest, cash, prices, min_trade_value=account.min_trade_value,
+                             fractional=fractional, nav=nav_of_usable(cash, qty, prices))
     nav = nav_of_usable(cash, qty, prices)
     models = dict(state.models)
     notes: list[BookNote] = []
@@ -93,8 +92,7 @@ def decide_cycle(
         decisions[model.name] = Decision({s: v / budget for s, v in sorted(values.items())} if budget > 0 else {},
                                          "active" if values else "empty",
                                          f"{len(outcome.book.positions)} open position(s)")
-    return CycleResult(decisions, targets, OrderBatch.from_commands(account.id, net_orders(orders)),
-                       BookState(models=models), notes)
+    return CycleResult(decisions, targets, net_orders(orders), BookState(models=models), notes)
 
 
 def nav_of_usable(cash: float, qty: Mapping[str, float], prices: Mapping[str, float]) -> float:

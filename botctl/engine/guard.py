@@ -14,13 +14,12 @@ or broker errors within a window.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 
 import msgspec
 import numpy as np
 
-from botctl.engine.orders import OrderBatch, running_before
 from botctl.records import SubmitOrder
 from botctl.spec.model import RiskSpec
 from botctl.strategy.bars import Bars
@@ -231,205 +230,91 @@ def judge_bars(bars: Bars, row: int, symbols: Sequence[str], collar_pct: float,
 
 def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, state: GuardState,
                  now: datetime) -> tuple[list[SubmitOrder], list[Block]]:
-    """`check_batch` over a list of commands: (accepted, blocked), sells checked first."""
-    if not orders:
-        return [], []
-    batch = OrderBatch.from_commands(orders[0].account, orders)
-    accepted, blocked = check_batch(batch, risk, book, state, now)
-    kept = set(accepted.tolist())
-    refused = [i for i in np.argsort(batch.buy, kind="stable").tolist() if i not in kept]  # the blocks' order
-    return ([orders[i] for i in accepted.tolist()],
-            [msgspec.structs.replace(block, order=orders[i]) for i, block in zip(refused, blocked)])
+    accepted: list[SubmitOrder] = []
+    blocked: list[Block] = []
+    orders_today = state.orders_today if state.day == book.today else 0
+    qty = dict(book.qty)
 
+    def value_of(symbol: str) -> float:
+        return qty.get(symbol, 0.0) * book.prices.get(symbol, 0.0)
 
-# The rules in the order an order meets them: the first it fails names its block. The count
-# limits come after the data and price checks and before the rest, so an order refused for its
-# price never counts against them; the rest apply to buys only, but for no_short (sells).
-RULES = ("stale_data", "price_collar", "max_orders_per_cycle", "max_orders_per_day", "cooldown", "no_short",
-         "universe", "max_order_notional", "no_equity", "max_order_pct_nav", "max_weight", "max_gross_leverage",
-         "buying_power")
-_COUNTS = frozenset({"max_orders_per_cycle", "max_orders_per_day"})
+    # Gross exposure is kept running, each accepted order moving it by its symbol's change, so a
+    # cycle of n orders costs O(n), not O(n x holdings) as a re-sum for every buy would.
+    running_gross = sum(abs(value_of(s)) for s in qty)
 
-
-def _over(value: np.ndarray, limit: float | np.ndarray) -> np.ndarray:
-    """`over`, element-wise."""
-    return value > limit + EPSILON * np.maximum(1.0, np.abs(limit))
-
-
-class _Checks:
-    """What the limits of one batch compare, in the order the orders are checked."""
-
-    def __init__(self, batch: OrderBatch, risk: RiskSpec, book: Portfolio, state: GuardState, now: datetime) -> None:
-        self.risk, self.book, self.account = risk, book, batch.account
-        self.rows = np.argsort(batch.buy, kind="stable")  # sells first, each side in the batch's order
-        rows = self.rows.tolist()
-        self.symbols = symbols = [batch.symbols[i] for i in rows]
-        self.reasons = [batch.reasons[i] for i in rows]
-        self.buy = buy = batch.buy[self.rows]
-        self.qty, self.ref = batch.qty[self.rows], batch.ref_price[self.rows]
-        self.notional = self.qty * self.ref
-        self.signed = np.where(buy, self.qty, -self.qty)
-        self.orders_today = state.orders_today if state.day == book.today else 0
-        self.data_age = (book.today - book.data_as_of).days if book.data_as_of else math.inf
-        self.held = np.array([book.qty.get(s, 0.0) for s in symbols], dtype=float)
-        self.price = np.array([book.prices.get(s, 0.0) for s in symbols], dtype=float)
-        # Gross exposure and buying power run through the accepted orders, each moving them by
-        # its own change: a cycle of n orders costs O(n), not O(n x holdings).
-        self.gross0 = sum(abs(q * book.prices.get(s, 0.0)) for s, q in book.qty.items())
-        self.static = self._static(risk, book, state, now)
-
-    def _static(self, risk: RiskSpec, book: Portfolio, state: GuardState, now: datetime) -> dict[str, tuple[np.ndarray, np.ndarray | float, np.ndarray | float]]:
-        """(fails, limit, value) of each rule that does not depend on the other orders."""
-        buy, ref, notional, n = self.buy, self.ref, self.notional, len(self.symbols)
-        nav = book.nav
-        bad_price = ~np.isfinite(ref) | (ref <= 0)
-        close = np.array([book.last_close.get(s) or 0.0 for s in self.symbols], dtype=float)
-        self.close = close
-        move = np.where(close != 0, np.abs(ref / close - 1), np.inf)
-        moved = _over(move, risk.price_collar_pct)
-        if book.accepted_moves:
-            moved &= np.array([s not in book.accepted_moves for s in self.symbols], dtype=bool)
-        since = np.full(n, np.nan)
-        if risk.cooldown_minutes:
-            for i, symbol in enumerate(self.symbols):
-                filled = state.last_fill_at.get(symbol)
-                if filled is not None:
-                    since[i] = (now - filled).total_seconds() / 60
-        pct = notional / nav if nav > 0 else np.full(n, np.nan)
-        return {
-            "stale_data": (np.full(n, self.data_age > risk.max_data_age_days), risk.max_data_age_days, self.data_age),
-            "price_collar": (bad_price | moved, risk.price_collar_pct, np.where(bad_price, np.nan, move)),
-            "cooldown": (since < risk.cooldown_minutes, risk.cooldown_minutes, since),
-            "universe": (buy & np.array([s not in book.universe for s in self.symbols], dtype=bool), 0.0, 1.0),
-            "max_order_notional": (buy & _over(notional, risk.max_order_notional), risk.max_order_notional, notional),
-            "no_equity": (buy & np.full(n, nav <= 0), 0.0, nav),
-            "max_order_pct_nav": (buy & _over(pct, risk.max_order_pct_nav), risk.max_order_pct_nav, pct),
-        }
-
-    def verdicts(self, accepted: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray | float, np.ndarray | float]]:
-        """(fails, limit, value) of every rule, each order judged as if the orders before it
-        that `accepted` marks were accepted and the others blocked."""
-        risk, nav, buy = self.risk, self.book.nav, self.buy
-        counted = np.concatenate([[0], np.cumsum(accepted)[:-1]])
-        held = running_before(self.symbols, self.held, self.signed, accepted)
-        value = held * self.price
-        change = np.abs((held + self.signed) * self.price) - np.abs(value)
-        # A running sum started from the first value, as adding order by order would give.
-        gross = np.cumsum(np.concatenate([[self.gross0], np.where(accepted, change, 0.0)]))[:-1]
-        out = dict(self.static)
-        out["max_orders_per_cycle"] = (counted >= risk.max_orders_per_cycle, risk.max_orders_per_cycle, counted + 1)
-        today = self.orders_today + counted
-        out["max_orders_per_day"] = (today >= risk.max_orders_per_day, risk.max_orders_per_day, today + 1)
-        out["no_short"] = (~buy & _over(self.qty, held), held, self.qty)
-        weight = (value + self.notional) / nav if nav > 0 else np.full(len(held), np.nan)
-        leverage = (gross + self.notional) / nav if nav > 0 else np.full(len(held), np.nan)
-        out["max_weight"] = (buy & _over(weight, risk.max_weight), risk.max_weight, weight)
-        out["max_gross_leverage"] = (buy & _over(leverage, risk.max_gross_leverage), risk.max_gross_leverage, leverage)
-        power = self.book.buying_power
-        if power is None:
-            out["buying_power"] = (np.zeros(len(held), dtype=bool), math.nan, self.notional)
+    buying_power = book.buying_power  # spent by each accepted buy, refilled by each accepted sell
+    data_age = (book.today - book.data_as_of).days if book.data_as_of else math.inf
+    for order in sorted(orders, key=lambda o: o.side != "sell"):
+        notional = order.qty * order.ref_price
+        buy = order.side == "buy"
+        reason: _Refusal | None = None
+        if data_age > risk.max_data_age_days:
+            reason = ("stale_data", f"last bar is {data_age} days old, over {risk.max_data_age_days}",
+                      risk.max_data_age_days, data_age)
+        elif not math.isfinite(order.ref_price) or order.ref_price <= 0:
+            reason = ("price_collar", "no usable reference price", risk.price_collar_pct, math.nan)
         else:
-            spend = np.where(accepted, np.where(buy, -self.notional, self.notional), 0.0)
-            left = np.cumsum(np.concatenate([[power], spend]))[:-1]
-            out["buying_power"] = (buy & _over(self.notional, left), left, self.notional)
-        return out
+            close = book.last_close.get(order.symbol)
+            move = abs(order.ref_price / close - 1) if close else math.inf
+            if over(move, risk.price_collar_pct) and order.symbol not in book.accepted_moves:
+                reason = ("price_collar", f"{order.symbol} at {order.ref_price:.4f} is {move:.1%} from the last close "
+                          f"{close if close else 'unknown'}, over {risk.price_collar_pct:.1%}", risk.price_collar_pct, move)
+        if reason is None and len(accepted) >= risk.max_orders_per_cycle:
+            reason = ("max_orders_per_cycle", f"already {len(accepted)} orders this cycle", risk.max_orders_per_cycle, len(accepted) + 1)
+        if reason is None and orders_today + len(accepted) >= risk.max_orders_per_day:
+            reason = ("max_orders_per_day", f"already {orders_today + len(accepted)} orders today", risk.max_orders_per_day,
+                      orders_today + len(accepted) + 1)
+        if reason is None and risk.cooldown_minutes and order.symbol in state.last_fill_at:
+            since = (now - state.last_fill_at[order.symbol]).total_seconds() / 60
+            if since < risk.cooldown_minutes:
+                reason = ("cooldown", f"{order.symbol} filled {since:.0f} min ago, cooldown {risk.cooldown_minutes} min",
+                          risk.cooldown_minutes, since)
+        if reason is None and not buy and over(order.qty, qty.get(order.symbol, 0.0)):
+            reason = ("no_short", f"sell of {order.qty:g} {order.symbol} exceeds the {qty.get(order.symbol, 0.0):g} held",
+                      qty.get(order.symbol, 0.0), order.qty)
+        if reason is None and buy:
+            reason = _buy_limits(order, notional, risk, book, value_of, running_gross)
+            if reason is None and buying_power is not None and over(notional, buying_power):
+                reason = ("buying_power", f"order of ${notional:,.2f} exceeds the ${max(buying_power, 0):,.2f} of buying power left",
+                          buying_power, notional)
+        if reason is not None:
+            rule, message, limit, value = reason
+            blocked.append(Block(rule=rule, message=message, order=order, limit=float(limit), value=float(value)))
+            continue
+        accepted.append(order)
+        before = abs(value_of(order.symbol))
+        qty[order.symbol] = qty.get(order.symbol, 0.0) + (order.qty if buy else -order.qty)
+        running_gross += abs(value_of(order.symbol)) - before
+        if buying_power is not None:
+            buying_power += -notional if buy else notional
+    return accepted, blocked
 
 
-def check_batch(batch: OrderBatch, risk: RiskSpec, book: Portfolio, state: GuardState,
-                now: datetime) -> tuple[np.ndarray, list[Block]]:
-    """The rows of `batch` the guard accepts, in the order checked (sells first), and a
-    `Block` for each it refuses, naming the rule and the numbers compared. Every limit holds
-    for the whole set: each order is judged with the orders accepted before it done.
-
-    The orders are judged all at once, as if every order not yet refused were accepted; the
-    first that fails is refused and those after it judged again. A cycle with no refusal is
-    one pass of array arithmetic."""
-    if not len(batch):
-        return np.empty(0, dtype=np.intp), []
-    with np.errstate(all="ignore"):  # a NaN or infinite price fails its rules, it warns nobody
-        return _check(_Checks(batch, risk, book, state, now))
+# (rule, message, limit, value) of an order the guard refuses
+_Refusal = tuple[str, str, float, float]
 
 
-def _check(checks: _Checks) -> tuple[np.ndarray, list[Block]]:
-    risk = checks.risk
-    n = len(checks.symbols)
-    accepted = np.ones(n, dtype=bool)
-    refused: dict[int, tuple[str, float, float]] = {}
-    start = 0
-    while start < n:
-        verdicts = checks.verdicts(accepted)
-        fails = np.stack([verdicts[rule][0] for rule in RULES])
-        failing = np.flatnonzero(fails[:, start:].any(axis=0))
-        if not len(failing):
-            break
-        i = start + int(failing[0])
-        rule = RULES[int(np.argmax(fails[:, i]))]
-        if rule in _COUNTS:  # the count only grows: every order from here on is refused
-            counts = verdicts["max_orders_per_cycle"][2]
-            assert isinstance(counts, np.ndarray)
-            counted = int(counts[i]) - 1
-            for j in range(i, n):
-                accepted[j] = False
-                if fails[0, j] or fails[1, j]:  # the data and price checks come first
-                    refused[j] = _numbers(verdicts, "stale_data" if fails[0, j] else "price_collar", j)
-                elif counted >= risk.max_orders_per_cycle:
-                    refused[j] = ("max_orders_per_cycle", float(risk.max_orders_per_cycle), float(counted + 1))
-                else:
-                    refused[j] = ("max_orders_per_day", float(risk.max_orders_per_day),
-                                  float(checks.orders_today + counted + 1))
-            break
-        accepted[i] = False
-        refused[i] = _numbers(verdicts, rule, i)
-        start = i + 1
-    blocks = [_block(checks, i, *refused[i]) for i in sorted(refused)]
-    return checks.rows[accepted], blocks
-
-
-def _numbers(verdicts: dict[str, tuple[np.ndarray, np.ndarray | float, np.ndarray | float]], rule: str,
-             i: int) -> tuple[str, float, float]:
-    """(rule, limit, value) the i-th order was refused with."""
-    _, limit, value = verdicts[rule]
-    return rule, float(limit[i] if isinstance(limit, np.ndarray) else limit), \
-        float(value[i] if isinstance(value, np.ndarray) else value)
-
-
-def _block(checks: _Checks, i: int, rule: str, limit: float, value: float) -> Block:
-    """The refusal of the i-th order checked, in words."""
-    risk, symbol = checks.risk, checks.symbols[i]
-    ref, notional = float(checks.ref[i]), float(checks.notional[i])
-    order = SubmitOrder(account=checks.account, symbol=symbol, side="buy" if checks.buy[i] else "sell",
-                        qty=float(checks.qty[i]), ref_price=ref, reason=checks.reasons[i])
-    if rule == "stale_data":
-        message = f"last bar is {checks.data_age} days old, over {risk.max_data_age_days}"
-    elif rule == "price_collar" and math.isnan(value):
-        message = "no usable reference price"
-    elif rule == "price_collar":
-        close = float(checks.close[i])
-        message = (f"{symbol} at {ref:.4f} is {value:.1%} from the last close {close if close else 'unknown'}, "
-                   f"over {risk.price_collar_pct:.1%}")
-    elif rule == "max_orders_per_cycle":
-        message = f"already {value - 1:.0f} orders this cycle"
-    elif rule == "max_orders_per_day":
-        message = f"already {value - 1:.0f} orders today"
-    elif rule == "cooldown":
-        message = f"{symbol} filled {value:.0f} min ago, cooldown {risk.cooldown_minutes} min"
-    elif rule == "no_short":
-        message = f"sell of {value:g} {symbol} exceeds the {limit:g} held"
-    elif rule == "universe":
-        message = f"{symbol} is not in the plan's universes"
-    elif rule == "max_order_notional":
-        message = f"order of ${notional:,.2f} over ${risk.max_order_notional:,.2f}"
-    elif rule == "no_equity":
-        rule, message = "buying_power", "no equity to buy with"
-    elif rule == "max_order_pct_nav":
-        message = f"order is {value:.1%} of NAV, over {risk.max_order_pct_nav:.1%}"
-    elif rule == "max_weight":
-        message = f"{symbol} would be {value:.1%} of NAV, over {risk.max_weight:.1%}"
-    elif rule == "max_gross_leverage":
-        message = f"gross leverage would be {value:.2f}x, over {risk.max_gross_leverage:.2f}x"
-    else:
-        message = f"order of ${notional:,.2f} exceeds the ${max(limit, 0):,.2f} of buying power left"
-    return Block(rule=rule, message=message, order=order, limit=limit, value=value)
+def _buy_limits(order: SubmitOrder, notional: float, risk: RiskSpec, book: Portfolio,
+                value_of: Callable[[str], float], gross: float) -> _Refusal | None:
+    nav = book.nav
+    if order.symbol not in book.universe:
+        return ("universe", f"{order.symbol} is not in the plan's universes", 0, 1)
+    if over(notional, risk.max_order_notional):
+        return ("max_order_notional", f"order of ${notional:,.2f} over ${risk.max_order_notional:,.2f}",
+                risk.max_order_notional, notional)
+    if nav <= 0:
+        return ("buying_power", "no equity to buy with", 0, nav)
+    if over(notional / nav, risk.max_order_pct_nav):
+        return ("max_order_pct_nav", f"order is {notional / nav:.1%} of NAV, over {risk.max_order_pct_nav:.1%}",
+                risk.max_order_pct_nav, notional / nav)
+    weight = (value_of(order.symbol) + notional) / nav
+    if over(weight, risk.max_weight):
+        return ("max_weight", f"{order.symbol} would be {weight:.1%} of NAV, over {risk.max_weight:.1%}", risk.max_weight, weight)
+    leverage = (gross + notional) / nav
+    if over(leverage, risk.max_gross_leverage):
+        return ("max_gross_leverage", f"gross leverage would be {leverage:.2f}x, over {risk.max_gross_leverage:.2f}x",
+                risk.max_gross_leverage, leverage)
+    return None
 
 
 def after_orders(state: GuardState, today: date, count: int) -> GuardState:

@@ -179,15 +179,12 @@ def _excursions(trip: RoundTrip, sessions: Sequence[date], closes: Closes | None
     if closes is None or not trip.entry_price:
         return
     prices = np.asarray(closes(trip.symbol, first, last), dtype=np.float64)
-    # the lowest and highest known price (fmin/fmax pass over a NaN), the exit's among them
-    low = float(np.fmin.reduce(prices)) if prices.size else math.nan
-    high = float(np.fmax.reduce(prices)) if prices.size else math.nan
-    if trip.exit_price is not None and math.isfinite(trip.exit_price):
-        low = trip.exit_price if math.isnan(low) else min(low, trip.exit_price)
-        high = trip.exit_price if math.isnan(high) else max(high, trip.exit_price)
-    if math.isnan(low):
+    if trip.exit_price is not None:
+        prices = np.append(prices, trip.exit_price)
+    prices = prices[np.isfinite(prices)]
+    if not prices.size:
         return
-    low, high = low / trip.entry_price - 1, high / trip.entry_price - 1
+    low, high = float(prices.min()) / trip.entry_price - 1, float(prices.max()) / trip.entry_price - 1
     worst, best = (low, high) if trip.side == "long" else (-high, -low)
     trip.mae, trip.mfe = min(0.0, worst), max(0.0, best)
 

@@ -103,7 +103,7 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
     return BookCurve(
         name=book.account.id, dates=[bars.dates[r] for r in book.mark_rows],
         nav=np.array(book.mark_nav), gross=np.array(book.mark_gross),
-        traded_notional=book.traded_notional, trades=book.fill_count,
+        traded_notional=book.traded_notional, trades=len(book.fills),
         blocked=dict(book.blocks), halted=book.halted_at(last), trips=list(book.trips),
         collar_widened=book.collar_widened, invested=book.account.starting_cash,
     )
@@ -111,7 +111,9 @@ def run_book(book: Book, first: int, last: int) -> BookCurve:
 
 def book_round_trips(book: Book, last: int) -> list[RoundTrip]:
     """The book's fills as round trips, marked at the session `last` for those still open."""
-    fills = [TradeFill(*row) for answers in book.answers for row in answers.fill_rows()]
+    reasons = {o.client_order_id: o.reason for o in book.orders}
+    fills = [TradeFill(f.symbol, f.side, f.qty, f.price, f.ts_event, reasons.get(f.client_order_id, "rebalance"),
+                       f.commission) for f in book.fills]
     close, column = book.bars.close, book.signals.columns
     return round_trips(fills, sessions=book.bars.dates[: last + 1],
                        closes=lambda symbol, a, b: close[a: b + 1, column[symbol]],
@@ -216,7 +218,8 @@ def journal_backtest(store: Store, plan: Plan, result: BacktestResult) -> None:
     with store.transaction():
         store.upsert_run(run)
         for book in result.books:
-            store.insert_many(book.final_orders())  # each order's last state
+            final = {o.client_order_id: o for o in book.orders}  # each order's last state
+            store.insert_many(final.values())
             store.insert_many(book.fills)
             closes = [close_at(book.bars.dates[r]) for r in book.mark_rows]
             store.insert_many(book.snapshot(i, ts) for i, ts in enumerate(closes))

@@ -16,13 +16,11 @@ from datetime import date, datetime
 import msgspec
 import numpy as np
 
-from botctl.adapters.sim_broker import SheetAnswers, SimBroker
+from botctl.adapters.sim_broker import SimBroker
 from botctl.engine import guard
 from botctl.engine.guard import Block
 from botctl.engine.engine import CycleResult, account_signals
-from botctl.engine.orders import PlacedOrders
 from botctl.engine.positions import BookState
-from botctl.ports import Answers, RecordAnswers
 from botctl.runtime.cycle import AccountCycle, breaker_event, starting_guard
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
@@ -76,12 +74,8 @@ class Book:
         self.columns = [self.signals.columns[s] for s in account.symbols]
         self.rebalance_days = {m.name: set(rebalance_sessions(bars.dates, m.schedule)) for m in account.models}
         self.decisions: dict[str, Decision] = {}
-        # Every answer of the broker, in order: the orders' states and fills are read off it
-        # (`orders`, `fills`), their records made only when read (a backtest's when journaled).
-        self.answers: list[Answers] = []
-        self._orders: list[Order] = []
-        self._fills: list[Fill] = []
-        self._read = 0  # answers already made into records
+        self.orders: list[Order] = []
+        self.fills: list[Fill] = []
         # Daily marks as parallel lists (rows, nav, cash, gross): cheap to extend a whole span
         # at once; NavSnapshot records are made from them only when the journal wants them.
         self.mark_rows: list[int] = []
@@ -89,6 +83,7 @@ class Book:
         self.mark_cash: list[float] = []
         self.mark_gross: list[float] = []
         self.events: list[Event] = []
+        self.traded_notional = 0.0
         self._last_close_row: int | None = None
         # Called with each order before it reaches the broker: the replay and live runtimes
         # commit the order row here, so a crash mid-send can always be reconciled.
@@ -109,46 +104,6 @@ class Book:
         # Called with the signal books' state each cycle commits (the replay journals it).
         self.on_book_state: Callable[[BookState], object] | None = None
         self._resume_row: int | None = None  # with resume-next-session: the session the halt ends
-
-    @property
-    def orders(self) -> list[Order]:
-        """Each order's states as the broker answered them, in order (an order is listed once
-        per answer: accepted, then filled)."""
-        self._read_answers()
-        return self._orders
-
-    @property
-    def fills(self) -> list[Fill]:
-        self._read_answers()
-        return self._fills
-
-    def _read_answers(self) -> None:
-        for answers in self.answers[self._read:]:
-            for order, fills in answers.records():
-                self._orders.append(order)
-                self._fills.extend(fills)
-        self._read = len(self.answers)
-
-    def final_orders(self) -> list[Order]:
-        """Each order once, in its last state, in the order first answered."""
-        last: dict[str, tuple[Answers, int]] = {}
-        for answers in self.answers:
-            last.update(zip(answers.client_ids(), ((answers, i) for i in range(len(answers)))))
-        return [answers.order(i) for answers, i in last.values()]
-
-    @property
-    def traded_notional(self) -> float:
-        """qty x price of every fill, added up in order."""
-        values = [a.filled_notional() if isinstance(a, SheetAnswers) else
-                  np.array([f.qty * f.price for _, fills in a.records() for f in fills], dtype=float)
-                  for a in self.answers]
-        values = [v for v in values if len(v)]
-        return float(np.cumsum(np.concatenate(values))[-1]) if values else 0.0
-
-    @property
-    def fill_count(self) -> int:
-        return sum(a.statuses.count("filled") if isinstance(a, SheetAnswers) else
-                   sum(len(fills) for _, fills in a.records()) for a in self.answers)
 
     @property
     def book_state(self) -> BookState | None:
@@ -218,19 +173,19 @@ class Book:
         """Fill the pending orders at session `row`'s open. Prices are looked up only for the
         symbols with an order (and, as traded, those held, which a flatten may sell): a fill
         reads no other."""
-        symbols = self.broker.pending_symbols()
+        pending = self.broker.open_orders()
+        symbols = sorted({o.symbol for o in pending})
         if self.bars.as_traded is not None:  # fills carry the as-traded prices of the session they fill at
             self.broker.as_traded = self.prices(self.bars.as_traded, row, sorted({*symbols, *self.broker.qty}))
-        if not symbols:
+        if not pending:
             return
         suspect = guard.suspect_fill_prices(self.bars, row, symbols, self.account.risk.price_collar_pct,
                                             [self.signals.columns[s] for s in symbols])
         if suspect:  # never fill at a bad price: the cycle's orders wait for a clean decision
-            pending = self.broker.open_orders()
             for order in pending:
                 canceled = self.broker.cancel(order.client_order_id, now)
                 if canceled is not None:
-                    self.answers.append(RecordAnswers([(canceled, [])]))
+                    self._record(canceled, [])
             self.owed.update(self.submitted_due)
             self.events.append(Event(
                 ts_event=now, subsystem="guard", type="data.rejected", severity="WARN", run_id=self.run_id,
@@ -241,13 +196,11 @@ class Book:
             ))
             self.blocks["suspect_data"] = self.blocks.get("suspect_data", 0) + 1
             return
-        for answers in self.broker.fill_open(self.prices(self.bars.open, row, symbols), now):
-            self.answers.append(answers)
-            self.guard = guard.after_fills(self.guard, answers.fill_times())
-            for i, status in enumerate(answers.statuses):
-                if status != "canceled":
-                    continue
-                order = answers.order(i)  # no bar to fill at: say so, it changes what is held
+        answers = self.broker.on_open(self.prices(self.bars.open, row, symbols), now)
+        self.guard = guard.after_fills(self.guard, [(f.symbol, f.ts_event) for _, fills in answers for f in fills])
+        for order, fills in answers:
+            self._keep(order, fills)
+            if order.status == "canceled":  # no bar to fill at: say so, it changes what is held
                 self.events.append(Event(
                     ts_event=now, subsystem="broker", type="order.canceled", severity="WARN", run_id=self.run_id,
                     account=order.account, symbol=order.symbol,
@@ -366,6 +319,18 @@ class Book:
         for block in blocks:
             self.blocks[block.rule] = self.blocks.get(block.rule, 0) + 1
 
+    def _record(self, order: Order, fills: list[Fill]) -> None:
+        self._keep(order, fills)
+        self.guard = guard.after_fills(self.guard, [(f.symbol, f.ts_event) for f in fills])
+
+    def _keep(self, order: Order, fills: list[Fill]) -> None:
+        """The broker's answer to an order, kept in the book's lists (the guard is told apart)."""
+        self.orders.append(order)
+        for fill in fills:
+            self.fills.append(fill)
+            self.traded_notional += fill.qty * fill.price
+
+
 class _BookLedger:
     """A book's records kept in its lists (the replay also commits each order to the journal
     through `before_submit`): the account cycle's Ledger for backtests and replays."""
@@ -373,19 +338,23 @@ class _BookLedger:
     def __init__(self, book: Book) -> None:
         self.book = book
 
-    def commit(self, orders: PlacedOrders, state: guard.GuardState, now: datetime,
+    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime,
                books: BookState | None = None, notes: Sequence[Event] = ()) -> None:
         """The replay calls this inside the transaction of its whole cycle (the orders, the
         books' state here, the notes when the book's lists are flushed)."""
         if self.book.before_submit is not None:
-            for order in orders.records():
+            for order in orders:
                 self.book.before_submit(order)
         if books is not None and self.book.on_book_state is not None:
             self.book.on_book_state(books)
         self.book.events.extend(notes)
 
-    def record(self, answers: Answers) -> None:
-        self.book.answers.append(answers)
+    def record(self, order: Order, fills: list[Fill]) -> None:
+        book = self.book
+        book.orders.append(order)
+        for fill in fills:
+            book.fills.append(fill)
+            book.traded_notional += fill.qty * fill.price
 
     def withdraw(self, order: Order) -> None:
         """Never sent: the journal's row is canceled; the book's orders are what was sent."""

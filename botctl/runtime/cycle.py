@@ -30,12 +30,11 @@ import msgspec
 
 from botctl.engine import guard
 from botctl.engine.engine import CycleResult, decide_cycle
-from botctl.engine.ids import cycle_prefix
-from botctl.engine.orders import PlacedOrders, client_ids
+from botctl.engine.ids import client_order_id, cycle_prefix
 from botctl.engine.positions import BookNote, BookState
-from botctl.errors import BrokerAuth
-from botctl.ports import FAILED_STATUSES, Answers, Broker
-from botctl.records import Event, Order, Severity, SubmitOrder
+from botctl.errors import BrokerAuth, BrokerError
+from botctl.ports import Broker
+from botctl.records import Event, Fill, Order, Severity, SubmitOrder
 from botctl.spec.plan import AccountPlan
 from botctl.spec.validate import step_symbols
 from botctl.strategy.bars import Bars, RowValues, row_values
@@ -50,12 +49,14 @@ SUBSYSTEM = {
     "order.rejected": "broker",
     "order.unknown": "broker",
 }
+# An order the broker did not take: buys that counted on such a sell are checked again.
+FAILED_STATUSES = frozenset({"rejected", "unknown"})
 
 
 class Ledger(Protocol):
     """Where one account's cycle records go."""
 
-    def commit(self, orders: PlacedOrders, state: guard.GuardState, now: datetime,
+    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime,
                books: BookState | None = None, notes: Sequence[Event] = ()) -> None:
         """Keep the cycle's orders (status pending) before the broker hears of any of them,
         with the signal books' state they were decided with (None: no signal book) and
@@ -63,8 +64,8 @@ class Ledger(Protocol):
         exits), all together or none: a crash can neither lose nor repeat one of them."""
         ...
 
-    def record(self, answers: Answers) -> None:
-        """The broker's answers to orders sent: their new states and any fills."""
+    def record(self, order: Order, fills: list[Fill]) -> None:
+        """The broker's answer to one order: its new state and any fills."""
         ...
 
     def withdraw(self, order: Order) -> None:
@@ -85,15 +86,11 @@ class Ledger(Protocol):
 
 class CycleOutcome(msgspec.Struct, kw_only=True):
     result: CycleResult | None  # None: nothing decided (suspect data)
-    answers: list[Answers] = []  # the broker's answers to the orders sent, in order
+    sent: list[Order] = []  # the broker's answer to each order sent, in order
     blocked: list[guard.Block] = []  # the guard's refusals, before and during the sends
     suspect: tuple[tuple[str, str], ...] = ()  # (symbol, why) when the bars were refused
     widened: bool = False  # decided on a move the fixed collar alone would have refused
     halted: bool = False  # a breaker tripped during the sends
-
-    def sent(self) -> list[Order]:
-        """Each order sent, as the broker answered it."""
-        return [order for answers in self.answers for order, _ in answers.records()]
 
 
 def tradeable_symbols(account: AccountPlan) -> frozenset[str]:
@@ -201,10 +198,11 @@ class AccountCycle:
         result = decide_cycle(account, signals, row, due, previous, qty, state.cash, at,
                               fractional=self.broker.fractional, book_state=self.books)
         if reason is not None:
-            result = msgspec.structs.replace(result, orders=result.orders.relabeled(reason))
+            result = msgspec.structs.replace(
+                result, orders=[msgspec.structs.replace(o, reason=reason) for o in result.orders])
         # The collar compares each order's price with the close before it: the last close
         # when the order is priced now, the close before that when it is priced at the close.
-        symbols = set(result.orders.symbols)
+        symbols = {o.symbol for o in result.orders}
         if prices is not None:
             last_close = {s: v for s, v in closes.items() if s in symbols}
         elif row >= 1:
@@ -218,118 +216,113 @@ class AccountCycle:
             data_as_of=bars.dates[row], today=today, buying_power=state.buying_power,
             accepted_moves=frozenset(s for s, _ in verdict.accepted))
         before = self.guard
-        rows, blocked = guard.check_batch(result.orders, account.risk, portfolio, before, now)
-        accepted = result.orders.take(rows)
+        accepted, blocked = guard.check_orders(result.orders, account.risk, portfolio, before, now)
         notes = [blocked_event(self.run_id, account.id, block, now) for block in blocked]
         if before_commit is not None:
             try:
-                before_commit(accepted.commands(), state.equity)
+                before_commit(accepted, state.equity)
             except BaseException:  # refused: nothing is kept but what the guard refused
                 for note in notes:
                     self.ledger.event(note)
                 raise
         self.guard = guard.after_orders(self.guard, today, len(accepted))
-        placed = PlacedOrders(accepted, client_ids(self.prefix(when), accepted), self.run_id, now)
+        prefix = self.prefix(when)
+        orders = [Order(client_order_id=client_order_id(prefix, c.symbol, c.side), run_id=self.run_id,
+                        account=account.id, symbol=c.symbol, side=c.side, qty=c.qty, status="pending",
+                        ts_init=now, ts_event=now, reason=c.reason, ref_price=c.ref_price) for c in accepted]
         if result.book_state is not None:
             notes += [book_note_event(self.run_id, account.id, note, now) for note in result.book_notes]
         # One commit for the decision: its orders, the guard, the books' state and its events.
-        self.ledger.commit(placed, self.guard, now, result.book_state, notes)
+        self.ledger.commit(orders, self.guard, now, result.book_state, notes)
         if result.book_state is not None:
             self.books = result.book_state
         outcome = CycleOutcome(result=result, blocked=list(blocked), widened=bool(verdict.accepted))
-        self._send_all(placed, portfolio, before, now, outcome)
+        self._send_all(orders, accepted, portfolio, before, now, outcome)
         self.ledger.save_guard(self.guard, now)
         return outcome
 
-    def _send_all(self, placed: PlacedOrders, portfolio: guard.Portfolio, before: guard.GuardState, now: datetime,
-                  outcome: CycleOutcome) -> None:
-        """The sells, then the buys; buys that counted on a sell the broker did not take are
-        checked again first."""
-        first_buy = placed.batch.first_buy()
-        failed = self._send(placed, list(range(first_buy)), now, outcome)
-        buys = list(range(first_buy, len(placed)))
-        if failed and buys and not outcome.halted:
-            held = self._recheck(placed, first_buy, failed, portfolio, before, now)
-            for j, block in held.items():
-                self._hold(placed, j, block, now, outcome)
-            buys = [j for j in buys if j not in held]
-        self._send(placed, buys, now, outcome)
-
-    def _send(self, placed: PlacedOrders, rows: list[int], now: datetime, outcome: CycleOutcome) -> set[str]:
-        """Send `rows` of the committed orders in order, each answer classified as it comes;
-        once a breaker trips, the rest are not sent. The symbols the broker did not take."""
-        failed: set[str] = set()
-        while rows:
+    def _send_all(self, orders: list[Order], commands: list[SubmitOrder], portfolio: guard.Portfolio,
+                  before: guard.GuardState, now: datetime, outcome: CycleOutcome) -> None:
+        failed_sells: set[str] = set()
+        held: set[int] = set()
+        for i, order in enumerate(orders):
+            if i in held:
+                continue
             if outcome.halted:  # a breaker tripped on an earlier answer: send nothing more
-                for j in rows:
-                    self._hold(placed, j, guard.Block(rule="halted", message=f"account halted ({self.halt_reason})",
-                                                      order=placed.batch.command(j), limit=0.0, value=1.0), now, outcome)
-                return failed
-            answers = self.broker.submit_batch(placed.take(rows), now)
-            self._answered(answers, now, outcome)
-            last = len(answers) - 1
-            if answers.statuses[last] in FAILED_STATUSES:
-                failed.add(placed.batch.symbols[rows[last]])
-            rows = rows[len(answers):]
-        return failed
+                for j in range(i, len(orders)):
+                    if j not in held:
+                        self._hold(orders[j], guard.Block(rule="halted", message=f"account halted ({self.halt_reason})",
+                                                          order=commands[j], limit=0.0, value=1.0), now, outcome)
+                return
+            if order.side == "buy" and failed_sells and not any(orders[j].side == "buy" for j in range(i)):
+                for j, block in self._recheck(commands, i, failed_sells, portfolio, before, now).items():
+                    held.add(j)
+                    self._hold(orders[j], block, now, outcome)
+                if i in held:
+                    continue
+            answer = self.send(order, now, outcome)
+            outcome.sent.append(answer)
+            if order.side == "sell" and answer.status in FAILED_STATUSES:
+                failed_sells.add(order.symbol)
 
-    def _recheck(self, placed: PlacedOrders, first_buy: int, failed: set[str], portfolio: guard.Portfolio,
+    def _recheck(self, commands: list[SubmitOrder], first_buy: int, failed: set[str], portfolio: guard.Portfolio,
                  before: guard.GuardState, now: datetime) -> dict[int, guard.Block]:
         """The guard again on the buys still to send, as if the failed sells had not been
         placed: their shares are still held and their proceeds are not there to spend."""
-        batch = placed.batch
-        freed = sum(float(batch.qty[j] * batch.ref_price[j]) for j in range(first_buy) if batch.symbols[j] in failed)
+        freed = sum(c.qty * c.ref_price for c in commands if c.side == "sell" and c.symbol in failed)
         bp = portfolio.buying_power - freed if portfolio.buying_power is not None else None
         kept = msgspec.structs.replace(portfolio, buying_power=bp)
-        rows = [j for j in range(first_buy) if batch.symbols[j] not in failed] + list(range(first_buy, len(batch)))
-        accepted, blocked = guard.check_batch(batch.take(rows), self.account.risk, kept, before, now)
-        taken = set(accepted.tolist())
-        refused = [rows[k] for k in range(len(rows)) if k not in taken]  # rows are sells, then buys: as checked
-        return {j: msgspec.structs.replace(block, message=block.message + " (a sell it relied on failed)")
-                for j, block in zip(refused, blocked) if j >= first_buy}
+        sells = [c for c in commands[:first_buy] if c.symbol not in failed]
+        _, blocked = guard.check_orders(sells + commands[first_buy:], self.account.risk, kept, before, now)
+        refused = {id(b.order): b for b in blocked}
+        out = {}
+        for j in range(first_buy, len(commands)):
+            block = refused.get(id(commands[j]))
+            if block is not None:
+                out[j] = msgspec.structs.replace(block, message=block.message + " (a sell it relied on failed)")
+        return out
 
-    def _hold(self, placed: PlacedOrders, j: int, block: guard.Block, now: datetime, outcome: CycleOutcome) -> None:
+    def _hold(self, order: Order, block: guard.Block, now: datetime, outcome: CycleOutcome) -> None:
         """An order committed but not to be sent: the guard's block is recorded and the
         ledger withdraws the order (a journal marks its row canceled)."""
         outcome.blocked.append(block)
         self.ledger.event(blocked_event(self.run_id, self.account.id, block, now))
-        self.ledger.withdraw(placed.record(j, "canceled", now, reject_reason=f"not sent: {block.message}"[:300]))
+        self.ledger.withdraw(msgspec.structs.replace(order, status="canceled", ts_event=now,
+                                                     reject_reason=f"not sent: {block.message}"[:300]))
 
     def send(self, order: Order, now: datetime, outcome: CycleOutcome | None = None) -> Order:
-        """Submit one committed order (a cycle decided before, finished after a restart) and
-        classify the answer. Returns the order as answered."""
-        answers = self.broker.submit_batch(PlacedOrders.of(order), now)
-        self._answered(answers, now, outcome)
-        return answers.order(0)
-
-    def _answered(self, answers: Answers, now: datetime, outcome: CycleOutcome | None) -> None:
-        """Record the broker's answers and classify the last (a batch stops at the first order
-        the broker did not take): fills fed to the guard, a reject or an unknown outcome counted
-        against max_rejects (tripping the breaker halts the account). A broker that refuses the
-        keys stops the cycle."""
-        self.ledger.record(answers)
-        if outcome is not None:
-            outcome.answers.append(answers)
-        filled = answers.fill_times()
-        if filled:
-            self.guard = guard.after_fills(self.guard, filled)
-        last = len(answers) - 1
-        status = answers.statuses[last]
-        if status == "unknown":
-            order = answers.order(last)
+        """Submit one committed order and classify the answer: recorded, fills fed to the
+        guard, a reject or an unknown outcome counted against max_rejects (tripping the
+        breaker halts the account). A broker that refuses the keys stops the cycle."""
+        try:
+            placed, fills = self.broker.submit(order, now)
+        except BrokerError as exc:
+            unknown = msgspec.structs.replace(order, status="unknown", ts_event=now, reject_reason=str(exc)[:300])
+            self.ledger.record(unknown, [])
             self.ledger.event(cycle_event(
                 self.run_id, self.account.id, "order.unknown",
-                f"{order.client_order_id}: {answers.error}; it will be looked up, never re-sent blindly", now,
+                f"{order.client_order_id}: {exc}; it will be looked up, never re-sent blindly", now,
                 severity="ERROR", symbol=order.symbol, details={"client_order_id": order.client_order_id}))
             self._rejected(now, outcome)
-            if isinstance(answers.error, BrokerAuth):
-                raise answers.error
-        elif status == "rejected":
-            order = answers.order(last)
+            if isinstance(exc, BrokerAuth):
+                raise
+            return unknown
+        # The broker's answer keeps what only the journal knows (a simulator's already does).
+        if (placed.run_id, placed.account, placed.reason, placed.ts_init, placed.ref_price) != \
+                (order.run_id, order.account, order.reason, order.ts_init, order.ref_price):
+            placed = msgspec.structs.replace(placed, run_id=order.run_id, account=order.account, reason=order.reason,
+                                             ts_init=order.ts_init, ref_price=order.ref_price)
+        if fills and any(f.run_id != order.run_id or f.account != order.account for f in fills):
+            fills = [msgspec.structs.replace(f, run_id=order.run_id, account=order.account) for f in fills]
+        self.ledger.record(placed, fills)
+        for fill in fills:
+            self.guard = guard.after_fill(self.guard, fill.symbol, fill.ts_event)
+        if placed.status == "rejected":
             self.ledger.event(cycle_event(
-                self.run_id, self.account.id, "order.rejected", order.reject_reason or "rejected", order.ts_event,
+                self.run_id, self.account.id, "order.rejected", placed.reject_reason or "rejected", placed.ts_event,
                 symbol=order.symbol, details={"client_order_id": order.client_order_id}))
-            self._rejected(order.ts_event, outcome)
+            self._rejected(placed.ts_event, outcome)
+        return placed
 
     def _rejected(self, at: datetime, outcome: CycleOutcome | None) -> None:
         self.guard, breach = guard.after_reject(self.guard, self.account.risk, at)

@@ -19,11 +19,10 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from botctl.engine import guard
-from botctl.engine.orders import PlacedOrders
 from botctl.engine.positions import BookState, decode_books, encode_books
 from botctl.errors import BadMarketData, BotctlError, BrokerError, DataError, StoreError
 from botctl.runtime.cycle import AccountCycle, CycleOutcome, breaker_event, starting_guard
-from botctl.ports import Answers, Broker
+from botctl.ports import Broker
 from botctl.records import OPEN_ORDER_STATUSES, Event, Fill, NavSnapshot, Order, Position, Severity, SubmitOrder
 from botctl.spec.plan import AccountPlan
 from botctl.strategy.bars import Bars
@@ -195,7 +194,7 @@ class LiveAccount:
         self.blocked = outcome.blocked
         if outcome.suspect:
             raise SuspectBars("; ".join(why for _, why in outcome.suspect), symbols=[s for s, _ in outcome.suspect])
-        return outcome.sent()
+        return outcome.sent
 
     def _finish(self, journaled: list[Order], now: datetime) -> list[Order]:
         """Complete a cycle decided before: look up its open orders, send those never sent."""
@@ -207,8 +206,8 @@ class LiveAccount:
                 continue
             resolved = self._resolve(order, now)
             if resolved.status == "pending":
-                self.kernel.send(resolved, now, outcome)
-        return outcome.sent()
+                outcome.sent.append(self.kernel.send(resolved, now, outcome))
+        return outcome.sent
 
     def _standing_decisions(self, bars: Bars, signals: Signals, due: list[str], today: date) -> dict[str, Decision]:
         """The targets of models not due today: what each decided at its last scheduled
@@ -270,21 +269,20 @@ class JournalLedger:
         self.account = account
         self.run_id = run_id
 
-    def commit(self, orders: PlacedOrders, state: guard.GuardState, now: datetime,
+    def commit(self, orders: list[Order], state: guard.GuardState, now: datetime,
                books: BookState | None = None, notes: Sequence[Event] = ()) -> None:
         with self.store.transaction():  # the orders, the guard, the books' state and the notes, or none of them
-            for order in orders.records():
+            for order in orders:
                 self.store.upsert_order(order)
             self.save_guard(state, now)
             if books is not None:
                 self.store.put_position_states(GUARD_SCOPE, self.account, encode_books(books), now)
             self.store.insert_many(notes)
 
-    def record(self, answers: Answers) -> None:
-        for order, fills in answers.records():  # each answer in its own transaction
-            with self.store.transaction():
-                self.store.upsert_order(order)
-                self.store.insert_many(fills)
+    def record(self, order: Order, fills: list[Fill]) -> None:
+        with self.store.transaction():
+            self.store.upsert_order(order)
+            self.store.insert_many(fills)
 
     def withdraw(self, order: Order) -> None:
         self.store.upsert_order(order)

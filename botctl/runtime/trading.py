@@ -17,7 +17,7 @@ import msgspec
 from botctl.errors import BadMarketData, BrokerError, DataError, UsageError, failure_text
 from botctl.records import Control, Event, Run, RunKind, Severity, SubmitOrder
 from botctl.runtime.live import NEW_YORK, FirstCycleTooLarge, LiveAccount, SuspectBars, cycle_time
-from botctl.ports import FAILED_STATUSES
+from botctl.runtime.cycle import FAILED_STATUSES
 from botctl.runtime.wiring import BrokerFactory, current_prices, load_market_data, make_broker
 from botctl.runtime.process import STOP_SIGNALS, WallHeartbeat
 from botctl.adapters.calendar import Session

@@ -238,7 +238,7 @@ def test_guard_state_defaults():
     assert (s.high_water_mark, s.last_close_nav, s.day, s.orders_today, s.reject_times) == (0.0, 0.0, None, 0, [])
 
 
-def test_a_book_sends_nothing_after_a_reject_trips_the_breaker_mid_cycle(refusing):
+def test_a_book_sends_nothing_after_a_reject_trips_the_breaker_mid_cycle():
     """A broker reject that trips max_rejects stops the rest of the cycle's orders."""
     from datetime import date, datetime, timezone
     from pathlib import Path
@@ -255,13 +255,15 @@ def test_a_book_sends_nothing_after_a_reject_trips_the_breaker_mid_cycle(refusin
     account = msgspec.structs.replace(plan.accounts[0], risk=RiskSpec(max_rejects=1))
     bars = bars_from_frame(load_bars(), plan.symbols)
     book = Book(account, bars, run_id="t", namespace="t")
-    seen = []
+    real_submit = book.broker.submit
 
-    def reject_first(order):  # the broker refuses the first order it sees
-        seen.append(order)
-        return "test" if len(seen) == 1 else None
+    def reject_first(order, now):  # the broker refuses the first order it sees
+        if not book.broker.orders:
+            book.broker.orders[order.client_order_id] = msgspec.structs.replace(order, status="rejected", reject_reason="test")
+            return book.broker.orders[order.client_order_id], []
+        return real_submit(order, now)
 
-    refusing(book.broker, reject_first)
+    book.broker.submit = reject_first
     row = bars.index_of(date(2021, 3, 1))
     book.rebalance(row, book.due(bars.dates[row], force=True), datetime(2021, 3, 1, 15, tzinfo=timezone.utc))
     assert book.halt and book.halt.startswith("max_rejects")

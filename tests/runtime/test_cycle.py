@@ -24,9 +24,18 @@ def shipped():
     return plan, bars_from_frame(load_bars(), plan.symbols)
 
 
-def rejecting_sells(book: Book, refusing) -> None:
+def rejecting_sells(book: Book) -> None:
     """The broker refuses every sell (a halted symbol, a locate problem); buys go through."""
-    refusing(book.broker, lambda order: "sell refused" if order.side == "sell" else None)
+    real = book.broker.submit
+
+    def submit(order, now):
+        if order.side == "sell":
+            rejected = msgspec.structs.replace(order, status="rejected", ts_event=now, reject_reason="sell refused")
+            book.broker.orders[order.client_order_id] = rejected
+            return rejected, []
+        return real(order, now)
+
+    book.broker.submit = submit
 
 
 def gross_leverage(book: Book, closes: dict[str, float]) -> float:
@@ -34,7 +43,7 @@ def gross_leverage(book: Book, closes: dict[str, float]) -> float:
     return sum(abs(q) * closes[s] for s, q in book.broker.qty.items()) / nav
 
 
-def test_buys_that_relied_on_a_refused_sell_are_checked_again(shipped, refusing):
+def test_buys_that_relied_on_a_refused_sell_are_checked_again(shipped):
     plan, bars = shipped
     account = plan.accounts[0]
     limit = 1.3  # the plan runs at 1.25x: a rotation whose sells fail would end far above
@@ -49,7 +58,7 @@ def test_buys_that_relied_on_a_refused_sell_are_checked_again(shipped, refusing)
         if not due:
             continue
         if row > start:
-            rejecting_sells(book, refusing)
+            rejecting_sells(book)
         now = datetime.combine(day, datetime.min.time(), timezone.utc) + timedelta(hours=15)
         book.rebalance(row, due, now)
         closes = book.prices(bars.close, row - 1)
@@ -63,11 +72,12 @@ def test_buys_that_relied_on_a_refused_sell_are_checked_again(shipped, refusing)
     assert rejected and {e.subsystem for e in rejected} == {"broker"}
 
 
-def test_a_tripped_breaker_stops_the_cycle_with_one_trip(shipped, refusing):
+def test_a_tripped_breaker_stops_the_cycle_with_one_trip(shipped):
     plan, bars = shipped
     account = msgspec.structs.replace(plan.accounts[0], risk=RiskSpec(max_rejects=1))
     book = Book(account, bars, run_id="t", namespace="t")
-    refusing(book.broker, lambda order: "refused")
+    book.broker.submit = lambda order, now: (msgspec.structs.replace(order, status="rejected", ts_event=now,
+                                                                     reject_reason="refused"), [])
     row = bars.index_of(date(2021, 3, 1))
     book.rebalance(row, book.due(bars.dates[row], force=True), datetime(2021, 3, 1, 15, tzinfo=timezone.utc))
     assert [o.status for o in book.orders] == ["rejected"]

@@ -104,7 +104,7 @@ def test_backtest_and_replay_record_the_same_events_and_nav(both, account):
 # --- the cycle with the paper loop's journal and with a backtest book's lists ----------------
 
 
-def test_the_cycle_records_the_same_with_the_journal_and_with_a_book(tmp_path, refusing):
+def test_the_cycle_records_the_same_with_the_journal_and_with_a_book(tmp_path):
     """A broker that rejects every order, max_rejects 2: both ledgers send two orders, trip
     the breaker once, withdraw the rest with a `halted` block, with identical events."""
     from botctl.adapters.file_data import load_bars
@@ -125,7 +125,8 @@ def test_the_cycle_records_the_same_with_the_journal_and_with_a_book(tmp_path, r
     now = datetime(2021, 3, 1, 15, 0, tzinfo=timezone.utc)
 
     def reject_all(broker):
-        refusing(broker, lambda order: "refused")
+        broker.submit = lambda order, at: (msgspec.structs.replace(order, status="rejected", ts_event=at,
+                                                                   reject_reason="refused"), [])
 
     book = Book(account, bars, run_id="r", namespace="n")
     reject_all(book.broker)
