@@ -19,7 +19,7 @@ import numpy as np
 from botctl.engine.positions import BookNote, BookState, decide_book
 from botctl.engine.rebalance import diff_orders
 from botctl.records import SubmitOrder
-from botctl.spec.plan import AccountPlan
+from botctl.spec.plan import AccountPlan, ModelPlan
 from botctl.spec.steps import is_signal_book
 from botctl.strategy.evaluate import Decision, account_targets, decide
 from botctl.strategy.bars import Bars
@@ -55,8 +55,7 @@ def decide_cycle(
     book_state: BookState | None = None,
 ) -> CycleResult:
     """Re-decide the `due` models at bar `row` (the last closed bar) and diff the account."""
-    books = [m for m in account.models if is_signal_book(m.steps)]
-    rotation = [m for m in account.models if m not in books]
+    books, rotation = _kinds(account.models)
     decisions = dict(previous)
     for model in rotation:
         if model.name in due:
@@ -93,6 +92,21 @@ def decide_cycle(
                                          "active" if values else "empty",
                                          f"{len(outcome.book.positions)} open position(s)")
     return CycleResult(decisions, targets, net_orders(orders), BookState(models=models), notes)
+
+
+_KINDS: dict[int, tuple[tuple[ModelPlan, ...], list[ModelPlan], list[ModelPlan]]] = {}
+
+
+def _kinds(models: tuple[ModelPlan, ...]) -> tuple[list[ModelPlan], list[ModelPlan]]:
+    """(signal books, rebalancers) of an account's models, worked out once per plan: a signal
+    book's account decides every session."""
+    found = _KINDS.get(id(models))
+    if found is None or found[0] is not models:
+        books = [m for m in models if is_signal_book(m.steps)]
+        found = _KINDS[id(models)] = (models, books, [m for m in models if not is_signal_book(m.steps)])
+        if len(_KINDS) > 64:  # a long-lived process with many plans: keep the newest
+            _KINDS.pop(next(iter(_KINDS)))
+    return found[1], found[2]
 
 
 def nav_of_usable(cash: float, qty: Mapping[str, float], prices: Mapping[str, float]) -> float:

@@ -157,15 +157,18 @@ def suspect_fill_prices(bars: Bars, row: int, symbols: Sequence[str], collar_pct
     return list(judge_bars(bars, row, symbols, collar_pct, columns, field="open").suspect)
 
 
-def suspect_closes(bars: Bars, first: int, last: int, columns: Sequence[int], collar_pct: float) -> np.ndarray | None:
+def suspect_closes(bars: Bars, first: int, last: int, columns: Sequence[int], collar_pct: float,
+                   block: np.ndarray | None = None) -> np.ndarray | None:
     """Mask [row, column] over rows first..last of the closes a NAV mark must not use (by the
     rule of `judge_bars`: not a price, or a move the market and volatility do not explain),
     or None when there are none; the mark keeps the last good price instead, so one bad close
-    cannot lift the high-water mark or trip a breaker."""
+    cannot lift the high-water mark or trip a breaker. `block` may give the closes of rows
+    first-1..last at `columns`, already read."""
     if first < 1 or not len(columns):
         return None
-    closes = bars.close[first: last + 1].take(columns, axis=1)
-    previous = bars.close[first - 1: last].take(columns, axis=1)
+    if block is None:
+        block = bars.close[first - 1: last + 1].take(columns, axis=1)
+    closes, previous = block[1:], block[:-1]
     odd = ~((closes <= previous * (1 + collar_pct + EPSILON)) & (closes >= previous * (1 - collar_pct - EPSILON))
             & (previous > 0) & (closes < np.inf))
     if not odd.any():  # the common case: every close within the collar of the one before

@@ -217,14 +217,18 @@ class Book:
     def mark_span(self, first: int, last: int, stamp: Callable[[int], datetime] | None = None) -> None:
         """Mark closes for rows first..last while holdings stay fixed, vectorised: between two
         rebalances nothing trades, so each day's NAV is cash + holdings x closes."""
-        symbols = sorted(self.broker.qty)
+        broker = self.broker
+        symbols = sorted(broker.qty)
         columns = [self.signals.columns[s] for s in symbols]
-        closes = self.bars.close[first: last + 1][:, columns]
-        suspect = guard.suspect_closes(self.bars, first, last, columns, self.account.risk.price_collar_pct)
+        # the closes of rows first-1..last: the marks, and the closes the collar compares them with
+        block = self.bars.close[max(first - 1, 0): last + 1][:, columns]
+        closes = block[1:] if first >= 1 else block
+        suspect = guard.suspect_closes(self.bars, first, last, columns, self.account.risk.price_collar_pct,
+                                       block if first >= 1 else None)
         if suspect is not None:  # a suspect close is marked at the last good price, like a missing bar
             closes = np.where(suspect, np.nan, closes)
         if np.isnan(closes).any():  # a missing bar keeps the last known price
-            seed = np.array([self.broker.last_price.get(s, np.nan) for s in symbols])
+            seed = np.array([broker.last_price.get(s, np.nan) for s in symbols])
             closes = forward_fill(closes, seed)
         qty = np.array([self.broker.qty[s] for s in symbols])
         values = closes * qty if symbols else np.zeros((last - first + 1, 0))
@@ -238,7 +242,7 @@ class Book:
                 self._last_close_row = row
                 cash[i] = self.broker.cash
         if symbols:
-            self.broker.mark({s: float(p) for s, p in zip(symbols, closes[-1]) if not math.isnan(p)})
+            broker.mark({s: p for s, p in zip(symbols, closes[-1].tolist()) if not math.isnan(p)})
         self._last_close_row = last
         navs = (cash + held).tolist()
         if self.breakers != "off":

@@ -28,6 +28,7 @@ class Signals:
         # `bars`, NaN = no usable signal) that `score_signal` steps read.
         self.external_scores = external_scores
         self._scores: dict[tuple[st.Step, ...], np.ndarray] = {}
+        self._score_keys: dict[int, tuple[tuple[st.Step, ...], tuple[st.Step, ...]]] = {}
         self.columns = {symbol: i for i, symbol in enumerate(bars.symbols)}
         self._column_arrays: dict[tuple[str, ...], np.ndarray] = {}
         self._column_maps: dict[tuple[str, ...], dict[str, int]] = {}
@@ -72,7 +73,10 @@ class Signals:
     def score(self, steps: tuple[st.Step, ...]) -> np.ndarray:
         """A signal book's combined score (sessions x symbols): the weighted sum of its score_*
         steps, computed once per set of steps."""
-        key = tuple(s for s in steps if isinstance(s, st.SCORE_STEPS))
+        known = self._score_keys.get(id(steps))
+        if known is None or known[0] is not steps:  # the score steps of these steps, once
+            known = self._score_keys[id(steps)] = (steps, tuple(s for s in steps if isinstance(s, st.SCORE_STEPS)))
+        key = known[1]
         cached = self._scores.get(key)
         if cached is None:
             shape = self.bars.close.shape
