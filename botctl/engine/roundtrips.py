@@ -179,12 +179,16 @@ def _excursions(trip: RoundTrip, sessions: Sequence[date], closes: Closes | None
     if closes is None or not trip.entry_price:
         return
     prices = np.asarray(closes(trip.symbol, first, last), dtype=np.float64)
-    if trip.exit_price is not None:
-        prices = np.append(prices, trip.exit_price)
-    prices = prices[np.isfinite(prices)]
-    if not prices.size:
+    # the lowest and highest known price, the exit's among them (fmin/fmax pass over a NaN:
+    # no copy of the window per round trip)
+    low = float(np.fmin.reduce(prices)) if prices.size else math.nan
+    high = float(np.fmax.reduce(prices)) if prices.size else math.nan
+    if trip.exit_price is not None and math.isfinite(trip.exit_price):
+        low = trip.exit_price if math.isnan(low) else min(low, trip.exit_price)
+        high = trip.exit_price if math.isnan(high) else max(high, trip.exit_price)
+    if math.isnan(low):
         return
-    low, high = float(prices.min()) / trip.entry_price - 1, float(prices.max()) / trip.entry_price - 1
+    low, high = low / trip.entry_price - 1, high / trip.entry_price - 1
     worst, best = (low, high) if trip.side == "long" else (-high, -low)
     trip.mae, trip.mfe = min(0.0, worst), max(0.0, best)
 

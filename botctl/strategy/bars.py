@@ -122,20 +122,25 @@ class Gap(msgspec.Struct, frozen=True):
 def gaps(bars: Bars, symbols: Iterable[str] | None = None, *, min_sessions: int = GAP_SESSIONS, rows: tuple[int, int] | None = None) -> list[Gap]:
     """Runs of more than `min_sessions` sessions with no bar for a symbol between its first
     and last bar (before it is listed or after it stops is not a gap). With `rows`, only gaps
-    that overlap rows first..last."""
+    that overlap rows first..last. Found for every symbol at once: a universe may hold thousands."""
+    names = list(symbols) if symbols is not None else list(bars.symbols)
+    if not names or not len(bars.dates):
+        return []
+    missing = np.isnan(bars.close[:, [bars.column(s) for s in names]])
+    present = ~missing
+    index = np.arange(len(bars.dates))[:, None]
+    first = np.where(present.any(axis=0), present.argmax(axis=0), len(bars.dates))
+    last = len(bars.dates) - 1 - present[::-1].argmax(axis=0)
+    inner = (missing & (index >= first) & (index <= last)).astype(np.int8)
+    # per symbol (column-major), the rows where a run of missing bars starts and where it ends
+    edges = np.diff(np.concatenate([np.zeros((1, len(names)), np.int8), inner, np.zeros((1, len(names)), np.int8)]),
+                    axis=0).T
+    columns, starts = np.nonzero(edges == 1)
+    _, stops = np.nonzero(edges == -1)
     out = []
-    for symbol in symbols if symbols is not None else bars.symbols:
-        missing = np.isnan(bars.close[:, bars.column(symbol)])
-        present = np.flatnonzero(~missing)
-        if present.size < 2:
-            continue
-        inner = missing[present[0]: present[-1] + 1]
-        # starts and ends of the runs of missing rows, as offsets from the first bar
-        edges = np.diff(np.concatenate([[0], inner.astype(np.int8), [0]]))
-        for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-            first, last = present[0] + start, present[0] + stop - 1
-            if stop - start > min_sessions and (rows is None or (first <= rows[1] and last >= rows[0])):
-                out.append(Gap(symbol, bars.dates[first], bars.dates[last], int(stop - start)))
+    for column, start, stop in zip(columns.tolist(), starts.tolist(), stops.tolist()):
+        if stop - start > min_sessions and (rows is None or (start <= rows[1] and stop - 1 >= rows[0])):
+            out.append(Gap(names[column], bars.dates[start], bars.dates[stop - 1], stop - start))
     return out
 
 

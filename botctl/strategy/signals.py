@@ -33,20 +33,29 @@ class Signals:
         self._column_arrays: dict[tuple[str, ...], np.ndarray] = {}
         self._column_maps: dict[tuple[str, ...], dict[str, int]] = {}
         self._rows = {day: i for i, day in enumerate(bars.dates)}
-        closes = pl.DataFrame({s: bars.close[:, i] for i, s in enumerate(bars.symbols)}, schema={s: pl.Float64 for s in bars.symbols})
         self.momentum: dict[int, np.ndarray] = {}
         self.volatility: dict[int, np.ndarray] = {}
         self.regime_above: dict[tuple[str, int], np.ndarray] = {}
-        self._closes = closes
+        self._frame: pl.DataFrame | None = None
         for step in steps:
             if isinstance(step, (st.SelectMomentum, st.SelectThreshold)) and step.lookback_days not in self.momentum:
-                self.momentum[step.lookback_days] = _momentum(closes, step.lookback_days)
+                self.momentum[step.lookback_days] = _momentum(bars.close, step.lookback_days)
             elif isinstance(step, st.WeighInverseVolatility) and step.lookback_days not in self.volatility:
-                self.volatility[step.lookback_days] = _volatility(closes, step.lookback_days)
+                self.volatility[step.lookback_days] = _volatility(self._closes, step.lookback_days)
             elif isinstance(step, (st.WhenRegime, st.ScaleByRegime)):
                 key = (step.benchmark, step.sma_days)
                 if key not in self.regime_above:
-                    self.regime_above[key] = _above_sma(closes[step.benchmark], step.sma_days)
+                    self.regime_above[key] = _above_sma(pl.Series(step.benchmark, bars.close[:, self.columns[step.benchmark]]),
+                                                        step.sma_days)
+
+    @property
+    def _closes(self) -> pl.DataFrame:
+        """The closes as a frame, one column per symbol, made when a rolling signal needs it."""
+        if self._frame is None:
+            close = np.asfortranarray(self.bars.close)  # each column contiguous: one copy per column
+            self._frame = pl.DataFrame([pl.Series(s, close[:, i]) for i, s in enumerate(self.bars.symbols)],
+                                       schema={s: pl.Float64 for s in self.bars.symbols})
+        return self._frame
 
 
     def column_array(self, symbols: tuple[str, ...]) -> np.ndarray:
@@ -91,9 +100,14 @@ class Signals:
         return cached
 
 
-def _momentum(closes: pl.DataFrame, lookback: int) -> np.ndarray:
-    """Total return over the last `lookback` sessions; NaN until a symbol has that history."""
-    return closes.select((pl.all() / pl.all().shift(lookback) - 1.0)).to_numpy()
+def _momentum(close: np.ndarray, lookback: int) -> np.ndarray:
+    """Total return over the last `lookback` sessions; NaN until a symbol has that history. A
+    ratio of two rows needs no rolling window: numpy divides the shifted matrix at once."""
+    out = np.full(close.shape, np.nan)
+    if lookback < len(close):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[lookback:] = close[lookback:] / close[:-lookback] - 1.0
+    return out
 
 
 def _volatility(closes: pl.DataFrame, lookback: int) -> np.ndarray:
