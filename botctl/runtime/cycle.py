@@ -22,7 +22,7 @@ every mode.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Protocol
 
@@ -155,10 +155,13 @@ class AccountCycle:
         return cycle_prefix(self.namespace, self.account.id, when)
 
     def price(self, bars: Bars, signals: Signals, row: int, today: date,
-              prices: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, float]]:
-        """Mark the broker at the prices the cycle of session `today` trades at (`prices`, the
-        current ones, a symbol without one at its close of bar `row`) with the factors to
-        as-traded prices of the session they are from. Returns (closes, those prices)."""
+              prices: dict[str, float] | None = None, *,
+              symbols: Iterable[str] = ()) -> tuple[dict[str, float], dict[str, float]]:
+        """The prices the cycle of session `today` trades at (`prices`, the current ones, a
+        symbol without one at its close of bar `row`); the broker is marked at them for
+        `symbols` (what it holds, and what it is about to trade: no other mark is ever read),
+        with the factors to as-traded prices of the session they are from. Returns (closes,
+        those prices)."""
         account = self.account
         closes = row_values(bars.close[row], account.symbols, signals.column_array(account.symbols))
         factors = None
@@ -168,7 +171,7 @@ class AccountCycle:
             factors = RowValues(bars.as_traded[priced], signals.account_columns(account.symbols))
         # Sized at the current prices given, a symbol without one at its last close.
         at = closes if prices is None else {**closes, **{s: p for s, p in prices.items() if s in closes}}
-        self.broker.mark(at, factors)
+        self.broker.mark({s: at[s] for s in symbols if s in at}, factors)
         return closes, at
 
     def run(self, bars: Bars, signals: Signals, row: int, due: list[str], previous: dict[str, Decision], *,
@@ -192,11 +195,13 @@ class AccountCycle:
                 symbol=suspect[0][0],
                 details={"rule": "suspect_data", "symbols": [s for s, _ in suspect], "due": sorted(due)}))
             return CycleOutcome(result=None, suspect=suspect)
-        closes, at = self.price(bars, signals, row, today, prices)
-        state = self.broker.account()
         qty = {s: p.qty for s, p in self.broker.positions().items()}
+        closes, at = self.price(bars, signals, row, today, prices, symbols=qty)
+        state = self.broker.account()
         result = decide_cycle(account, signals, row, due, previous, qty, state.cash, at,
                               fractional=self.broker.fractional, book_state=self.books)
+        # what is about to be traded, marked at the prices it was decided at
+        self.broker.mark({o.symbol: at[o.symbol] for o in result.orders if o.symbol in at and o.symbol not in qty})
         if reason is not None:
             result = msgspec.structs.replace(
                 result, orders=[msgspec.structs.replace(o, reason=reason) for o in result.orders])

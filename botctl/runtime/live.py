@@ -177,7 +177,8 @@ class LiveAccount:
         journaled = self.store.orders_with_prefix(prefix + "-")
         if journaled:
             if row >= 0:  # the orders still to send go at the prices the cycle was decided at
-                self.kernel.price(bars, signals, row, today, prices)
+                self.kernel.price(bars, signals, row, today, prices,
+                                  symbols={*self.broker.positions(), *(o.symbol for o in journaled)})
             return self._finish(journaled, now)
         if row < 0:
             raise DataError(f"account {self.account.id}: no bar before {today}")

@@ -126,7 +126,12 @@ def gaps(bars: Bars, symbols: Iterable[str] | None = None, *, min_sessions: int 
     names = list(symbols) if symbols is not None else list(bars.symbols)
     if not names or not len(bars.dates):
         return []
-    missing = np.isnan(bars.close[:, [bars.column(s) for s in names]])
+    close = bars.close if names == list(bars.symbols) else bars.close[:, [bars.column(s) for s in names]]
+    missing = np.isnan(close)
+    some = np.flatnonzero(missing.any(axis=0))  # only a symbol with a missing bar can have a gap
+    if not len(some):
+        return []
+    names, missing = [names[i] for i in some.tolist()], missing[:, some]
     present = ~missing
     index = np.arange(len(bars.dates))[:, None]
     first = np.where(present.any(axis=0), present.argmax(axis=0), len(bars.dates))
