@@ -458,22 +458,24 @@ def _entries(model: ModelPlan, rules: _Rules, signals: Signals, row: int, busy: 
     return out
 
 
-_UNIVERSES: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[np.ndarray, np.ndarray]] = {}
+_UNIVERSES: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], tuple[np.ndarray, np.ndarray]]] = {}
 
 
 def _universe(model: ModelPlan, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
     """The universe's columns in the signal matrices and each symbol's rank by name (the
-    tie-break), computed once per universe and column layout."""
-    key = (model.universe, signals.bars.symbols)
+    tie-break), computed once per universe and column layout, found again by the tuples'
+    identity (held, so the ids stay theirs): hashing a universe of thousands of names every
+    session is what this avoids."""
+    key = (id(model.universe), id(signals.bars.symbols))
     found = _UNIVERSES.get(key)
-    if found is None:
+    if found is None or found[0] is not model.universe or found[1] is not signals.bars.symbols:
         cols = np.array([signals.columns[s] for s in model.universe], dtype=np.intp)
         ranks = np.empty(len(model.universe), dtype=np.intp)
         ranks[np.argsort(np.array(model.universe, dtype=object), kind="stable")] = np.arange(len(model.universe))
-        found = _UNIVERSES[key] = (cols, ranks)
         if len(_UNIVERSES) > 64:  # a long-lived process with many plans: keep the newest
             _UNIVERSES.pop(next(iter(_UNIVERSES)))
-    return found
+        found = _UNIVERSES[key] = (model.universe, signals.bars.symbols, (cols, ranks))
+    return found[2]
 
 
 def _cooling(rules: _Rules, signals: Signals, row: int, mark: ExitMark) -> bool:
