@@ -10,12 +10,18 @@ Dates: a column of dates, or of timestamps. A timestamp's session is decided by 
 date; any other time with a zone is an instant, and its session is its New York date, which
 it must be stamped after the close or before the open of (a daily bar stamped mid-session
 says nothing certain about which session it is, so it is refused).
+
+Two ways in, with the same checks and the same messages: `load_bars` reads the bars whole
+(a sorted frame), `scan_bars` checks them without holding them (a lazy frame: a parquet file
+is scanned, each check reading only the columns it needs, so a caller that reads five columns
+of 10M bars never holds the other three, nor all of them at once).
 """
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -27,6 +33,9 @@ SUFFIXES = (".parquet", ".csv", ".csv.gz")
 EXCHANGE_ZONE = "America/New_York"
 DELIMITERS = (",", ";", "\t", "|")
 DATE_FORMAT_HELP = "write dates as YYYY-MM-DD (ISO 8601), or ISO timestamps with a UTC offset"
+# The checks below take either frame: read whole (load_bars), or only scanned (scan_bars).
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+_COUNT = "__botctl_count"
 
 
 def bundled_data_path() -> Path:
@@ -70,16 +79,46 @@ def _read_one(file: Path) -> pl.DataFrame:
         frame = pl.read_parquet(file) if file.name.endswith(".parquet") else _read_csv(file)
     except Exception as exc:  # polars/arrow raise many types for a bad file; all mean "unreadable"
         raise DataError(f"cannot read {file.name}: {_first_line(exc)}") from None
-    frame = frame.rename({c: c.lower() for c in frame.columns})
-    if "symbol" not in frame.columns:
+    return _named(frame, file)
+
+
+def _named(frame: Frame, file: Path) -> Frame:
+    """`frame` with lower-case column names and a symbol column; refused without a required one."""
+    columns = frame.collect_schema().names()
+    frame = frame.rename({c: c.lower() for c in columns})
+    columns = [c.lower() for c in columns]
+    if "symbol" not in columns:
         stem = file.name.split(".")[0].upper()
         frame = frame.with_columns(pl.lit(stem).alias("symbol"))
-    missing = [c for c in REQUIRED if c not in frame.columns]
+        columns.append("symbol")
+    missing = [c for c in REQUIRED if c not in columns]
     if missing:
-        found = ", ".join(c for c in frame.columns if c != "symbol")[:120]
+        found = ", ".join(c for c in columns if c != "symbol")[:120]
         raise DataError(f"{file.name} lacks column(s) {', '.join(missing)} (needs symbol, date, open, high, low, close; "
                         f"found: {found})")
     return frame
+
+
+def _scanned(file: Path) -> pl.LazyFrame:
+    """One file's bars, checked as `load_bars` checks them but read as little as the checks
+    allow: a parquet file whose columns all convert without fail (text or numbers) is only
+    scanned; any other file is read whole, so a failing conversion fails where it does there."""
+    if not file.name.endswith(".parquet"):
+        return _checked(_read_one(file), file.name).lazy()
+    try:
+        # Every pass reads this one open file: replaced meanwhile (as the data cache is, by
+        # a rename), the bars checked are still the bars read afterwards.
+        with open(file, "rb") as handle:
+            frame = pl.scan_parquet(handle)
+        schema = frame.collect_schema()
+    except Exception as exc:  # as _read_one: every failure here means "unreadable"
+        raise DataError(f"cannot read {file.name}: {_first_line(exc)}") from None
+    types = {name.lower(): dtype for name, dtype in schema.items()}
+    plain = len(types) == len(schema) and types.get("symbol", pl.Utf8) in (pl.Utf8, pl.Categorical, pl.Enum) and all(
+        types[c] == pl.Utf8 or types[c].is_numeric() for c in (*PRICE_COLUMNS, "volume") if c in types)
+    if not plain:
+        return _checked(_read_one(file), file.name).lazy()
+    return _checked(_named(frame, file), file.name)
 
 
 def unusable_price() -> pl.Expr:
@@ -87,16 +126,27 @@ def unusable_price() -> pl.Expr:
     return pl.any_horizontal([pl.col(c).is_null() | ~pl.col(c).is_finite() | (pl.col(c) <= 0) for c in PRICE_COLUMNS])
 
 
-def _first_bad(frame: pl.DataFrame, bad: pl.Expr) -> dict | None:
-    hits = frame.filter(bad)
-    return None if hits.is_empty() else hits.row(0, named=True) | {"count": hits.height}
+def _first_bads(frame: pl.DataFrame | pl.LazyFrame, *bad: pl.Expr) -> list[dict | None]:
+    """For each condition, the first row where it holds with the count of such rows in
+    "count", or None when there is none: all found in one pass over the frame."""
+    queries = [frame.lazy().filter(b).select(pl.all().first(), pl.len().alias(_COUNT)) for b in bad]
+    found = []
+    for hits in pl.collect_all(queries):
+        row = hits.row(0, named=True)
+        count = row.pop(_COUNT)
+        found.append(row | {"count": count} if count else None)
+    return found
 
 
-def session_dates(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+def _first_bad(frame: pl.DataFrame | pl.LazyFrame, bad: pl.Expr) -> dict | None:
+    return _first_bads(frame, bad)[0]
+
+
+def session_dates(frame: Frame, name: str) -> Frame:
     """`frame` with its `date` column as session dates, by the rule in the module docstring.
     Raises DataError naming `name`, the symbol and the value when a date cannot be read or its
     session is uncertain."""
-    column = frame.schema["date"]
+    column = frame.collect_schema()["date"]
     if column == pl.Date:
         return frame
     if column == pl.Utf8:
@@ -134,10 +184,11 @@ def session_dates(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     return frame.drop("_mid_session", "_new_york_time")
 
 
-def _prices(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+def _prices(frame: Frame, name: str) -> Frame:
     """Price and volume columns as floats; a column of text is refused naming a value."""
+    schema = frame.collect_schema()
     for column in (*PRICE_COLUMNS, "volume"):
-        if column in frame.columns and frame.schema[column] == pl.Utf8:
+        if column in schema and schema[column] == pl.Utf8:
             numbers = pl.col(column).str.strip_chars().cast(pl.Float64, strict=False)
             row = _first_bad(frame, numbers.is_null() & pl.col(column).is_not_null())
             if row is not None:
@@ -149,25 +200,40 @@ def _prices(frame: pl.DataFrame, name: str) -> pl.DataFrame:
             pl.col("symbol").cast(pl.Utf8),
             pl.col("date"),
             *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close")],
-            (pl.col("adj_close") if "adj_close" in frame.columns else pl.col("close")).cast(pl.Float64).alias("adj_close"),
-            (pl.col("volume") if "volume" in frame.columns else pl.lit(0)).cast(pl.Float64).alias("volume"),
+            (pl.col("adj_close") if "adj_close" in schema else pl.col("close")).cast(pl.Float64).alias("adj_close"),
+            (pl.col("volume") if "volume" in schema else pl.lit(0)).cast(pl.Float64).alias("volume"),
         )
     except pl.exceptions.PolarsError as exc:
         raise DataError(f"{name} has a column of the wrong type: {_first_line(exc)}") from None
 
 
-def _checked(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+def _checked(frame: Frame, name: str) -> Frame:
     """One file's bars, normalised and refused on the first unusable value."""
     frame = _prices(session_dates(frame, name), name)
-    row = _first_bad(frame, pl.col("date").is_null() | pl.col("symbol").is_null())
-    if row is not None:
-        raise DataError(f"{name} has {row['count']} row(s) without a date or symbol (first: {row['symbol']} {row['date']})")
-    row = _first_bad(frame, unusable_price())
-    if row is not None:
+    missing, unusable = _first_bads(frame, pl.col("date").is_null() | pl.col("symbol").is_null(), unusable_price())
+    if missing is not None:
+        raise DataError(f"{name} has {missing['count']} row(s) without a date or symbol (first: {missing['symbol']} "
+                        f"{missing['date']})")
+    if unusable is not None:
+        row = unusable
         column = next(c for c in PRICE_COLUMNS if not (row[c] is not None and row[c] == row[c] and 0 < row[c] < float("inf")))
         raise DataError(f"{name} has {row['count']} row(s) with a missing, NaN, infinite, zero or negative price "
                         f"(first: {row['symbol']} {row['date']}, {column} {row[column]})")
     return frame
+
+
+_SAME_SYMBOL = pl.col("symbol") == pl.col("symbol").shift(1)
+# Each row after the one before it in (symbol, date) order: sorted, and no duplicates either.
+_IN_ORDER = ((pl.col("symbol") > pl.col("symbol").shift(1)) | (_SAME_SYMBOL & (pl.col("date") > pl.col("date").shift(1)))
+             ).slice(1).all()
+# Sorted, a duplicate is a row equal to the one before it: no group-by over the frame.
+_REPEATED = _SAME_SYMBOL & (pl.col("date") == pl.col("date").shift(1))
+
+
+def _refuse_duplicates(ordered: pl.DataFrame | pl.LazyFrame) -> None:
+    row = _first_bad(ordered, _REPEATED)
+    if row is not None:
+        raise DataError(f"market data has duplicate rows (first: {row['symbol']} {row['date']}, {row['count']} in all)")
 
 
 def load_bars(path: Path | None = None) -> pl.DataFrame:
@@ -176,38 +242,53 @@ def load_bars(path: Path | None = None) -> pl.DataFrame:
     frame = pl.concat(frames)
     if frame.is_empty():
         raise DataError("market data holds no rows")
-    same_symbol = pl.col("symbol") == pl.col("symbol").shift(1)
-    later = (pl.col("symbol") > pl.col("symbol").shift(1)) | (same_symbol & (pl.col("date") > pl.col("date").shift(1)))
-    if frame.select(later.slice(1).all()).item():
-        return frame  # already in (symbol, date) order, each row after the one before: no duplicates either
+    if frame.select(_IN_ORDER).item():
+        return frame
     frame = frame.sort("symbol", "date")
-    # Sorted, a duplicate is a row equal to the one before it: no group-by over the frame.
-    repeated = same_symbol & (pl.col("date") == pl.col("date").shift(1))
-    row = _first_bad(frame, repeated)
-    if row is not None:
-        raise DataError(f"market data has duplicate rows (first: {row['symbol']} {row['date']}, {row['count']} in all)")
+    _refuse_duplicates(frame)
+    return frame
+
+
+def scan_bars(path: Path | None = None) -> pl.LazyFrame:
+    """The bars `load_bars` gives, refused for the same reasons with the same messages, but
+    as a lazy frame, in file order (not sorted): parquet files are only scanned, so a caller
+    reads just the columns it uses, in batches (`bars_from_frame`). Each check reads only the
+    columns it needs; the rows of one file are checked in one pass."""
+    frames = [_scanned(f) for f in _files(path or bundled_data_path())]
+    frame = pl.concat(frames)
+    try:
+        rows, in_order = frame.select(pl.len(), _IN_ORDER).collect().row(0)
+    except pl.exceptions.PolarsError as exc:  # the files were read once already: rare
+        raise DataError(f"cannot read the market data: {_first_line(exc)}") from None
+    if rows == 0:
+        raise DataError("market data holds no rows")
+    if not in_order:
+        _refuse_duplicates(frame.select("symbol", "date").sort("symbol", "date"))
     return frame
 
 
 def available_symbols(path: Path | None = None) -> frozenset[str]:
-    """The symbols a data source holds, read cheaply: a parquet file's symbol and date columns
-    (its dates checked by the rule `load_bars` uses, so `validate` refuses what a backtest
-    would), a CSV file whole and checked like `load_bars` does."""
+    """The symbols a data source holds, read cheaply: a parquet file's symbol column, and its
+    date column when its dates need checking (by the rule `load_bars` uses, so `validate`
+    refuses what a backtest would), a CSV file whole and checked like `load_bars` does."""
     symbols: set[str] = set()
     for file in _files(path or bundled_data_path()):
         if file.name.endswith(".parquet"):
             try:
-                schema = pl.read_parquet_schema(file)
-                columns = [c for c in schema if c.lower() in ("symbol", "date")]
-                frame = pl.read_parquet(file, columns=columns) if columns else pl.DataFrame()
+                with open(file, "rb") as handle:
+                    frame = pl.scan_parquet(handle)
+                frame = frame.select(c for c in frame.collect_schema().names() if c.lower() in ("symbol", "date"))
+                frame = frame.rename({c: c.lower() for c in frame.collect_schema().names()})
+                if "symbol" not in frame.collect_schema().names():
+                    frame = frame.with_columns(pl.lit(file.name.split(".")[0].upper()).alias("symbol"))
+                if "date" in frame.collect_schema().names():
+                    session_dates(frame, file.name)
+                found = frame.select(pl.col("symbol").cast(pl.Utf8).unique()).collect()
+            except DataError:
+                raise
             except Exception as exc:  # noqa: BLE001 - every failure here means "unreadable"
                 raise DataError(f"cannot read {file.name}: {_first_line(exc)}") from None
-            frame = frame.rename({c: c.lower() for c in frame.columns})
-            if "symbol" not in frame.columns:
-                frame = frame.with_columns(pl.lit(file.name.split(".")[0].upper()).alias("symbol"))
-            if "date" in frame.columns:
-                session_dates(frame, file.name)
         else:  # a CSV file is read whole anyway: check all of it
-            frame = _checked(_read_one(file), file.name)
-        symbols.update(frame["symbol"].cast(pl.Utf8).unique().drop_nulls().to_list())
+            found = _checked(_read_one(file), file.name)
+        symbols.update(found["symbol"].cast(pl.Utf8).unique().drop_nulls().to_list())
     return frozenset(s for s in symbols if s)

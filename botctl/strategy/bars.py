@@ -8,7 +8,7 @@ like price moves (a 2:1 split is not a 50% loss) and returns include distributio
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from itertools import compress
 
@@ -43,27 +43,51 @@ class Bars(msgspec.Struct, frozen=True):
                     None if self.as_traded is None else self.as_traded[: row + 1])
 
 
-def bars_from_frame(frame: pl.DataFrame, symbols: tuple[str, ...], *, basis: PriceBasis = "adjusted") -> Bars:
+def bars_from_frame(frame: pl.DataFrame | pl.LazyFrame, symbols: tuple[str, ...], *,
+                    basis: PriceBasis = "adjusted") -> Bars:
     """Align a long (symbol, date, open, close, adj_close) frame into session x symbol
     matrices: one sort of the dates, then each bar scattered to its (session, symbol) cell.
-    Sessions are the dates any of `symbols` has a bar on; a cell with no bar is NaN."""
+    Sessions are the dates any of `symbols` has a bar on; a cell with no bar is NaN.
+
+    `frame` may be lazy (`file_data.scan_bars`): then only the five columns used are read, in
+    batches scattered as they come, so the long frame is never held whole."""
     symbols = tuple(symbols)
-    frame = frame.filter(pl.col("symbol").is_in(list(symbols)))
-    frame = frame.with_columns((pl.col("close") / pl.col("adj_close") if basis == "adjusted" else pl.lit(1.0))
-                               .alias("as_traded"))
+    if not symbols:
+        return Bars((), (), *(np.full((0, 0), np.nan) for _ in range(3)))
+    # A symbol's column is its code in an enum of `symbols` (null for any other symbol): one
+    # hash lookup per bar, where a string-to-integer mapping (replace_strict) builds a join.
+    column = pl.col("symbol").cast(pl.Utf8).cast(pl.Enum(symbols), strict=False).to_physical()
+    selected = frame.lazy().with_columns(column.alias(_COLUMN)).filter(pl.col(_COLUMN).is_not_null())
+    dates = selected.select(pl.col("date").unique()).collect()["date"].sort()
     if basis == "adjusted":
         factor = pl.col("adj_close") / pl.col("close")
-        frame = frame.with_columns((pl.col("open") * factor).alias("open"), pl.col("adj_close").alias("close"))
-    dates = frame["date"].unique().sort()
-    rows = dates.search_sorted(frame["date"]).to_numpy().astype(np.int64)
-    columns = frame["symbol"].replace_strict(list(symbols), list(range(len(symbols))), return_dtype=pl.Int64,
-                                             default=-1).to_numpy().astype(np.int64)
-    out = {}
-    for field in ("open", "close", "as_traded"):
-        matrix = np.full((len(dates), len(symbols)), np.nan)
-        matrix[rows, columns] = frame[field].cast(pl.Float64).to_numpy()
-        out[field] = matrix
+        fields = (pl.col("open") * factor, pl.col("adj_close"), pl.col("close") / pl.col("adj_close"))
+    else:
+        fields = (pl.col("open"), pl.col("close"), pl.lit(1.0))
+    names = ("open", "close", "as_traded")
+    batches = selected.select(pl.col("date"), pl.col(_COLUMN),
+                              *[f.cast(pl.Float64).alias(n) for f, n in zip(fields, names)])
+    row_of = _session_rows(dates)
+    out = {name: np.full((len(dates), len(symbols)), np.nan) for name in names}
+    for batch in batches.collect_batches() if hasattr(batches, "collect_batches") else (batches.collect(),):
+        cells = row_of(batch["date"]) * len(symbols) + batch[_COLUMN].to_numpy()
+        for name in names:
+            out[name].reshape(-1)[cells] = batch[name].to_numpy()
     return Bars(tuple(dates.to_list()), symbols, out["open"], out["close"], out["as_traded"])
+
+
+_COLUMN = "__botctl_column"  # a bar's symbol column, while aligning
+
+
+def _session_rows(sessions: pl.Series) -> Callable[[pl.Series], np.ndarray]:
+    """A function giving the row (index in the sorted `sessions`) of each date of a Series."""
+    days = sessions.to_physical().to_numpy().astype(np.int64)
+    if sessions.dtype != pl.Date or not len(days):
+        return lambda dates: np.searchsorted(days, dates.to_physical().to_numpy())
+    # Dates are whole days: a table from day number to row answers each in one lookup.
+    table = np.full(days[-1] - days[0] + 1, -1, dtype=np.int64)
+    table[days - days[0]] = np.arange(len(days))
+    return lambda dates: table[dates.to_physical().to_numpy() - days[0]]
 
 
 def row_values(row: np.ndarray, symbols: Sequence[str], columns: Sequence[int] | np.ndarray) -> dict[str, float]:
