@@ -19,6 +19,7 @@ of 10M bars never holds the other three, nor all of them at once).
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -99,26 +100,26 @@ def _named(frame: Frame, file: Path) -> Frame:
     return frame
 
 
-def _scanned(file: Path) -> pl.LazyFrame:
-    """One file's bars, checked as `load_bars` checks them but read as little as the checks
-    allow: a parquet file whose columns all convert without fail (text or numbers) is only
-    scanned; any other file is read whole, so a failing conversion fails where it does there."""
-    if not file.name.endswith(".parquet"):
-        return _checked(_read_one(file), file.name).lazy()
-    try:
-        # Every pass reads this one open file: replaced meanwhile (as the data cache is, by
-        # a rename), the bars checked are still the bars read afterwards.
-        with open(file, "rb") as handle:
-            frame = pl.scan_parquet(handle)
-        schema = frame.collect_schema()
-    except Exception as exc:  # as _read_one: every failure here means "unreadable"
-        raise DataError(f"cannot read {file.name}: {_first_line(exc)}") from None
-    types = {name.lower(): dtype for name, dtype in schema.items()}
-    plain = len(types) == len(schema) and types.get("symbol", pl.Utf8) in (pl.Utf8, pl.Categorical, pl.Enum) and all(
-        types[c] == pl.Utf8 or types[c].is_numeric() for c in (*PRICE_COLUMNS, "volume") if c in types)
-    if not plain:
-        return _checked(_read_one(file), file.name).lazy()
-    return _checked(_named(frame, file), file.name)
+def _scanned(file: Path) -> tuple[pl.LazyFrame, dict]:
+    """One file's bars, checked as `load_bars` checks them (see _checked) but read as little
+    as the checks allow: a parquet file whose columns all convert without fail (text or
+    numbers) is only scanned; any other file is read whole, so a failing conversion fails
+    where it does there."""
+    if file.name.endswith(".parquet"):
+        try:
+            # Every pass reads this one open file: replaced meanwhile (as the data cache is, by
+            # a rename), the bars checked are still the bars read afterwards.
+            with open(file, "rb") as handle:
+                frame = pl.scan_parquet(handle)
+            schema = frame.collect_schema()
+        except Exception as exc:  # as _read_one: every failure here means "unreadable"
+            raise DataError(f"cannot read {file.name}: {_first_line(exc)}") from None
+        types = {name.lower(): dtype for name, dtype in schema.items()}
+        if len(types) == len(schema) and types.get("symbol", pl.Utf8) in (pl.Utf8, pl.Categorical, pl.Enum) and all(
+                types[c] == pl.Utf8 or types[c].is_numeric() for c in (*PRICE_COLUMNS, "volume") if c in types):
+            return _checked(_named(frame, file), file.name)
+    read, order = _checked(_read_one(file), file.name)
+    return read.lazy(), order
 
 
 def unusable_price() -> pl.Expr:
@@ -126,20 +127,20 @@ def unusable_price() -> pl.Expr:
     return pl.any_horizontal([pl.col(c).is_null() | ~pl.col(c).is_finite() | (pl.col(c) <= 0) for c in PRICE_COLUMNS])
 
 
-def _first_bads(frame: pl.DataFrame | pl.LazyFrame, *bad: pl.Expr) -> list[dict | None]:
-    """For each condition, the first row where it holds with the count of such rows in
-    "count", or None when there is none: all found in one pass over the frame."""
-    queries = [frame.lazy().filter(b).select(pl.all().first(), pl.len().alias(_COUNT)) for b in bad]
-    found = []
-    for hits in pl.collect_all(queries):
-        row = hits.row(0, named=True)
-        count = row.pop(_COUNT)
-        found.append(row | {"count": count} if count else None)
-    return found
+def _first_query(frame: pl.DataFrame | pl.LazyFrame, bad: pl.Expr) -> pl.LazyFrame:
+    """The first row where `bad` holds, and the count of such rows (see _first_row)."""
+    return frame.lazy().filter(bad).select(pl.all().first(), pl.len().alias(_COUNT))
+
+
+def _first_row(hits: pl.DataFrame) -> dict | None:
+    """A _first_query's answer: the row with its count in "count", or None without one."""
+    row = hits.row(0, named=True)
+    count = row.pop(_COUNT)
+    return row | {"count": count} if count else None
 
 
 def _first_bad(frame: pl.DataFrame | pl.LazyFrame, bad: pl.Expr) -> dict | None:
-    return _first_bads(frame, bad)[0]
+    return _first_row(_first_query(frame, bad).collect())
 
 
 def session_dates(frame: Frame, name: str) -> Frame:
@@ -207,63 +208,97 @@ def _prices(frame: Frame, name: str) -> Frame:
         raise DataError(f"{name} has a column of the wrong type: {_first_line(exc)}") from None
 
 
-def _checked(frame: Frame, name: str) -> Frame:
-    """One file's bars, normalised and refused on the first unusable value."""
-    frame = _prices(session_dates(frame, name), name)
-    missing, unusable = _first_bads(frame, pl.col("date").is_null() | pl.col("symbol").is_null(), unusable_price())
-    if missing is not None:
-        raise DataError(f"{name} has {missing['count']} row(s) without a date or symbol (first: {missing['symbol']} "
-                        f"{missing['date']})")
-    if unusable is not None:
-        row = unusable
-        column = next(c for c in PRICE_COLUMNS if not (row[c] is not None and row[c] == row[c] and 0 < row[c] < float("inf")))
-        raise DataError(f"{name} has {row['count']} row(s) with a missing, NaN, infinite, zero or negative price "
-                        f"(first: {row['symbol']} {row['date']}, {column} {row[column]})")
-    return frame
-
-
 _SAME_SYMBOL = pl.col("symbol") == pl.col("symbol").shift(1)
 # Each row after the one before it in (symbol, date) order: sorted, and no duplicates either.
 _IN_ORDER = ((pl.col("symbol") > pl.col("symbol").shift(1)) | (_SAME_SYMBOL & (pl.col("date") > pl.col("date").shift(1)))
              ).slice(1).all()
 # Sorted, a duplicate is a row equal to the one before it: no group-by over the frame.
 _REPEATED = _SAME_SYMBOL & (pl.col("date") == pl.col("date").shift(1))
+# What the order of several files' rows follows from: each file's own, and its first and last keys.
+_ORDER = (pl.len().alias("rows"), _IN_ORDER.alias("in_order"), pl.col("symbol").first().alias("first_symbol"),
+          pl.col("date").first().alias("first_date"), pl.col("symbol").last().alias("last_symbol"),
+          pl.col("date").last().alias("last_date"))
 
 
-def _refuse_duplicates(ordered: pl.DataFrame | pl.LazyFrame) -> None:
-    row = _first_bad(ordered, _REPEATED)
+def _checked(frame: Frame, name: str) -> tuple[Frame, dict]:
+    """One file's bars, normalised and refused on the first unusable value, and their order
+    (_ORDER), found in the same pass over the file as its rows' checks."""
+    frame = _prices(session_dates(frame, name), name)
+    missing, unusable, order = pl.collect_all([
+        _first_query(frame, pl.col("date").is_null() | pl.col("symbol").is_null()),
+        _first_query(frame, unusable_price()),
+        frame.lazy().select(*_ORDER),
+    ])
+    row = _first_row(missing)
+    if row is not None:
+        raise DataError(f"{name} has {row['count']} row(s) without a date or symbol (first: {row['symbol']} {row['date']})")
+    row = _first_row(unusable)
+    if row is not None:
+        column = next(c for c in PRICE_COLUMNS if not (row[c] is not None and row[c] == row[c] and 0 < row[c] < float("inf")))
+        raise DataError(f"{name} has {row['count']} row(s) with a missing, NaN, infinite, zero or negative price "
+                        f"(first: {row['symbol']} {row['date']}, {column} {row[column]})")
+    return frame, order.row(0, named=True)
+
+
+def _in_order(orders: list[dict]) -> bool:
+    """Whether files' rows, one file after the other, are in (symbol, date) order with no
+    duplicates: each file's rows are, and each file starts after the one before it ends."""
+    filled = [o for o in orders if o["rows"]]
+    return all(o["in_order"] for o in filled) and all(
+        (a["last_symbol"], a["last_date"]) < (b["first_symbol"], b["first_date"]) for a, b in zip(filled, filled[1:]))
+
+
+def _order_key(symbols: pl.Series) -> pl.Expr:
+    """(symbol, date) as one integer in the same order, `symbols` being the frame's symbols
+    sorted: the symbol's rank, then the date's day number. Sorting it is several times as
+    fast as sorting by the two columns (10M shuffled bars: 2.6 s against 11.7 s)."""
+    rank = pl.col("symbol").cast(pl.Enum(symbols)).to_physical().cast(pl.Int64)
+    return rank * _DAYS + pl.col("date").to_physical().cast(pl.Int64) + _DAYS // 2
+
+
+_DAYS = 2**32  # the room of a date's day number in an order key
+
+
+def _sorted_symbols(frame: pl.DataFrame | pl.LazyFrame) -> pl.Series:
+    return frame.lazy().select(pl.col("symbol").unique().sort()).collect().to_series()
+
+
+def _refuse_duplicates(row: dict | None) -> None:
     if row is not None:
         raise DataError(f"market data has duplicate rows (first: {row['symbol']} {row['date']}, {row['count']} in all)")
 
 
 def load_bars(path: Path | None = None) -> pl.DataFrame:
     """Long frame (symbol, date, open, high, low, close, adj_close, volume), sorted, validated."""
-    frames = [_checked(_read_one(f), f.name) for f in _files(path or bundled_data_path())]
+    frames, orders = zip(*(_checked(_read_one(f), f.name) for f in _files(path or bundled_data_path())))
     frame = pl.concat(frames)
     if frame.is_empty():
         raise DataError("market data holds no rows")
-    if frame.select(_IN_ORDER).item():
+    if _in_order(list(orders)):
         return frame
-    frame = frame.sort("symbol", "date")
-    _refuse_duplicates(frame)
+    frame = frame.sort(_order_key(_sorted_symbols(frame)))
+    _refuse_duplicates(_first_bad(frame, _REPEATED))
     return frame
 
 
 def scan_bars(path: Path | None = None) -> pl.LazyFrame:
     """The bars `load_bars` gives, refused for the same reasons with the same messages, but
     as a lazy frame, in file order (not sorted): parquet files are only scanned, so a caller
-    reads just the columns it uses, in batches (`bars_from_frame`). Each check reads only the
-    columns it needs; the rows of one file are checked in one pass."""
-    frames = [_scanned(f) for f in _files(path or bundled_data_path())]
-    frame = pl.concat(frames)
-    try:
-        rows, in_order = frame.select(pl.len(), _IN_ORDER).collect().row(0)
-    except pl.exceptions.PolarsError as exc:  # the files were read once already: rare
-        raise DataError(f"cannot read the market data: {_first_line(exc)}") from None
-    if rows == 0:
+    reads just the columns it uses, in batches (`bars_from_frame`). Each file is read once
+    for its rows' checks and order; bars out of order are read again, their symbol and date
+    as one sorted order key, for duplicates."""
+    frames, orders = zip(*(_scanned(f) for f in _files(path or bundled_data_path())))
+    if not any(o["rows"] for o in orders):
         raise DataError("market data holds no rows")
-    if not in_order:
-        _refuse_duplicates(frame.select("symbol", "date").sort("symbol", "date"))
+    frame = pl.concat(frames)
+    if not _in_order(list(orders)):
+        symbols = _sorted_symbols(frame)
+        keys = frame.select(_order_key(symbols).alias("key")).sort("key")
+        row = _first_bad(keys, pl.col("key") == pl.col("key").shift(1))
+        if row is not None:
+            rank, day = divmod(row["key"], _DAYS)
+            row |= {"symbol": symbols[rank], "date": date(1970, 1, 1) + timedelta(days=day - _DAYS // 2)}
+        _refuse_duplicates(row)
     return frame
 
 
@@ -289,6 +324,6 @@ def available_symbols(path: Path | None = None) -> frozenset[str]:
             except Exception as exc:  # noqa: BLE001 - every failure here means "unreadable"
                 raise DataError(f"cannot read {file.name}: {_first_line(exc)}") from None
         else:  # a CSV file is read whole anyway: check all of it
-            found = _checked(_read_one(file), file.name)
+            found, _ = _checked(_read_one(file), file.name)
         symbols.update(found["symbol"].cast(pl.Utf8).unique().drop_nulls().to_list())
     return frozenset(s for s in symbols if s)

@@ -57,8 +57,9 @@ def bars_from_frame(frame: pl.DataFrame | pl.LazyFrame, symbols: tuple[str, ...]
     # A symbol's column is its code in an enum of `symbols` (null for any other symbol): one
     # hash lookup per bar, where a string-to-integer mapping (replace_strict) builds a join.
     column = pl.col("symbol").cast(pl.Utf8).cast(pl.Enum(symbols), strict=False).to_physical()
-    selected = frame.lazy().with_columns(column.alias(_COLUMN)).filter(pl.col(_COLUMN).is_not_null())
-    dates = selected.select(pl.col("date").unique()).collect()["date"].sort()
+    frame = frame.lazy()
+    dates = frame.filter(pl.col("symbol").is_in(symbols)).select(pl.col("date").unique()).collect()["date"].sort()
+    selected = frame.with_columns(column.alias(_COLUMN)).filter(pl.col(_COLUMN).is_not_null())
     if basis == "adjusted":
         factor = pl.col("adj_close") / pl.col("close")
         fields = (pl.col("open") * factor, pl.col("adj_close"), pl.col("close") / pl.col("adj_close"))

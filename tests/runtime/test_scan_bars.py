@@ -150,3 +150,31 @@ def test_a_truncated_parquet_file_cannot_be_read_either_way(tmp_path):
     for read in (load_bars, scan_bars, available_symbols):
         with pytest.raises(DataError, match="^cannot read cut.parquet: "):
             read(path)
+
+
+@pytest.mark.parametrize("split, expected", [
+    # (rows of each file, in file-name order), what both readers say
+    ([(0, 40), (39, 120)], f"market data has duplicate rows (first: AAA {date(2021, 1, 4) + timedelta(days=39)}, 1 in all)"),
+    ([(40, 120), (0, 40)], None),  # each file in order, the second before the first: sorted, no duplicates
+    ([(0, 40), (40, 40), (40, 120)], None),  # an empty file between two in order
+    ([(0, 41), (41, 120)], None),
+])
+def test_the_order_of_rows_across_files(tmp_path, split, expected):
+    frame = bars()
+    for i, (start, stop) in enumerate(split):
+        frame.slice(start, stop - start).write_parquet(tmp_path / f"{i}.parquet")
+    loaded, scanned = outcome(load_bars, tmp_path), outcome(scan_bars, tmp_path)
+    if expected is not None:
+        assert loaded == scanned == expected
+        return
+    whole = bars_from_frame(frame, SYMBOLS + ("ABSENT",))
+    for result in (loaded, scanned):
+        assert result.dates == whole.dates
+        np.testing.assert_array_equal(result.close, whole.close)
+
+
+def test_load_bars_sorts_bars_out_of_order_by_symbol_then_date(tmp_path):
+    frame = bars().with_columns(pl.col("symbol").replace({"BBB": "B", "CCC": "AB"}))  # ranks unlike lengths
+    frame.sample(fraction=1.0, shuffle=True, seed=4).write_parquet(tmp_path / "bars.parquet")
+    assert load_bars(tmp_path / "bars.parquet").equals(frame.sort("symbol", "date").with_columns(
+        pl.col("volume").cast(pl.Float64)))
