@@ -117,7 +117,12 @@ def _scanned(file: Path) -> tuple[pl.LazyFrame, dict]:
         types = {name.lower(): dtype for name, dtype in schema.items()}
         if len(types) == len(schema) and types.get("symbol", pl.Utf8) in (pl.Utf8, pl.Categorical, pl.Enum) and all(
                 types[c] == pl.Utf8 or types[c].is_numeric() for c in (*PRICE_COLUMNS, "volume") if c in types):
-            return _checked(_named(frame, file), file.name)
+            try:
+                return _checked(_named(frame, file), file.name)
+            except DataError:
+                raise
+            except Exception as exc:  # a damaged page met by a check: what read_parquet raises
+                raise DataError(f"cannot read {file.name}: {_first_line(exc)}") from None
     read, order = _checked(_read_one(file), file.name)
     return read.lazy(), order
 

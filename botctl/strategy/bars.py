@@ -58,7 +58,8 @@ def bars_from_frame(frame: pl.DataFrame | pl.LazyFrame, symbols: tuple[str, ...]
     # hash lookup per bar, where a string-to-integer mapping (replace_strict) builds a join.
     column = pl.col("symbol").cast(pl.Utf8).cast(pl.Enum(symbols), strict=False).to_physical()
     frame = frame.lazy()
-    dates = frame.filter(pl.col("symbol").is_in(symbols)).select(pl.col("date").unique()).collect()["date"].sort()
+    chosen = frame.filter(pl.col("symbol").cast(pl.Utf8).is_in(symbols))
+    dates = chosen.select(pl.col("date").unique()).collect()["date"].sort()
     selected = frame.with_columns(column.alias(_COLUMN)).filter(pl.col(_COLUMN).is_not_null())
     if basis == "adjusted":
         factor = pl.col("adj_close") / pl.col("close")
@@ -70,6 +71,7 @@ def bars_from_frame(frame: pl.DataFrame | pl.LazyFrame, symbols: tuple[str, ...]
                               *[f.cast(pl.Float64).alias(n) for f, n in zip(fields, names)])
     row_of = _session_rows(dates)
     out = {name: np.full((len(dates), len(symbols)), np.nan) for name in names}
+    # (A polars without collect_batches gives it all as one batch.)
     for batch in batches.collect_batches() if hasattr(batches, "collect_batches") else (batches.collect(),):
         cells = row_of(batch["date"]) * len(symbols) + batch[_COLUMN].to_numpy()
         for name in names:

@@ -178,3 +178,18 @@ def test_load_bars_sorts_bars_out_of_order_by_symbol_then_date(tmp_path):
     frame.sample(fraction=1.0, shuffle=True, seed=4).write_parquet(tmp_path / "bars.parquet")
     assert load_bars(tmp_path / "bars.parquet").equals(frame.sort("symbol", "date").with_columns(
         pl.col("volume").cast(pl.Float64)))
+
+
+@pytest.mark.parametrize("start, length", [(0.2, 3000), (0.5, 500)])
+def test_a_damaged_page_is_refused_the_same_way(tmp_path, start, length):
+    """Damage inside the file (its footer whole): a page that no longer decompresses cannot
+    be read; one that still does gives prices the checks refuse. Either way, both readers
+    say the same."""
+    path = tmp_path / "bars.parquet"
+    bars(400).write_parquet(path, row_group_size=200)
+    data = bytearray(path.read_bytes())
+    at = int(len(data) * start)
+    data[at:at + length] = bytes((b * 7 + 13) % 256 for b in data[at:at + length])
+    path.write_bytes(bytes(data))
+    loaded, scanned = outcome(load_bars, path), outcome(scan_bars, path)
+    assert isinstance(loaded, str) and scanned == loaded
