@@ -151,8 +151,16 @@ def gaps(bars: Bars, symbols: Iterable[str] | None = None, *, min_sessions: int 
     and last bar (before it is listed or after it stops is not a gap). With `rows`, only gaps
     that overlap rows first..last."""
     out = []
+    holes = np.isnan(bars.close)
+    holed = holes.any(axis=0)  # a symbol without a missing bar has no gap: most of a big universe
+    where: dict[str, int] = {}
+    for i, symbol in enumerate(bars.symbols):
+        where.setdefault(symbol, i)
     for symbol in symbols if symbols is not None else bars.symbols:
-        missing = np.isnan(bars.close[:, bars.column(symbol)])
+        column = where[symbol] if symbol in where else bars.column(symbol)
+        if not holed[column]:
+            continue
+        missing = holes[:, column]
         present = np.flatnonzero(~missing)
         if present.size < 2:
             continue
