@@ -219,20 +219,20 @@ _IN_ORDER = ((pl.col("symbol") > pl.col("symbol").shift(1)) | (_SAME_SYMBOL & (p
              ).slice(1).all()
 # Sorted, a duplicate is a row equal to the one before it: no group-by over the frame.
 _REPEATED = _SAME_SYMBOL & (pl.col("date") == pl.col("date").shift(1))
-# What the order of several files' rows follows from: each file's own, and its first and last keys.
+# What the order of rows read in parts (batches, files) follows from: each part's own, and its
+# first and last keys (_joined).
 _ORDER = (pl.len().alias("rows"), _IN_ORDER.alias("in_order"), pl.col("symbol").first().alias("first_symbol"),
           pl.col("date").first().alias("first_date"), pl.col("symbol").last().alias("last_symbol"),
           pl.col("date").last().alias("last_date"))
 
 
 def _checked(frame: Frame, name: str) -> tuple[Frame, dict]:
-    """One file's bars, normalised and refused on the first unusable value, and their order
-    (_ORDER), found in the same pass over the file as its rows' checks."""
+    """One file's bars, normalised and refused on the first unusable value (the checks of its
+    rows in one pass), and their order (_order)."""
     frame = _prices(session_dates(frame, name), name)
-    missing, unusable, order = pl.collect_all([
+    missing, unusable = pl.collect_all([
         _first_query(frame, pl.col("date").is_null() | pl.col("symbol").is_null()),
         _first_query(frame, unusable_price()),
-        frame.lazy().select(*_ORDER),
     ])
     row = _first_row(missing)
     if row is not None:
@@ -242,15 +242,29 @@ def _checked(frame: Frame, name: str) -> tuple[Frame, dict]:
         column = next(c for c in PRICE_COLUMNS if not (row[c] is not None and row[c] == row[c] and 0 < row[c] < float("inf")))
         raise DataError(f"{name} has {row['count']} row(s) with a missing, NaN, infinite, zero or negative price "
                         f"(first: {row['symbol']} {row['date']}, {column} {row[column]})")
-    return frame, order.row(0, named=True)
+    return frame, _order(frame)
 
 
-def _in_order(orders: list[dict]) -> bool:
-    """Whether files' rows, one file after the other, are in (symbol, date) order with no
-    duplicates: each file's rows are, and each file starts after the one before it ends."""
+def _order(frame: Frame) -> dict:
+    """The order of a frame's rows (as _ORDER gives it). A scanned frame's symbol and date are
+    read in batches: one query over all of them would hold both columns whole (shift is not
+    streamed), 200 MB of 10M bars."""
+    keys = frame.lazy().select("symbol", "date")
+    lazy = isinstance(frame, pl.LazyFrame) and hasattr(keys, "collect_batches")
+    return _joined([part.select(*_ORDER).row(0, named=True) for part in (keys.collect_batches() if lazy else (keys.collect(),))])
+
+
+def _joined(orders: list[dict]) -> dict:
+    """The order of consecutive parts' rows: in (symbol, date) order with no duplicates when
+    each part's rows are and each part starts after the one before it ends."""
     filled = [o for o in orders if o["rows"]]
-    return all(o["in_order"] for o in filled) and all(
+    if not filled:
+        return {"rows": 0, "in_order": True}
+    in_order = all(o["in_order"] for o in filled) and all(
         (a["last_symbol"], a["last_date"]) < (b["first_symbol"], b["first_date"]) for a, b in zip(filled, filled[1:]))
+    return {"rows": sum(o["rows"] for o in filled), "in_order": in_order,
+            "first_symbol": filled[0]["first_symbol"], "first_date": filled[0]["first_date"],
+            "last_symbol": filled[-1]["last_symbol"], "last_date": filled[-1]["last_date"]}
 
 
 def _order_key(symbols: pl.Series) -> pl.Expr:
@@ -279,7 +293,7 @@ def load_bars(path: Path | None = None) -> pl.DataFrame:
     frame = pl.concat(frames)
     if frame.is_empty():
         raise DataError("market data holds no rows")
-    if _in_order(list(orders)):
+    if _joined(list(orders))["in_order"]:
         return frame
     frame = frame.sort(_order_key(_sorted_symbols(frame)))
     _refuse_duplicates(_first_bad(frame, _REPEATED))
@@ -289,14 +303,15 @@ def load_bars(path: Path | None = None) -> pl.DataFrame:
 def scan_bars(path: Path | None = None) -> pl.LazyFrame:
     """The bars `load_bars` gives, refused for the same reasons with the same messages, but
     as a lazy frame, in file order (not sorted): parquet files are only scanned, so a caller
-    reads just the columns it uses, in batches (`bars_from_frame`). Each file is read once
-    for its rows' checks and order; bars out of order are read again, their symbol and date
-    as one sorted order key, for duplicates."""
+    reads just the columns it uses, in batches (`bars_from_frame`). Each check reads only the
+    columns it needs (a file's rows are checked in one pass); bars out of order are read
+    again, their symbol and date as one sorted order key, for duplicates."""
     frames, orders = zip(*(_scanned(f) for f in _files(path or bundled_data_path())))
-    if not any(o["rows"] for o in orders):
+    order = _joined(list(orders))
+    if not order["rows"]:
         raise DataError("market data holds no rows")
     frame = pl.concat(frames)
-    if not _in_order(list(orders)):
+    if not order["in_order"]:
         symbols = _sorted_symbols(frame)
         keys = frame.select(_order_key(symbols).alias("key")).sort("key")
         row = _first_bad(keys, pl.col("key") == pl.col("key").shift(1))
