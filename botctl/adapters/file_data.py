@@ -12,9 +12,9 @@ it must be stamped after the close or before the open of (a daily bar stamped mi
 says nothing certain about which session it is, so it is refused).
 
 Two ways in, with the same checks and the same messages: `load_bars` reads the bars whole
-(a sorted frame), `scan_bars` checks them without holding them (a lazy frame: a parquet file
-is scanned, each check reading only the columns it needs, so a caller that reads five columns
-of 10M bars never holds the other three, nor all of them at once).
+(a sorted frame), `scan_bars` checks them without holding them (a lazy frame: a large parquet
+file is only scanned, each check reading the columns it needs, so a caller that reads five
+columns of 10M bars never holds the other three, nor all of them at once).
 """
 
 from __future__ import annotations
@@ -100,12 +100,19 @@ def _named(frame: Frame, file: Path) -> Frame:
     return frame
 
 
+# A parquet file this large (on disk) is only scanned by scan_bars; a smaller one is read
+# whole, which costs little memory and is quicker (a folder of per-symbol files), and keeps
+# no file open (each scanned file stays open while its bars are: thousands would run out of
+# file descriptors).
+SCAN_BYTES = 8 << 20
+
+
 def _scanned(file: Path) -> tuple[pl.LazyFrame, dict]:
     """One file's bars, checked as `load_bars` checks them (see _checked) but read as little
-    as the checks allow: a parquet file whose columns all convert without fail (text or
-    numbers) is only scanned; any other file is read whole, so a failing conversion fails
+    as the checks allow: a large parquet file whose columns all convert without fail (text
+    or numbers) is only scanned; any other file is read whole, so a failing conversion fails
     where it does there."""
-    if file.name.endswith(".parquet"):
+    if file.name.endswith(".parquet") and _size(file) >= SCAN_BYTES:
         try:
             # Every pass reads this one open file: replaced meanwhile (as the data cache is, by
             # a rename), the bars checked are still the bars read afterwards.
@@ -127,25 +134,35 @@ def _scanned(file: Path) -> tuple[pl.LazyFrame, dict]:
     return read.lazy(), order
 
 
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0  # read whole, which says why it cannot be
+
+
 def unusable_price() -> pl.Expr:
     """True for a bar with a missing, NaN, infinite, zero or negative price (any data source)."""
     return pl.any_horizontal([pl.col(c).is_null() | ~pl.col(c).is_finite() | (pl.col(c) <= 0) for c in PRICE_COLUMNS])
 
 
-def _first_query(frame: pl.DataFrame | pl.LazyFrame, bad: pl.Expr) -> pl.LazyFrame:
-    """The first row where `bad` holds, and the count of such rows (see _first_row)."""
-    return frame.lazy().filter(bad).select(pl.all().first(), pl.len().alias(_COUNT))
-
-
-def _first_row(hits: pl.DataFrame) -> dict | None:
-    """A _first_query's answer: the row with its count in "count", or None without one."""
-    row = hits.row(0, named=True)
-    count = row.pop(_COUNT)
-    return row | {"count": count} if count else None
+def _first_bads(frame: pl.DataFrame | pl.LazyFrame, *bad: pl.Expr) -> list[dict | None]:
+    """For each condition, the first row where it holds with the count of such rows in
+    "count", or None where it never does. A lazy frame's are found in one pass over it, and
+    without holding the rows found."""
+    if isinstance(frame, pl.DataFrame):
+        hits = [frame.filter(b) for b in bad]
+        return [None if h.is_empty() else h.row(0, named=True) | {"count": h.height} for h in hits]
+    found: list[dict | None] = []
+    for first in pl.collect_all([frame.filter(b).select(pl.all().first(), pl.len().alias(_COUNT)) for b in bad]):
+        row = first.row(0, named=True)
+        count = row.pop(_COUNT)
+        found.append(row | {"count": count} if count else None)
+    return found
 
 
 def _first_bad(frame: pl.DataFrame | pl.LazyFrame, bad: pl.Expr) -> dict | None:
-    return _first_row(_first_query(frame, bad).collect())
+    return _first_bads(frame, bad)[0]
 
 
 def session_dates(frame: Frame, name: str) -> Frame:
@@ -226,18 +243,18 @@ _ORDER = (pl.len().alias("rows"), _IN_ORDER.alias("in_order"), pl.col("symbol").
           pl.col("date").last().alias("last_date"))
 
 
+_MISSING = pl.col("date").is_null() | pl.col("symbol").is_null()
+_UNUSABLE = unusable_price()
+
+
 def _checked(frame: Frame, name: str) -> tuple[Frame, dict]:
     """One file's bars, normalised and refused on the first unusable value (the checks of its
     rows in one pass), and their order (_order)."""
     frame = _prices(session_dates(frame, name), name)
-    missing, unusable = pl.collect_all([
-        _first_query(frame, pl.col("date").is_null() | pl.col("symbol").is_null()),
-        _first_query(frame, unusable_price()),
-    ])
-    row = _first_row(missing)
-    if row is not None:
-        raise DataError(f"{name} has {row['count']} row(s) without a date or symbol (first: {row['symbol']} {row['date']})")
-    row = _first_row(unusable)
+    missing, row = _first_bads(frame, _MISSING, _UNUSABLE)
+    if missing is not None:
+        raise DataError(f"{name} has {missing['count']} row(s) without a date or symbol (first: {missing['symbol']} "
+                        f"{missing['date']})")
     if row is not None:
         column = next(c for c in PRICE_COLUMNS if not (row[c] is not None and row[c] == row[c] and 0 < row[c] < float("inf")))
         raise DataError(f"{name} has {row['count']} row(s) with a missing, NaN, infinite, zero or negative price "
@@ -249,9 +266,11 @@ def _order(frame: Frame) -> dict:
     """The order of a frame's rows (as _ORDER gives it). A scanned frame's symbol and date are
     read in batches: one query over all of them would hold both columns whole (shift is not
     streamed), 200 MB of 10M bars."""
-    keys = frame.lazy().select("symbol", "date")
-    lazy = isinstance(frame, pl.LazyFrame) and hasattr(keys, "collect_batches")
-    return _joined([part.select(*_ORDER).row(0, named=True) for part in (keys.collect_batches() if lazy else (keys.collect(),))])
+    if isinstance(frame, pl.DataFrame):
+        return frame.select(*_ORDER).row(0, named=True)
+    keys = frame.select("symbol", "date")
+    parts = keys.collect_batches() if hasattr(keys, "collect_batches") else (keys.collect(),)
+    return _joined([part.select(*_ORDER).row(0, named=True) for part in parts])
 
 
 def _joined(orders: list[dict]) -> dict:

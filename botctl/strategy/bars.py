@@ -83,14 +83,34 @@ _COLUMN = "__botctl_column"  # a bar's symbol column, while aligning
 
 
 def _session_rows(sessions: pl.Series) -> Callable[[pl.Series], np.ndarray]:
-    """A function giving the row (index in the sorted `sessions`) of each date of a Series."""
+    """A function giving the row (index in the sorted `sessions`) of each date of a Series. A
+    date not among them means the frame changed between the passes over it: ValueError."""
     days = sessions.to_physical().to_numpy().astype(np.int64)
+
+    def unseen() -> ValueError:
+        return ValueError("the bars changed while they were aligned: a date the first pass did not see")
+
     if sessions.dtype != pl.Date or not len(days):
-        return lambda dates: np.searchsorted(days, dates.to_physical().to_numpy())
+        def searched(dates: pl.Series) -> np.ndarray:
+            values = dates.to_physical().to_numpy()
+            rows = np.searchsorted(days, values)
+            if len(rows) and (rows.max() >= len(days) or (days[rows] != values).any()):
+                raise unseen()
+            return rows
+        return searched
     # Dates are whole days: a table from day number to row answers each in one lookup.
     table = np.full(days[-1] - days[0] + 1, -1, dtype=np.int64)
     table[days - days[0]] = np.arange(len(days))
-    return lambda dates: table[dates.to_physical().to_numpy() - days[0]]
+
+    def looked_up(dates: pl.Series) -> np.ndarray:
+        offsets = dates.to_physical().to_numpy().astype(np.int64) - days[0]
+        if len(offsets) and (offsets.min() < 0 or offsets.max() >= len(table)):
+            raise unseen()
+        rows: np.ndarray = table[offsets]
+        if len(rows) and rows.min() < 0:
+            raise unseen()
+        return rows
+    return looked_up
 
 
 def row_values(row: np.ndarray, symbols: Sequence[str], columns: Sequence[int] | np.ndarray) -> dict[str, float]:

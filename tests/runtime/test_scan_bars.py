@@ -11,11 +11,20 @@ import numpy as np
 import polars as pl
 import pytest
 
+from botctl.adapters import file_data
 from botctl.adapters.file_data import available_symbols, load_bars, scan_bars
 from botctl.errors import DataError
 from botctl.strategy.bars import bars_from_frame
 
 SYMBOLS = ("AAA", "BBB", "CCC")
+
+
+@pytest.fixture(autouse=True, params=["scanned", "read whole"])
+def parquet_reading(request, monkeypatch):
+    """Every test twice: with each parquet file only scanned by scan_bars (as a large one
+    is), and read whole (as a small one is)."""
+    monkeypatch.setattr(file_data, "SCAN_BYTES", 0 if request.param == "scanned" else 1 << 40)
+    return request.param
 
 
 def bars(days: int = 40) -> pl.DataFrame:
