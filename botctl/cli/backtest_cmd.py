@@ -207,7 +207,7 @@ def register(app: typer.Typer) -> None:
         never in the trading journal, so `botctl --db botctl-backtests.db status|tail|tui`
         can show it.
         """
-        from botctl.adapters.file_data import load_bars
+        from botctl.adapters.file_data import scan_bars
         from botctl.runtime.backtest import journal_backtest, monthly_tables, run_backtest, summary
         from botctl.strategy.bars import bars_from_frame
 
@@ -221,7 +221,9 @@ def register(app: typer.Typer) -> None:
         if report is not None:
             check_report_path(report, g.db, force=force)  # before the run: a refusal must not cost one
         plan = load_plan(g, models=model or None, accounts=account or None)
-        bars = bars_from_frame(load_bars(g.data), plan.symbols)
+        # Checked, then read in batches of the five columns the matrices need: 10M bars are
+        # never held whole (load_bars would hold all eight columns, sorted).
+        bars = bars_from_frame(scan_bars(g.data), plan.symbols)
         from botctl.strategy.bars import describe_gap, gaps
 
         for gap in gaps(bars):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -71,15 +71,28 @@ class Codec:
         return f"{self.insert_sql} ON CONFLICT ({key}) DO UPDATE SET {sets}"
 
     def encode(self, record: Record) -> tuple[Any, ...]:
-        if type(record) is not self.cls:
-            raise StoreError(f"cannot store {type(record).__name__} in table {self.table}")
-        row = list(msgspec.structs.astuple(record))
-        for i in self._ts:
-            if row[i] is not None:
-                row[i] = format_ts(row[i], f"{self.cls.__name__}.{self.columns[i]}")
-        for i in self._json:
-            row[i] = _json_encode(row[i]).decode()
-        return tuple(row)
+        return tuple(next(self.rows((record,))))
+
+    def rows(self, records: Iterable[Record]) -> Iterator[list[Any]]:
+        """The rows of `records` (all of this type), for one executemany: a backtest journals
+        tens of thousands at once, and shares few timestamps among them (a rebalance's orders
+        and fills, a session's marks), so each distinct one is formatted once."""
+        cls, astuple, ts, js = self.cls, msgspec.structs.astuple, self._ts, self._json
+        texts: dict[datetime, str] = {}
+        for record in records:
+            if type(record) is not cls:
+                raise StoreError(f"cannot store {type(record).__name__} in table {self.table}")
+            row = list(astuple(record))
+            for i in ts:
+                value = row[i]
+                if value is not None:
+                    text = texts.get(value)
+                    if text is None:
+                        text = texts[value] = format_ts(value, f"{cls.__name__}.{self.columns[i]}")
+                    row[i] = text
+            for i in js:
+                row[i] = _json_encode(row[i]).decode()
+            yield row
 
     def decode(self, row: Mapping[str, Any]) -> Record:
         data = dict(row)

@@ -362,7 +362,7 @@ class Store:
             for cls, group in itertools.groupby(records, key=type):
                 codec = CODECS.get(cls) or codec_for(next(group))
                 with self._guard():
-                    cur = self._conn.executemany(codec.insert_sql, map(codec.encode, group))
+                    cur = self._conn.executemany(codec.insert_sql, codec.rows(group))
                 count += cur.rowcount
         return count
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -213,17 +214,32 @@ def _prepare_for_writing(
         return  # current: no lock needed, so opening never waits for a busy writer
     # IMMEDIATE takes the write lock before re-checking, so two processes opening a new file at
     # once cannot both run the first migration.
-    conn.execute("BEGIN IMMEDIATE")
+    with _no_collection():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            state = _inspect(conn, shown)
+            _refuse_foreign_or_newer(state, known, shown)
+            if set(known) - set(state.applied):
+                _apply(conn, migrations)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """No garbage collection inside: the many objects a fresh sqlite_utils import makes soon
+    trigger a full one, which must not hold the migration transaction (~20 ms, and more in a
+    process that holds a backtest's results: a backtest opens its journal last)."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        state = _inspect(conn, shown)
-        _refuse_foreign_or_newer(state, known, shown)
-        if set(known) - set(state.applied):
-            _apply(conn, migrations)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _migration_set(migrations: Migrations | None) -> Migrations:
@@ -237,14 +253,10 @@ def _preload_for_creation(migrations: Migrations | None) -> None:
     """Get the slow part of creating a journal done before connect() creates the file.
 
     A process waiting for the journal to appear may read it as soon as it exists, so the file
-    should not sit there without tables while sqlite_utils (and pandas) import (~0.4 s), nor
-    while the full garbage collection that so many new objects soon trigger runs (~20 ms)
-    inside the migration transaction.
+    should not sit there without tables while sqlite_utils (and pandas) import (~0.4 s); nor
+    does a garbage collection run inside the migration transaction (_no_collection).
     """
-    fresh = "sqlite_utils" not in sys.modules
     _migration_set(migrations)
-    if fresh:
-        gc.collect()
 
 
 def _apply(conn: sqlite3.Connection, migrations: Migrations | None) -> None:

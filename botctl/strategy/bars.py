@@ -8,7 +8,7 @@ like price moves (a 2:1 split is not a 50% loss) and returns include distributio
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from itertools import compress
 
@@ -43,27 +43,74 @@ class Bars(msgspec.Struct, frozen=True):
                     None if self.as_traded is None else self.as_traded[: row + 1])
 
 
-def bars_from_frame(frame: pl.DataFrame, symbols: tuple[str, ...], *, basis: PriceBasis = "adjusted") -> Bars:
+def bars_from_frame(frame: pl.DataFrame | pl.LazyFrame, symbols: tuple[str, ...], *,
+                    basis: PriceBasis = "adjusted") -> Bars:
     """Align a long (symbol, date, open, close, adj_close) frame into session x symbol
     matrices: one sort of the dates, then each bar scattered to its (session, symbol) cell.
-    Sessions are the dates any of `symbols` has a bar on; a cell with no bar is NaN."""
+    Sessions are the dates any of `symbols` has a bar on; a cell with no bar is NaN.
+
+    `frame` may be lazy (`file_data.scan_bars`): then only the five columns used are read, in
+    batches scattered as they come, so the long frame is never held whole."""
     symbols = tuple(symbols)
-    frame = frame.filter(pl.col("symbol").is_in(list(symbols)))
-    frame = frame.with_columns((pl.col("close") / pl.col("adj_close") if basis == "adjusted" else pl.lit(1.0))
-                               .alias("as_traded"))
+    if not symbols:
+        return Bars((), (), *(np.full((0, 0), np.nan) for _ in range(3)))
+    # A symbol's column is its code in an enum of `symbols` (null for any other symbol): one
+    # hash lookup per bar, where a string-to-integer mapping (replace_strict) builds a join.
+    column = pl.col("symbol").cast(pl.Utf8).cast(pl.Enum(symbols), strict=False).to_physical()
+    frame = frame.lazy()
+    chosen = frame.filter(pl.col("symbol").cast(pl.Utf8).is_in(symbols))
+    dates = chosen.select(pl.col("date").unique()).collect()["date"].sort()
+    selected = frame.with_columns(column.alias(_COLUMN)).filter(pl.col(_COLUMN).is_not_null())
     if basis == "adjusted":
         factor = pl.col("adj_close") / pl.col("close")
-        frame = frame.with_columns((pl.col("open") * factor).alias("open"), pl.col("adj_close").alias("close"))
-    dates = frame["date"].unique().sort()
-    rows = dates.search_sorted(frame["date"]).to_numpy().astype(np.int64)
-    columns = frame["symbol"].replace_strict(list(symbols), list(range(len(symbols))), return_dtype=pl.Int64,
-                                             default=-1).to_numpy().astype(np.int64)
-    out = {}
-    for field in ("open", "close", "as_traded"):
-        matrix = np.full((len(dates), len(symbols)), np.nan)
-        matrix[rows, columns] = frame[field].cast(pl.Float64).to_numpy()
-        out[field] = matrix
+        fields = (pl.col("open") * factor, pl.col("adj_close"), pl.col("close") / pl.col("adj_close"))
+    else:
+        fields = (pl.col("open"), pl.col("close"), pl.lit(1.0))
+    names = ("open", "close", "as_traded")
+    batches = selected.select(pl.col("date"), pl.col(_COLUMN),
+                              *[f.cast(pl.Float64).alias(n) for f, n in zip(fields, names)])
+    row_of = _session_rows(dates)
+    out = {name: np.full((len(dates), len(symbols)), np.nan) for name in names}
+    # (A polars without collect_batches gives it all as one batch.)
+    for batch in batches.collect_batches() if hasattr(batches, "collect_batches") else (batches.collect(),):
+        cells = row_of(batch["date"]) * len(symbols) + batch[_COLUMN].to_numpy()
+        for name in names:
+            out[name].reshape(-1)[cells] = batch[name].to_numpy()
     return Bars(tuple(dates.to_list()), symbols, out["open"], out["close"], out["as_traded"])
+
+
+_COLUMN = "__botctl_column"  # a bar's symbol column, while aligning
+
+
+def _session_rows(sessions: pl.Series) -> Callable[[pl.Series], np.ndarray]:
+    """A function giving the row (index in the sorted `sessions`) of each date of a Series. A
+    date not among them means the frame changed between the passes over it: ValueError."""
+    days = sessions.to_physical().to_numpy().astype(np.int64)
+
+    def unseen() -> ValueError:
+        return ValueError("the bars changed while they were aligned: a date the first pass did not see")
+
+    if sessions.dtype != pl.Date or not len(days):
+        def searched(dates: pl.Series) -> np.ndarray:
+            values = dates.to_physical().to_numpy()
+            rows = np.searchsorted(days, values)
+            if len(rows) and (rows.max() >= len(days) or (days[rows] != values).any()):
+                raise unseen()
+            return rows
+        return searched
+    # Dates are whole days: a table from day number to row answers each in one lookup.
+    table = np.full(days[-1] - days[0] + 1, -1, dtype=np.int64)
+    table[days - days[0]] = np.arange(len(days))
+
+    def looked_up(dates: pl.Series) -> np.ndarray:
+        offsets = dates.to_physical().to_numpy().astype(np.int64) - days[0]
+        if len(offsets) and (offsets.min() < 0 or offsets.max() >= len(table)):
+            raise unseen()
+        rows: np.ndarray = table[offsets]
+        if len(rows) and rows.min() < 0:
+            raise unseen()
+        return rows
+    return looked_up
 
 
 def row_values(row: np.ndarray, symbols: Sequence[str], columns: Sequence[int] | np.ndarray) -> dict[str, float]:
@@ -122,30 +169,28 @@ class Gap(msgspec.Struct, frozen=True):
 def gaps(bars: Bars, symbols: Iterable[str] | None = None, *, min_sessions: int = GAP_SESSIONS, rows: tuple[int, int] | None = None) -> list[Gap]:
     """Runs of more than `min_sessions` sessions with no bar for a symbol between its first
     and last bar (before it is listed or after it stops is not a gap). With `rows`, only gaps
-    that overlap rows first..last. Found for every symbol at once: a universe may hold thousands."""
-    names = list(symbols) if symbols is not None else list(bars.symbols)
-    if not names or not len(bars.dates):
-        return []
-    close = bars.close if names == list(bars.symbols) else bars.close[:, [bars.column(s) for s in names]]
-    missing = np.isnan(close)
-    some = np.flatnonzero(missing.any(axis=0))  # only a symbol with a missing bar can have a gap
-    if not len(some):
-        return []
-    names, missing = [names[i] for i in some.tolist()], missing[:, some]
-    present = ~missing
-    index = np.arange(len(bars.dates))[:, None]
-    first = np.where(present.any(axis=0), present.argmax(axis=0), len(bars.dates))
-    last = len(bars.dates) - 1 - present[::-1].argmax(axis=0)
-    inner = (missing & (index >= first) & (index <= last)).astype(np.int8)
-    # per symbol (column-major), the rows where a run of missing bars starts and where it ends
-    edges = np.diff(np.concatenate([np.zeros((1, len(names)), np.int8), inner, np.zeros((1, len(names)), np.int8)]),
-                    axis=0).T
-    columns, starts = np.nonzero(edges == 1)
-    _, stops = np.nonzero(edges == -1)
+    that overlap rows first..last."""
     out = []
-    for column, start, stop in zip(columns.tolist(), starts.tolist(), stops.tolist()):
-        if stop - start > min_sessions and (rows is None or (start <= rows[1] and stop - 1 >= rows[0])):
-            out.append(Gap(names[column], bars.dates[start], bars.dates[stop - 1], stop - start))
+    holes = np.isnan(bars.close)
+    holed = holes.any(axis=0)  # a symbol without a missing bar has no gap: most of a big universe
+    where: dict[str, int] = {}
+    for i, symbol in enumerate(bars.symbols):
+        where.setdefault(symbol, i)
+    for symbol in symbols if symbols is not None else bars.symbols:
+        column = where[symbol] if symbol in where else bars.column(symbol)
+        if not holed[column]:
+            continue
+        missing = holes[:, column]
+        present = np.flatnonzero(~missing)
+        if present.size < 2:
+            continue
+        inner = missing[present[0]: present[-1] + 1]
+        # starts and ends of the runs of missing rows, as offsets from the first bar
+        edges = np.diff(np.concatenate([[0], inner.astype(np.int8), [0]]))
+        for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            first, last = present[0] + start, present[0] + stop - 1
+            if stop - start > min_sessions and (rows is None or (first <= rows[1] and last >= rows[0])):
+                out.append(Gap(symbol, bars.dates[first], bars.dates[last], int(stop - start)))
     return out
 
 

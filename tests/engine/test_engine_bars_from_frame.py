@@ -53,3 +53,16 @@ def test_no_symbols_give_empty_matrices():
     frame = pl.DataFrame({"symbol": ["A"], "date": [date(2024, 1, 2)], "open": [1.0], "close": [1.0], "adj_close": [1.0]})
     bars = bars_from_frame(frame, ())
     assert bars.open.shape == (0, 0) and bars.dates == ()
+
+
+@pytest.mark.parametrize("extra_day", [date(2024, 1, 3), date(2023, 12, 29), date(2024, 2, 1)])
+def test_a_frame_that_changes_between_its_passes_is_an_error_not_a_misplaced_bar(extra_day):
+    """A lazy frame is read twice (the sessions, then the bars): a date that appears only in
+    the second reading (the file replaced in between) has no row, and must not land in one."""
+    first = pl.DataFrame({"symbol": ["A", "A"], "date": [date(2024, 1, 2), date(2024, 1, 4)], "open": [1.0, 2.0],
+                          "close": [1.0, 2.0], "adj_close": [1.0, 2.0]})
+    second = pl.concat([first, first.head(1).with_columns(pl.lit(extra_day).alias("date"))])
+    readings = iter([first, second])
+    changing = pl.LazyFrame(schema=first.schema).map_batches(lambda _: next(readings), schema=first.schema)
+    with pytest.raises(ValueError, match="changed while they were aligned"):
+        bars_from_frame(changing, ("A",))

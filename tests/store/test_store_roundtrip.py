@@ -104,6 +104,21 @@ def test_one_instant_is_stored_as_one_text_and_a_naive_one_is_still_refused(stor
         store.insert(Event(ts_event=utc.replace(tzinfo=None), subsystem="x", type="y"))
 
 
+def test_insert_many_formats_an_instant_once_and_refuses_a_naive_one_writing_nothing(store):
+    utc = datetime(2024, 3, 1, 14, 30, 0, 250, tzinfo=timezone.utc)
+    new_york = utc.astimezone(timezone(timedelta(hours=-5)))
+    later = utc + timedelta(days=1)
+    events = [Event(ts_event=when, subsystem="x", type="y") for when in (utc, new_york, later, utc)]
+    assert store.insert_many(events) == 4
+    rows = store.db.execute("SELECT ts_event FROM events ORDER BY id").fetchall()
+    first, second = "2024-03-01T14:30:00.000250Z", "2024-03-02T14:30:00.000250Z"
+    assert [r[0] for r in rows] == [first, first, second, first]
+    naive = Event(ts_event=utc.replace(tzinfo=None), subsystem="x", type="y")
+    with pytest.raises(StoreError, match="naive"):
+        store.insert_many([events[0], naive])
+    assert store.db.execute("SELECT count(*) FROM events").fetchone()[0] == 4
+
+
 def test_run_upsert_and_heartbeat(store):
     store.upsert_run(make_run("r1", status="finished", ended_at=at(5)))
     store.heartbeat("r1", at(6))
