@@ -19,7 +19,17 @@ def main() -> None:
     except SystemExit as exc:
         if exc.code == EXIT_INTERRUPTED:  # the CLI caught Ctrl-C and said so
             _exit_interrupted(announce=False)
+        _skip_last_collection()
         raise
+    _skip_last_collection()
+
+
+def _skip_last_collection() -> None:
+    """The command is done: the interpreter's exit would still walk every object it made
+    looking for cycles to free (40-80 ms after a big backtest), for a process about to end."""
+    import gc
+
+    gc.freeze()
 
 
 def _exit_interrupted(*, announce: bool) -> None:
