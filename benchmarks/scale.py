@@ -39,10 +39,10 @@ is the median over the runs):
 
   To get the peer figures, make a virtualenv outside the repository with both and botctl:
 
-      python3 -m venv /work/peers-venv
-      /work/peers-venv/bin/pip install vectorbt bt
-      /work/peers-venv/bin/pip install -e . -c constraints.txt
-      nice -n 19 /work/peers-venv/bin/python benchmarks/scale.py --cases 500x20 --no-command
+      python3 -m venv ../peers-venv
+      ../peers-venv/bin/pip install vectorbt bt
+      ../peers-venv/bin/pip install -e . -c constraints.txt
+      nice -n 19 ../peers-venv/bin/python benchmarks/scale.py --cases 500x20 --no-command
 
   (vectorbt 1.2.0 and bt 1.4.1 installed beside constraints.txt's numpy 2.4.6 and pandas 3.1.1
   with no conflict, on Python 3.11.) Without them the script says they are not installed.

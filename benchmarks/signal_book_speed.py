@@ -26,10 +26,10 @@ displacement. Each case runs in a fresh process and prints:
   (vectorbt 1.2.0 installed beside constraints.txt's numpy 2.4.6 and pandas 3.1.1 with no
   conflict, on Python 3.11):
 
-      python3 -m venv /work/peers-venv
-      /work/peers-venv/bin/pip install vectorbt
-      /work/peers-venv/bin/pip install -e . -c constraints.txt
-      nice -n 19 /work/peers-venv/bin/python benchmarks/signal_book_speed.py
+      python3 -m venv ../peers-venv
+      ../peers-venv/bin/pip install vectorbt
+      ../peers-venv/bin/pip install -e . -c constraints.txt
+      nice -n 19 ../peers-venv/bin/python benchmarks/signal_book_speed.py
 """
 
 from __future__ import annotations
