@@ -21,6 +21,7 @@ from botctl.engine.rebalance import diff_orders
 from botctl.records import SubmitOrder
 from botctl.spec.plan import AccountPlan, ModelPlan
 from botctl.spec.steps import is_signal_book
+from botctl.strategy.identity import IdentityCache
 from botctl.strategy.evaluate import Decision, account_targets, decide
 from botctl.strategy.bars import Bars
 from botctl.strategy.signals import Signals
@@ -94,19 +95,14 @@ def decide_cycle(
     return CycleResult(decisions, targets, net_orders(orders), BookState(models=models), notes)
 
 
-_KINDS: dict[int, tuple[tuple[ModelPlan, ...], list[ModelPlan], list[ModelPlan]]] = {}
+_KINDS: IdentityCache[tuple[list[ModelPlan], list[ModelPlan]]] = IdentityCache()
 
 
 def _kinds(models: tuple[ModelPlan, ...]) -> tuple[list[ModelPlan], list[ModelPlan]]:
     """(signal books, rebalancers) of an account's models, worked out once per plan: a signal
     book's account decides every session."""
-    found = _KINDS.get(id(models))
-    if found is None or found[0] is not models:
-        books = [m for m in models if is_signal_book(m.steps)]
-        found = _KINDS[id(models)] = (models, books, [m for m in models if not is_signal_book(m.steps)])
-        if len(_KINDS) > 64:  # a long-lived process with many plans: keep the newest
-            _KINDS.pop(next(iter(_KINDS)))
-    return found[1], found[2]
+    return _KINDS.get(lambda: ([m for m in models if is_signal_book(m.steps)],
+                               [m for m in models if not is_signal_book(m.steps)]), models)
 
 
 def nav_of_usable(cash: float, qty: Mapping[str, float], prices: Mapping[str, float]) -> float:

@@ -21,6 +21,7 @@ import numpy as np
 from botctl.records import Severity, SubmitOrder
 from botctl.spec import steps as st
 from botctl.spec.plan import ModelPlan
+from botctl.strategy.identity import IdentityCache
 from botctl.strategy.signals import Signals
 
 QTY_EPSILON = 1e-9
@@ -157,17 +158,12 @@ class _Rules:
         self.displace = first(st.DisplaceWeakest)
 
 
-_RULES: dict[int, tuple[tuple[st.Step, ...], _Rules]] = {}
+_RULES: IdentityCache[_Rules] = IdentityCache()
 
 
 def _rules(steps: tuple[st.Step, ...]) -> _Rules:
-    """A model's rules, found once per steps tuple (held, so its id stays its own)."""
-    found = _RULES.get(id(steps))
-    if found is None or found[0] is not steps:
-        if len(_RULES) > 64:
-            _RULES.clear()
-        found = _RULES[id(steps)] = (steps, _Rules(steps))
-    return found[1]
+    """A model's rules, found once per steps tuple."""
+    return _RULES.get(lambda: _Rules(steps), steps)
 
 
 def _sessions_since(signals: Signals, day: date, row: int) -> int:
@@ -458,24 +454,19 @@ def _entries(model: ModelPlan, rules: _Rules, signals: Signals, row: int, busy: 
     return out
 
 
-_UNIVERSES: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], tuple[np.ndarray, np.ndarray]]] = {}
+_UNIVERSES: IdentityCache[tuple[np.ndarray, np.ndarray]] = IdentityCache()
 
 
 def _universe(model: ModelPlan, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
     """The universe's columns in the signal matrices and each symbol's rank by name (the
-    tie-break), computed once per universe and column layout, found again by the tuples'
-    identity (held, so the ids stay theirs): hashing a universe of thousands of names every
-    session is what this avoids."""
-    key = (id(model.universe), id(signals.bars.symbols))
-    found = _UNIVERSES.get(key)
-    if found is None or found[0] is not model.universe or found[1] is not signals.bars.symbols:
+    tie-break), computed once per universe and column layout."""
+    def compute() -> tuple[np.ndarray, np.ndarray]:
         cols = np.array([signals.columns[s] for s in model.universe], dtype=np.intp)
         ranks = np.empty(len(model.universe), dtype=np.intp)
         ranks[np.argsort(np.array(model.universe, dtype=object), kind="stable")] = np.arange(len(model.universe))
-        if len(_UNIVERSES) > 64:  # a long-lived process with many plans: keep the newest
-            _UNIVERSES.pop(next(iter(_UNIVERSES)))
-        found = _UNIVERSES[key] = (model.universe, signals.bars.symbols, (cols, ranks))
-    return found[2]
+        return cols, ranks
+
+    return _UNIVERSES.get(compute, model.universe, signals.bars.symbols)
 
 
 def _cooling(rules: _Rules, signals: Signals, row: int, mark: ExitMark) -> bool:

@@ -16,6 +16,7 @@ import polars as pl
 from botctl.spec import steps as st
 from botctl.strategy import scores
 from botctl.strategy.bars import Bars
+from botctl.strategy.identity import IdentityCache
 
 
 class Signals:
@@ -28,7 +29,7 @@ class Signals:
         # `bars`, NaN = no usable signal) that `score_signal` steps read.
         self.external_scores = external_scores
         self._scores: dict[tuple[st.Step, ...], np.ndarray] = {}
-        self._score_keys: dict[int, tuple[tuple[st.Step, ...], tuple[st.Step, ...]]] = {}
+        self._score_keys: IdentityCache[tuple[st.Step, ...]] = IdentityCache()
         self.columns = {symbol: i for i, symbol in enumerate(bars.symbols)}
         self._column_arrays: dict[tuple[str, ...], np.ndarray] = {}
         self._column_maps: dict[tuple[str, ...], dict[str, int]] = {}
@@ -82,10 +83,7 @@ class Signals:
     def score(self, steps: tuple[st.Step, ...]) -> np.ndarray:
         """A signal book's combined score (sessions x symbols): the weighted sum of its score_*
         steps, computed once per set of steps."""
-        known = self._score_keys.get(id(steps))
-        if known is None or known[0] is not steps:  # the score steps of these steps, once
-            known = self._score_keys[id(steps)] = (steps, tuple(s for s in steps if isinstance(s, st.SCORE_STEPS)))
-        key = known[1]
+        key = self._score_keys.get(lambda: tuple(s for s in steps if isinstance(s, st.SCORE_STEPS)), steps)
         cached = self._scores.get(key)
         if cached is None:
             shape = self.bars.close.shape
