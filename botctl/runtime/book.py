@@ -230,17 +230,17 @@ class Book:
         if np.isnan(closes).any():  # a missing bar keeps the last known price
             seed = np.array([broker.last_price.get(s, np.nan) for s in symbols])
             closes = forward_fill(closes, seed)
-        qty = np.array([self.broker.qty[s] for s in symbols])
+        qty = np.array([broker.qty[s] for s in symbols])
         values = closes * qty if symbols else np.zeros((last - first + 1, 0))
         gross = np.abs(values).sum(axis=1)
         held = values.sum(axis=1)
-        cash = np.full(len(held), self.broker.cash)
-        if self.broker.cash < 0 and self.broker.settings.borrow_rate > 0:
+        cash = np.full(len(held), broker.cash)
+        if broker.cash < 0 and broker.settings.borrow_rate > 0:
             for i, row in enumerate(range(first, last + 1)):  # interest compounds: walk the days
                 if self._last_close_row is not None:
-                    self.broker.accrue_borrow((self.bars.dates[row] - self.bars.dates[self._last_close_row]).days)
+                    broker.accrue_borrow((self.bars.dates[row] - self.bars.dates[self._last_close_row]).days)
                 self._last_close_row = row
-                cash[i] = self.broker.cash
+                cash[i] = broker.cash
         if symbols:
             broker.mark({s: p for s, p in zip(symbols, closes[-1].tolist()) if not math.isnan(p)})
         self._last_close_row = last
