@@ -69,11 +69,11 @@ def decide(steps: tuple[st.Step, ...], universe: tuple[str, ...], signals: Signa
                 return _fallback(steps, signals, row, "gated",
                                  f"{step.benchmark} is {'above' if above else 'below'} its {step.sma_days}-day average")
         elif isinstance(step, st.SelectMomentum):
-            cols, values = _passing(candidates, signals.momentum[step.lookback_days][row], step.min_return)
+            cols, values = _passing(candidates, signals.momentum(step.lookback_days, row), step.min_return)
             ranked = cols[np.lexsort((cols, -values))]  # by momentum, ties by universe column, deterministically
             candidates, selected = ranked[: step.top].tolist(), True
         elif isinstance(step, st.SelectThreshold):
-            cols, _ = _passing(candidates, signals.momentum[step.lookback_days][row], step.min_return)
+            cols, _ = _passing(candidates, signals.momentum(step.lookback_days, row), step.min_return)
             candidates, selected = cols.tolist(), True
         elif isinstance(step, st.SelectAll):
             selected = True

@@ -34,14 +34,11 @@ class Signals:
         self._column_arrays: dict[tuple[str, ...], np.ndarray] = {}
         self._column_maps: dict[tuple[str, ...], dict[str, int]] = {}
         self._rows = {day: i for i, day in enumerate(bars.dates)}
-        self.momentum: dict[int, np.ndarray] = {}
         self.volatility: dict[int, np.ndarray] = {}
         self.regime_above: dict[tuple[str, int], np.ndarray] = {}
         self._frame: pl.DataFrame | None = None
         for step in steps:
-            if isinstance(step, (st.SelectMomentum, st.SelectThreshold)) and step.lookback_days not in self.momentum:
-                self.momentum[step.lookback_days] = _momentum(bars.close, step.lookback_days)
-            elif isinstance(step, st.WeighInverseVolatility) and step.lookback_days not in self.volatility:
+            if isinstance(step, st.WeighInverseVolatility) and step.lookback_days not in self.volatility:
                 self.volatility[step.lookback_days] = _volatility(self._closes, step.lookback_days)
             elif isinstance(step, (st.WhenRegime, st.ScaleByRegime)):
                 key = (step.benchmark, step.sma_days)
@@ -74,6 +71,10 @@ class Signals:
             cached = self._column_maps[symbols] = {s: self.columns[s] for s in symbols}
         return cached
 
+    def momentum(self, lookback: int, row: int) -> np.ndarray:
+        """Total return over `lookback` sessions to bar `row`, one value per matrix column."""
+        return momentum_row(self.bars.close, lookback, row)
+
     def row_of(self, day: date) -> int:
         """Row of session `day`, or of the last session before it (bars.index_of), by a lookup:
         a signal book asks it for every open position every session."""
@@ -98,14 +99,16 @@ class Signals:
         return cached
 
 
-def _momentum(close: np.ndarray, lookback: int) -> np.ndarray:
-    """Total return over the last `lookback` sessions; NaN until a symbol has that history. A
-    ratio of two rows needs no rolling window: numpy divides the shifted matrix at once."""
-    out = np.full(close.shape, np.nan)
-    if lookback < len(close):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[lookback:] = close[lookback:] / close[:-lookback] - 1.0
-    return out
+def momentum_row(close: np.ndarray, lookback: int, row: int) -> np.ndarray:
+    """Each symbol's total return over the `lookback` sessions to bar `row`; NaN until a symbol
+    has that history. A ratio of two rows needs no rolling window, so it is computed for the
+    rows a decision reads, not kept for every session: a sessions x symbols matrix is tens of
+    megabytes at a few thousand symbols, and writing it cost more than every read of it."""
+    if row < lookback:
+        return np.full(close.shape[1], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio: np.ndarray = close[row] / close[row - lookback] - 1.0
+    return ratio
 
 
 def _volatility(closes: pl.DataFrame, lookback: int) -> np.ndarray:

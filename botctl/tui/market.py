@@ -239,7 +239,7 @@ def rankings(market: Market, account, now: datetime) -> list[Ranking]:
         values = []
         for symbol in universe:
             col = sig.columns.get(symbol)
-            v = float(sig.momentum[n][row, col]) if row >= 0 and col is not None else math.nan
+            v = float(sig.momentum(n, row)[col]) if row >= 0 and col is not None else math.nan
             values.append((symbol, v if math.isfinite(v) else None))
         values.sort(key=lambda sv: (sv[1] is None, -(sv[1] or 0.0), sv[0]))
         out.append(Ranking(n, values, sig.bars.dates[row] if row >= 0 else None))

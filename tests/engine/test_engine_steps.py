@@ -84,7 +84,7 @@ def test_momentum_is_total_return_over_the_lookback(bars):
     from botctl.strategy.signals import Signals
 
     signals = Signals(bars, (st.SelectMomentum(lookback_days=10),))
-    momentum = signals.momentum[10][LAST]
+    momentum = signals.momentum(10, LAST)
     for i, rate in enumerate([0.002, -0.003, 0.01, 0.005]):
         assert momentum[i] == pytest.approx((1 + rate) ** 10 - 1, rel=1e-9)
     assert math.isnan(momentum[bars.column("E")])  # listed 10 sessions ago: no close 10 sessions back
