@@ -137,6 +137,9 @@ class SimBroker:
 
     def on_open(self, open_prices: dict[str, float], now: datetime) -> list[tuple[Order, list[Fill]]]:
         """Fill pending market orders at this bar's open; cancel those whose symbol has no bar."""
+        # Every pending order leaves the book here, and the account is marked again before the
+        # next order is judged: the exposure is summed afresh then, not kept up fill by fill.
+        self._exposure = None
         out: list[tuple[Order, list[Fill]]] = []
         for client_id in list(self._pending):
             order = self.orders[client_id]

@@ -235,6 +235,8 @@ def check_orders(orders: list[SubmitOrder], risk: RiskSpec, book: Portfolio, sta
                  now: datetime) -> tuple[list[SubmitOrder], list[Block]]:
     accepted: list[SubmitOrder] = []
     blocked: list[Block] = []
+    if not orders:  # most sessions of a book that decides every session
+        return accepted, blocked
     orders_today = state.orders_today if state.day == book.today else 0
     qty = dict(book.qty)
 

@@ -231,7 +231,7 @@ class AccountCycle:
                     self.ledger.event(note)
                 raise
         self.guard = guard.after_orders(self.guard, today, len(accepted))
-        prefix = self.prefix(when)
+        prefix = self.prefix(when) if accepted else ""
         orders = [Order(client_order_id=client_order_id(prefix, c.symbol, c.side), run_id=self.run_id,
                         account=account.id, symbol=c.symbol, side=c.side, qty=c.qty, status="pending",
                         ts_init=now, ts_event=now, reason=c.reason, ref_price=c.ref_price) for c in accepted]
