@@ -9,7 +9,6 @@ while it exists.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -28,7 +27,7 @@ class IdentityCache(Generic[V]):
         """The value for `objects` (by identity), `compute()` the first time."""
         ids = tuple(map(id, objects))
         found = self._found.get(ids)
-        if found is None or not all(map(operator.is_, found[0], objects)):
+        if found is None:  # (an entry found by ids holds its objects: they are these ones)
             if len(self._found) >= self._size:
                 self._found.pop(next(iter(self._found)))
             found = self._found[ids] = (objects, compute())
