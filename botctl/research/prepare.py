@@ -61,7 +61,7 @@ class Prepared(msgspec.Struct):
 def prepare(config_dir: Path, data: Path | None, vary: list[str], file_axes: list, *, model: str | None,
             start: date | None, end: date | None, breakers: str = "halt", rebalancing: str = "hold",
             risk_free: float = 0.0, samples: int | None = None, yes: bool = False) -> Prepared:
-    from botctl.adapters.file_data import available_symbols, load_bars
+    from botctl.adapters.file_data import available_symbols, scan_bars
     from botctl.config_files import read_config_pair
     from botctl.spec.load import ACCOUNTS_FILE, STRATEGIES_FILE, load_config
     from botctl.spec.plan import compile_plan
@@ -100,6 +100,6 @@ def prepare(config_dir: Path, data: Path | None, vary: list[str], file_axes: lis
     plan = compile_plan(baseline, models=[chosen], accounts=[account])
     # Symbols a trial may add (a fallback or a benchmark given as a value) are loaded too.
     extra = {v for _, values in grid.axes for v in values if isinstance(v, str) and v in known}
-    bars = bars_from_frame(load_bars(data), tuple(sorted(set(plan.symbols) | extra)))
+    bars = bars_from_frame(scan_bars(data), tuple(sorted(set(plan.symbols) | extra)))
     session_rows(bars, start, end)  # a period the data cannot serve is refused before any trial runs
     return Prepared(setup, bars, grid, plan.plan_id, s_value, a_value)

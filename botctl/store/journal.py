@@ -124,7 +124,7 @@ class Store:
         """Open (and create/migrate unless readonly) the journal at `path`.
 
         durable=False relaxes fsync to WAL's NORMAL (safe against crashes, not power loss):
-        for backtests. `migrations` exists so tests can simulate an upgrade. trading=True
+        for backtests and replays, which are made again, never for paper or live trading. `migrations` exists so tests can simulate an upgrade. trading=True
         takes the journal's writer lock first (held until close): for a process that trades,
         refused with JournalBusy while another holds it.
         """

@@ -27,6 +27,15 @@ def test_new_file_is_created_in_wal_with_application_id(tmp_path):
     assert _pragma(path, "application_id") == APPLICATION_ID
 
 
+def test_trading_writes_are_synced_to_disk_and_rehearsals_may_trade_that_for_speed(tmp_path):
+    # FULL: each commit is on disk before the broker hears of an order; NORMAL (backtests and
+    # replays) is still safe against a crash of the process, not against a power cut.
+    with Store.open(tmp_path / "trading.db", trading=True) as store:
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with Store.open(tmp_path / "rehearsal.db", trading=True, durable=False) as store:
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
 def test_reopen_keeps_data(db_path):
     with Store.open(db_path) as s:
         s.upsert_run(make_run())
