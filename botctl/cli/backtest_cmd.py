@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 import time
@@ -262,7 +261,11 @@ def register(app: typer.Typer) -> None:
                               context=report_context(plan, result, body, data_source=str(g.data or "bundled sample data")))
             err(f"report written to {report} ({time.perf_counter() - clock:.2f}s)")
         if as_json:
-            typer.echo(json.dumps(body))
+            # msgspec writes the same JSON as json.dumps, without the spaces, about 8x faster:
+            # with the round trips of a few thousand symbols the object is megabytes.
+            import msgspec
+
+            typer.echo(msgspec.json.encode(body).decode())
         else:
             print_table(body)
             if journal is not None:
