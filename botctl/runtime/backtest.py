@@ -198,14 +198,23 @@ def summary(result: BacktestResult, *, risk_free: float = 0.0) -> dict:
     bench = curve_metrics(result.benchmark, None, risk_free)
     bench.pop("trades", None)
     bench.pop("turnover", None)
+    # A one-model account shares its curve with its model (run_backtest): measured once.
+    measured: dict[int, dict] = {}
+
+    def metrics(curve: BookCurve) -> dict:
+        found = measured.get(id(curve))
+        if found is None:
+            found = measured[id(curve)] = curve_metrics(curve, result.benchmark, risk_free)
+        return dict(found)  # each entry its own mapping; the figures are the same objects
+
     return {
         "run_id": result.run_id,
         "start": result.start.isoformat(),
         "end": result.end.isoformat(),
         "breakers": result.breakers,
         "rebalancing": result.rebalancing,
-        "models": {n: curve_metrics(c, result.benchmark, risk_free) for n, c in result.models.items()},
-        "accounts": {n: curve_metrics(c, result.benchmark, risk_free) for n, c in result.accounts.items()},
+        "models": {n: metrics(c) for n, c in result.models.items()},
+        "accounts": {n: metrics(c) for n, c in result.accounts.items()},
         "benchmark": {"symbol": result.benchmark.name, **bench},
     }
 
