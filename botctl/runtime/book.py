@@ -24,7 +24,7 @@ from botctl.engine.positions import BookState
 from botctl.runtime.cycle import AccountCycle, breaker_event, starting_guard
 from botctl.records import Event, Fill, NavSnapshot, Order, Position
 from botctl.spec.plan import AccountPlan
-from botctl.strategy.bars import Bars, describe_gap, forward_fill, gaps, row_values
+from botctl.strategy.bars import Bars, RowValues, describe_gap, forward_fill, gaps, row_values
 from botctl.strategy.evaluate import Decision
 from botctl.strategy.signals import Signals
 from botctl.runtime.session_times import close_at
@@ -171,12 +171,13 @@ class Book:
 
     def open(self, row: int, now: datetime) -> None:
         """Fill the pending orders at session `row`'s open. Prices are looked up only for the
-        symbols with an order (and, as traded, those held, which a flatten may sell): a fill
-        reads no other."""
+        symbols with an order (and, as traded, for any a fill asks for, a flatten's too): a
+        fill reads no other."""
         pending = self.broker.open_orders()
         symbols = sorted({o.symbol for o in pending})
         if self.bars.as_traded is not None:  # fills carry the as-traded prices of the session they fill at
-            self.broker.as_traded = self.prices(self.bars.as_traded, row, sorted({*symbols, *self.broker.qty}))
+            # read on demand: only the symbols that fill are looked up
+            self.broker.as_traded = RowValues(self.bars.as_traded[row], self.signals.columns)
         if not pending:
             return
         suspect = guard.suspect_fill_prices(self.bars, row, symbols, self.account.risk.price_collar_pct,
