@@ -124,9 +124,10 @@ class Store:
         """Open (and create/migrate unless readonly) the journal at `path`.
 
         durable=False relaxes fsync to WAL's NORMAL (safe against crashes, not power loss):
-        for backtests and replays, which are made again, never for paper or live trading. `migrations` exists so tests can simulate an upgrade. trading=True
-        takes the journal's writer lock first (held until close): for a process that trades,
-        refused with JournalBusy while another holds it.
+        for backtests and replays, which can be made again, never for paper or live trading.
+        `migrations` exists so tests can simulate an upgrade. trading=True takes the journal's
+        writer lock first (held until close): for a process that trades, refused with
+        JournalBusy while another holds it.
         """
         lock = None
         if trading:

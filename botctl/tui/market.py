@@ -142,33 +142,32 @@ class Market:
             self._bars_end_key, self._bars_end = self._frame_key, frame["date"].max()
         return self._bars_end
 
-    def signals(self, symbols: tuple[str, ...], steps: tuple, lookbacks: tuple[int, ...]):
-        """Signals over `symbols` for `steps`, plus momentum for every `lookback` (cached)."""
+    def signals(self, symbols: tuple[str, ...], steps: tuple):
+        """Signals over `symbols` for `steps` (cached); momentum over any lookback is read
+        from them row by row."""
         frame = self.frame()
         if frame is None:
             return None
         # Steps are keyed by their encoding: a step may hold a list (a take-profit ladder), so
         # the Structs themselves are not hashable.
-        key = (symbols, msgspec.json.encode(steps), lookbacks)
+        key = (symbols, msgspec.json.encode(steps))
         if key not in self._signals:
-            from botctl.spec.steps import SelectMomentum
             from botctl.strategy.bars import bars_from_frame
             from botctl.strategy.signals import Signals
 
             present = set(frame["symbol"].unique().to_list())
             usable = tuple(s for s in symbols if s in present)
-            extra = tuple(SelectMomentum(lookback_days=n) for n in lookbacks)
             bars = bars_from_frame(frame, usable)
             try:
-                self._signals[key] = Signals(bars, steps + extra) if bars.dates else None
+                self._signals[key] = Signals(bars, steps) if bars.dates else None
             except Exception:  # a step naming a symbol the data lacks: rankings only
-                self._signals[key] = Signals(bars, extra) if bars.dates else None
+                self._signals[key] = Signals(bars, ()) if bars.dates else None
         return self._signals[key]
 
     def benchmark(self, symbol: str, days: list[date]) -> list[float]:
         """The benchmark's adjusted close on each of `days` (its last close before a day the
         data lacks; NaN before its history or when the data has no such symbol)."""
-        sig = self.signals((symbol,), (), ())
+        sig = self.signals((symbol,), ())
         if sig is None or not sig.bars.dates:
             return [math.nan] * len(days)
         bars = sig.bars
@@ -201,7 +200,7 @@ def model_states(market: Market, account, now: datetime) -> list[ModelState]:
     from botctl.strategy.evaluate import decide
 
     steps = tuple(step for m in account.models for step in m.steps)
-    sig = market.signals(account.symbols, steps, ())
+    sig = market.signals(account.symbols, steps)
     out = []
     for m in account.models:
         state, reason = "unknown", market.problem or "no bars"
@@ -230,16 +229,17 @@ def rankings(market: Market, account, now: datetime) -> list[Ranking]:
     """Every universe symbol ranked by momentum over each lookback the account's models use."""
     lookbacks = tuple(dict.fromkeys(n for m in account.models for n in _lookbacks(m)))
     universe = tuple(dict.fromkeys(s for m in account.models for s in m.universe))
-    sig = market.signals(universe, (), lookbacks)
+    sig = market.signals(universe, ())
     if sig is None:
         return []
     row = last_closed_row(sig.bars, now, market)
     out = []
     for n in lookbacks:
         values = []
+        momentum = sig.momentum(n, row) if row >= 0 else None
         for symbol in universe:
             col = sig.columns.get(symbol)
-            v = float(sig.momentum(n, row)[col]) if row >= 0 and col is not None else math.nan
+            v = float(momentum[col]) if momentum is not None and col is not None else math.nan
             values.append((symbol, v if math.isfinite(v) else None))
         values.sort(key=lambda sv: (sv[1] is None, -(sv[1] or 0.0), sv[0]))
         out.append(Ranking(n, values, sig.bars.dates[row] if row >= 0 else None))
