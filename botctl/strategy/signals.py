@@ -72,8 +72,17 @@ class Signals:
         return cached
 
     def momentum(self, lookback: int, row: int) -> np.ndarray:
-        """Total return over `lookback` sessions to bar `row`, one value per matrix column."""
-        return momentum_row(self.bars.close, lookback, row)
+        """Each symbol's total return over the `lookback` sessions to bar `row`, one value per
+        matrix column; NaN until a symbol has that history. A ratio of two rows needs no
+        rolling window, so it is computed for the rows a decision reads, not kept for every
+        session: a sessions x symbols matrix is tens of megabytes at a few thousand symbols,
+        and writing it cost more than every read of it."""
+        close = self.bars.close
+        if row < lookback:
+            return np.full(close.shape[1], np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio: np.ndarray = close[row] / close[row - lookback] - 1.0
+        return ratio
 
     def row_of(self, day: date) -> int:
         """Row of session `day`, or of the last session before it (bars.index_of), by a lookup:
@@ -97,18 +106,6 @@ class Signals:
                     parts.append((getattr(step, "weight", 1.0), built, False))
             cached = self._scores[key] = scores.combine(shape, parts)
         return cached
-
-
-def momentum_row(close: np.ndarray, lookback: int, row: int) -> np.ndarray:
-    """Each symbol's total return over the `lookback` sessions to bar `row`; NaN until a symbol
-    has that history. A ratio of two rows needs no rolling window, so it is computed for the
-    rows a decision reads, not kept for every session: a sessions x symbols matrix is tens of
-    megabytes at a few thousand symbols, and writing it cost more than every read of it."""
-    if row < lookback:
-        return np.full(close.shape[1], np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio: np.ndarray = close[row] / close[row - lookback] - 1.0
-    return ratio
 
 
 def _volatility(closes: pl.DataFrame, lookback: int) -> np.ndarray:
